@@ -1,0 +1,32 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEMO_DIR := outputs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: help install demo test bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(INSTALLED) ## create .venv and install segtrain (editable) with its dependencies
+
+demo: $(INSTALLED) ## train the default run (FCN-8s on the synthetic scenes), then evaluate its best checkpoint
+	$(BIN)/segtrain hydra.run.dir=$(DEMO_DIR)
+	$(BIN)/segtrain-eval ckpt=$(DEMO_DIR)/checkpoints/best.pt
+
+test: $(INSTALLED) ## run the test suite (CPU, a few minutes)
+	$(BIN)/python -m pytest -q
+
+bench: $(INSTALLED) ## trainer throughput against a bare PyTorch loop (scripts/bench_train.py)
+	$(BIN)/python scripts/bench_train.py
+
+clean: ## remove build files (keeps .venv and outputs/)
+	rm -rf build dist *.egg-info .pytest_cache

@@ -1,0 +1,56 @@
+"""Checkpoints: plain tensors and Python values only, written atomically, read with weights_only=True."""
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SegtrainError
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a kill mid-save leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SegtrainError(f"checkpoint {path}: no such file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SegtrainError(f"checkpoint {path}: not a readable segtrain checkpoint ({first_line})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise SegtrainError(f"checkpoint {path}: not a segtrain checkpoint (no 'model' and 'config' entries)")
+    return state
+
+
+def rng_states() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))

@@ -1,0 +1,109 @@
+"""`segtrain-eval ckpt=PATH [out=FILE.json] [KEY=VALUE ...]`
+
+Rebuilds the model and dataset from the config stored in the checkpoint, evaluates on the validation split and
+prints a per-class table and the four metrics. Any other KEY=VALUE overrides the stored training config and is
+checked against its schema (e.g. `dataset.val_split=train`, `trainer.device=cpu`, `trainer.val_batch_size=1`).
+"""
+import json
+import sys
+from pathlib import Path
+
+from ..errors import SegtrainError
+from . import exit_with_error
+
+USAGE = "usage: segtrain-eval ckpt=PATH [out=FILE.json] [KEY=VALUE ...]"
+
+
+def parse_args(argv):
+    own, overrides = {}, []
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print(__doc__.strip())
+            sys.exit(0)
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise SegtrainError(f"argument {arg!r} is not KEY=VALUE; {USAGE}")
+        if key in ("ckpt", "out"):
+            own[key] = value
+        else:
+            overrides.append(arg)
+    if "ckpt" not in own:
+        raise SegtrainError(f"ckpt=PATH is required; {USAGE}")
+    return own["ckpt"], own.get("out"), overrides
+
+
+def compose_stored_config(stored: dict, overrides):
+    """The stored config re-validated by the same schemas `segtrain` composes with, then the overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import config_dir, register_configs
+
+    register_configs()
+    choices = [f"{group}={stored[group]['name']}" for group in ("model", "dataset", "optimizer", "schedule")]
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose("config", overrides=choices)
+        cfg = OmegaConf.merge(cfg, stored)
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+
+
+def format_report(class_names, metrics) -> str:
+    width = max(12, max(len(n) for n in class_names))
+    lines = [f"{'class':<{width}}  {'IU':>7}"]
+    for name, iu in zip(class_names, metrics["iu"]):
+        lines.append(f"{name:<{width}}  {'-' if iu != iu else f'{100 * iu:6.2f}':>7}")
+    lines.append("")
+    for key, label in (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
+                       ("fw_iu", "f.w. IU")):
+        lines.append(f"{label:<{width}}  {100 * metrics[key]:6.2f}")
+    return "\n".join(lines)
+
+
+def run(argv) -> dict:
+    ckpt, out, overrides = parse_args(argv)
+    from ..checkpoint import load_checkpoint
+    from ..data import build_dataset
+    from ..engine import autocast_context, evaluate
+    from ..train import METRIC_NAMES, build_model_from_config, select_amp, select_device, val_loader_for
+
+    state = load_checkpoint(ckpt)
+    cfg = compose_stored_config(state["config"], overrides)
+    device = select_device(cfg.trainer.device)
+    autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
+    dataset = build_dataset(cfg.dataset, cfg.dataset.val_split)
+    model = build_model_from_config(cfg, cfg.dataset.num_classes)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    metrics, _ = evaluate(model, val_loader_for(cfg, dataset, device), cfg.dataset.num_classes, device, autocast)
+
+    print(f"{ckpt} (iteration {state['iteration']}), {cfg.dataset.name} {cfg.dataset.val_split}: "
+          f"{len(dataset)} images")
+    print(format_report(dataset.class_names, metrics))
+    logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
+    if logged is not None and not overrides:
+        same = all(logged[k] == metrics[k] for k in METRIC_NAMES)
+        print(f"training logged at iteration {state['iteration']}: "
+              + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
+    result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
+              "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
+              "overrides": overrides}
+    out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
+    out_path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out_path}")
+    return result
+
+
+def main(argv=None) -> None:
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except SegtrainError as error:
+        exit_with_error("segtrain-eval", error)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML option names its schema in its defaults list (e.g. `- sgd_schema`), so an unknown key or a value of
+the wrong type fails while Hydra composes the config, before any work starts.
+"""
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Amp(str, Enum):
+    off = "off"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    width: float = 1.0  # channel multiplier; 1.0 is the published network
+    batch_norm: bool = False  # BN after every backbone conv (torchvision's vgg16_bn layout)
+    dropout: float = 0.5  # after fc6 and fc7
+    learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    num_classes: int = MISSING
+    train_split: str = "train"
+    val_split: str = "val"
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    num_train: int = 1000
+    num_val: int = 100
+    image_size: int = 64
+    seed: int = 0  # the scenes' seed, independent of the training seed
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass
+class AdamWConfig(OptimizerConfig):
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = MISSING  # fixed | poly
+    power: float = 0.9  # poly: lr = base_lr * (1 - iter / max_iters) ** power
+
+
+@dataclass
+class TrainerConfig:
+    max_iters: int = 1000
+    batch_size: int = 8
+    val_batch_size: int = 8
+    val_interval: int = 250  # validate (and maybe write best.pt) every N iterations and at the end
+    ckpt_interval: int = 250  # write last.pt every N iterations and at the end
+    log_interval: int = 20  # loss/lr/speed to the log and TensorBoard every N iterations
+    num_vis_images: int = 4  # image panels written to TensorBoard at each validation
+    num_workers: int = 0
+    device: Device = Device.auto
+    amp: Amp = Amp.off  # CUDA only; fp16 uses a GradScaler
+    deterministic: bool = True
+    resume: Optional[str] = None  # auto: last.pt in this run dir, or a checkpoint path
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 0
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
+    cs.store(group="optimizer", name="sgd_schema", node=SGDConfig)
+    cs.store(group="optimizer", name="adamw_schema", node=AdamWConfig)
+    cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+
+
+def config_dir() -> str:
+    """The folder holding config.yaml: `segtrain/configs` in an installed wheel, `configs/` in a checkout."""
+    from importlib.resources import files
+
+    return str(files("segtrain.configs"))
+
+
+def to_plain(cfg: Any) -> dict:
+    """A resolved config as plain dicts/lists/str (what checkpoints store)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

@@ -1,0 +1,98 @@
+"""Built-in procedural scenes: no files, deterministic in (seed, split, index).
+
+Each scene is a textured background with large blocks and discs (whose borders are labelled 255, ignored, as
+VOC labels object borders), thin wires and small dots. Blocks and discs share one colour family, so telling
+them apart takes their shape; wires and dots are a few pixels wide, so they are only resolved by a network that
+keeps fine strides, which is the point FCN's skip connections make.
+"""
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .palette import voc_palette
+
+CLASS_NAMES = ("background", "block", "disc", "wire", "dot")
+IGNORE_INDEX = 255
+SPLIT_OFFSETS = {"train": 0, "val": 1_000_003}  # distinct seeds per split, so val scenes never repeat train ones
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    padded = np.pad(mask, 1)
+    h, w = mask.shape
+    return np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+
+
+def _segment_distance(yy, xx, y0, x0, y1, x1):
+    dy, dx = y1 - y0, x1 - x0
+    t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / max(dy * dy + dx * dx, 1e-6), 0, 1)
+    return np.hypot(yy - (y0 + t * dy), xx - (x0 + t * dx))
+
+
+def render_scene(rng: np.random.Generator, size: int):
+    """(H, W, 3) uint8 image and (H, W) uint8 label map."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # background: smooth random colour gradient plus noise
+    corners = rng.uniform(40, 140, size=(2, 2, 3))
+    fy, fx = (yy / size)[..., None], (xx / size)[..., None]
+    image = (corners[0, 0] * (1 - fy) * (1 - fx) + corners[0, 1] * (1 - fy) * fx
+             + corners[1, 0] * fy * (1 - fx) + corners[1, 1] * fy * fx)
+    label = np.zeros((size, size), np.uint8)
+    ignore = np.zeros((size, size), bool)
+
+    def paint(mask, cls, colour, border):
+        nonlocal image
+        image = np.where(mask[..., None], colour, image)
+        label[mask] = cls
+        ignore[mask] = False
+        if border:
+            ignore[_dilate(mask) & ~_dilate(~mask)] = True
+
+    object_colour = lambda: rng.uniform([150, 30, 30], [255, 110, 110])  # blocks and discs: one family
+    for _ in range(rng.integers(1, 4)):
+        cy, cx = rng.uniform(0, size, 2)
+        if rng.random() < 0.5:  # block: axis-aligned rectangle
+            hh, hw = rng.uniform(0.12, 0.25, 2) * size
+            mask = (np.abs(yy - cy) < hh) & (np.abs(xx - cx) < hw)
+            paint(mask, 1, object_colour(), border=True)
+        else:  # disc: ellipse
+            ry, rx = rng.uniform(0.12, 0.25, 2) * size
+            mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+            paint(mask, 2, object_colour(), border=True)
+    for _ in range(rng.integers(1, 4)):  # wire: a thin straight segment
+        y0, x0, y1, x1 = rng.uniform(0, size, 4)
+        width = rng.uniform(1.5, 2.5)
+        mask = _segment_distance(yy, xx, y0, x0, y1, x1) < width
+        paint(mask, 3, rng.uniform([20, 150, 20], [90, 255, 90]), border=False)
+    for _ in range(rng.integers(2, 7)):  # dot: a small square
+        cy, cx = rng.uniform(0, size, 2)
+        half = rng.uniform(2.0, 3.5)
+        mask = (np.abs(yy - cy) < half) & (np.abs(xx - cx) < half)
+        paint(mask, 4, rng.uniform([20, 20, 150], [90, 90, 255]), border=False)
+    image = image + rng.normal(0, 12, image.shape)
+    label[ignore] = IGNORE_INDEX
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+class SyntheticScenes(Dataset):
+    """Scenes rendered on demand; item i of a split is the same image and label on every call and machine."""
+
+    class_names = CLASS_NAMES
+    ignore_index = IGNORE_INDEX
+    mean = (0.5, 0.5, 0.5)
+    std = (0.25, 0.25, 0.25)
+
+    def __init__(self, split: str, num_images: int, image_size: int, seed: int):
+        if split not in SPLIT_OFFSETS:
+            raise ValueError(f"synthetic dataset split {split!r}: expected one of {sorted(SPLIT_OFFSETS)}")
+        self.split, self.num_images, self.image_size = split, num_images, image_size
+        self.seed = seed + SPLIT_OFFSETS[split]
+        self.palette = voc_palette()
+
+    def __len__(self):
+        return self.num_images
+
+    def __getitem__(self, index: int):
+        image, label = render_scene(np.random.default_rng([self.seed, index]), self.image_size)
+        image = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
+        image = (image - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
+        return image, torch.from_numpy(label).long()

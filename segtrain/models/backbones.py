@@ -1,0 +1,45 @@
+"""Backbones built from torchvision's layer definitions, so torchvision's state dicts load into them."""
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
+
+
+def scale_channels(channels: int, width: float) -> int:
+    return max(1, round(channels * width))
+
+
+class VGG16Features(nn.Module):
+    """torchvision's VGG16 (or VGG16-BN) `features`, with FCN's two changes: conv1_1 padded by 100 so that
+    fc6's 7x7 window fits any input, and ceil-mode pooling as in Caffe.
+
+    Returns the outputs of the pools named in `return_pools` (e.g. pool3: stride 8, pool4: 16, pool5: 32,
+    measured on the padded input). Layer indices are torchvision's, so `features.*` weights load unchanged.
+    """
+
+    def __init__(self, width: float = 1.0, batch_norm: bool = False, return_pools=("pool5",)):
+        super().__init__()
+        layer_cfg = [v if v == "M" else scale_channels(v, width) for v in vgg_cfgs["D"]]
+        features = make_layers(layer_cfg, batch_norm=batch_norm)
+        features[0].padding = (100, 100)
+        pool_names = {}
+        for index, layer in enumerate(features):
+            if isinstance(layer, nn.MaxPool2d):
+                layer.ceil_mode = True
+                pool_names[str(index)] = f"pool{len(pool_names) + 1}"
+        # channels of each pool's output: the width of the last conv before it
+        self.stage_channels, last = {}, 3
+        for v in layer_cfg:
+            if v == "M":
+                self.stage_channels[f"pool{len(self.stage_channels) + 1}"] = last
+            else:
+                last = v
+        wanted = {index: name for index, name in pool_names.items() if name in return_pools}
+        self.body = IntermediateLayerGetter(features, return_layers=wanted)
+        for m in self.body.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.body(x)

@@ -1,0 +1,267 @@
+"""train(cfg, run_dir): seed -> data -> model -> optimiser -> resume -> loop (validate, checkpoint) -> metrics.
+
+    segtrain                                   # FCN-8s on the built-in synthetic scenes
+    segtrain model=fcn32s trainer.max_iters=500
+    segtrain -m optimizer.lr=1e-3,1e-4         # a sweep: one run dir (and TensorBoard run) per job
+    segtrain hydra.run.dir=outputs/RUN trainer.resume=auto   # continue RUN from its last.pt
+"""
+import json
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .config import to_plain
+from .data import build_dataset
+from .data.samplers import InfiniteSampler
+from .engine import autocast_context, evaluate, train_step
+from .errors import SegtrainError
+from .models import build_model, count_parameters
+from .optim import build_optimizer, build_schedule
+from .visualize import prediction_panels
+
+log = logging.getLogger("segtrain")
+
+METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SegtrainError("trainer.device=cuda but no CUDA device is available; use trainer.device=cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def select_amp(amp: str, device: torch.device) -> str:
+    if amp != "off" and device.type != "cuda":
+        log.warning("trainer.amp=%s needs CUDA; training in fp32 on %s", amp, device.type)
+        return "off"
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise SegtrainError("trainer.amp=bf16 but this GPU has no bf16 support; use trainer.amp=fp16")
+    return amp
+
+
+def build_model_from_config(cfg, num_classes: int):
+    options = {k: v for k, v in cfg.model.items() if k != "name"}
+    return build_model(cfg.model.name, num_classes, **options)
+
+
+def val_loader_for(cfg, dataset, device) -> DataLoader:
+    return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False,
+                      num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda")
+
+
+def find_resume_checkpoint(resume, ckpt_dir: Path):
+    if resume is None:
+        return None
+    if resume == "auto":
+        path = ckpt_dir / "last.pt"
+        if not path.is_file():
+            log.info("trainer.resume=auto: no %s yet, starting from scratch", path)
+            return None
+        return path
+    path = Path(resume)
+    if not path.is_file():
+        raise SegtrainError(f"trainer.resume={resume}: no such checkpoint file")
+    return path
+
+
+def format_metrics(metrics: dict) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
+
+
+def train(cfg, run_dir) -> dict:
+    """Train as `cfg` says, writing checkpoints and TensorBoard events under `run_dir`; returns the final
+    validation metrics (with `best_mean_iu`)."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    tc = cfg.trainer
+    seed_everything(cfg.seed, tc.deterministic)
+    device = select_device(tc.device)
+    amp = select_amp(tc.amp, device)
+    autocast = autocast_context(device, amp)
+
+    train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
+    val_set = build_dataset(cfg.dataset, cfg.dataset.val_split)
+    log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
+             cfg.dataset.num_classes)
+
+    model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device)
+    log.info("model: %s, %s trainable parameters", cfg.model.name, f"{count_parameters(model):,}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, **cfg.optimizer)
+    scheduler = build_schedule(optimizer, cfg.schedule.name, tc.max_iters, cfg.schedule.power)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+
+    start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
+    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
+    if resume_path is None and any(ckpt_dir.glob("*.pt")):
+        raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
+                            f"or choose a new hydra.run.dir (nothing was overwritten)")
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        start_iter, best_mean_iu = state["iteration"], state["best_mean_iu"]
+        metrics, metrics_iter = state["metrics"], state["metrics_iteration"]
+        changed = sorted(k for k, v in _flatten(to_plain(cfg)).items()
+                         if k != "trainer.resume" and _flatten(state["config"]).get(k) != v)
+        if changed:
+            log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
+        log.info("resumed from %s at iteration %d", resume_path, start_iter)
+
+    sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * tc.batch_size)
+    # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
+    # resumed run has just restored, and shift every later dropout mask
+    train_loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
+                              pin_memory=device.type == "cuda", drop_last=True,
+                              generator=torch.Generator().manual_seed(cfg.seed + start_iter))
+    val_loader = val_loader_for(cfg, val_set, device)
+    # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
+    writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None)
+    config_plain = to_plain(cfg)
+
+    def checkpoint_state(iteration: int) -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "iteration": iteration, "rng": rng_states(),
+            "metrics": metrics, "metrics_iteration": metrics_iter, "best_mean_iu": best_mean_iu,
+            "class_names": list(train_set.class_names), "config": config_plain,
+        }
+
+    progress = Progress(start_iter, tc.max_iters, tc.batch_size)
+    model.train()
+    batches = iter(train_loader)
+    loss_sum, loss_count = torch.zeros((), device=device), 0
+    for iteration in range(start_iter + 1, tc.max_iters + 1):
+        images, targets = next(batches)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        loss = train_step(model, images, targets, optimizer, scheduler, scaler, autocast, train_set.ignore_index)
+        loss_sum += loss
+        loss_count += 1
+        last = iteration == tc.max_iters
+
+        if iteration % tc.log_interval == 0 or last:
+            mean_loss = (loss_sum / loss_count).item()  # the only host sync of the loop, once per log_interval
+            if not np.isfinite(mean_loss):
+                raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
+                                    f"the last good checkpoint is kept in {ckpt_dir}")
+            lr = optimizer.param_groups[0]["lr"]
+            writer.add_scalar("train/loss", mean_loss, iteration)
+            writer.add_scalar("train/lr", lr, iteration)
+            progress.update(iteration, mean_loss, lr)
+            loss_sum.zero_()
+            loss_count = 0
+        else:
+            progress.tick(iteration)
+
+        if iteration % tc.val_interval == 0 or last:
+            metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
+                                        num_keep=tc.num_vis_images)
+            metrics_iter = iteration
+            for name in METRIC_NAMES:
+                writer.add_scalar(f"val/{name}", metrics[name], iteration)
+            for name, iu in zip(train_set.class_names, metrics["iu"]):
+                if not np.isnan(iu):
+                    writer.add_scalar(f"val_iu/{name}", iu, iteration)
+            if samples:
+                writer.add_image("val/input_gt_pred",
+                                 prediction_panels(samples, val_set.mean, val_set.std, val_set.palette), iteration)
+            improved = metrics["mean_iu"] > best_mean_iu
+            best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
+            progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
+            if improved:
+                save_checkpoint(checkpoint_state(iteration), ckpt_dir / "best.pt")
+        if iteration % tc.ckpt_interval == 0 or last:
+            save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
+    progress.close()
+
+    result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
+              "iu": dict(zip(train_set.class_names, metrics["iu"])), "iteration": tc.max_iters,
+              "train_images_per_s": progress.images_per_second()}
+    # the HPARAMS tab of `tensorboard --logdir multirun/...` then compares the jobs of a sweep side by side
+    hparam_values = {k: v for k, v in _flatten(config_plain).items() if isinstance(v, (int, float, str, bool))}
+    for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
+        writer.file_writer.add_summary(summary)
+    writer.close()
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=True))
+    log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu, ckpt_dir)
+    return result
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Progress:
+    """A tqdm bar on a terminal; elsewhere (logs, CI) a log line per log_interval. Both show speed and ETA."""
+
+    def __init__(self, start: int, total: int, batch_size: int):
+        self.start, self.total, self.batch_size = start, total, batch_size
+        self.began = time.perf_counter()
+        self.done = start
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, leave=False)
+
+    def images_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.began
+        return (self.done - self.start) * self.batch_size / max(elapsed, 1e-9)
+
+    def tick(self, iteration: int) -> None:
+        if self.bar is not None:
+            self.bar.update(iteration - self.done)
+        self.done = iteration
+
+    def update(self, iteration: int, loss: float, lr: float) -> None:
+        self.tick(iteration)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+            return
+        speed = self.images_per_second()
+        eta = (self.total - iteration) * self.batch_size / max(speed, 1e-9)
+        log.info("iter %d/%d  loss %.4f  lr %.2e  %.1f img/s  eta %s", iteration, self.total, loss, lr, speed,
+                 time.strftime("%H:%M:%S", time.gmtime(eta)))
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        log.info(message)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,32 @@
+import pytest
+from hydra import compose, initialize_config_dir
+
+from segtrain.config import config_dir, register_configs
+
+# Shrinks any run to seconds on a CPU: narrow network, tiny images, a few iterations.
+TINY = [
+    "model.width=0.0625",
+    "dataset.num_train=16",
+    "dataset.num_val=4",
+    "dataset.image_size=32",
+    "trainer.max_iters=6",
+    "trainer.batch_size=2",
+    "trainer.val_batch_size=2",
+    "trainer.val_interval=3",
+    "trainer.ckpt_interval=2",
+    "trainer.log_interval=2",
+    "trainer.num_vis_images=2",
+    "trainer.device=cpu",
+]
+
+
+def compose_config(*overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def tiny_cfg():
+    """The default config shrunk by TINY, plus any extra overrides."""
+    return lambda *overrides: compose_config(*TINY, *overrides)

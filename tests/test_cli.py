@@ -1,0 +1,59 @@
+"""The installed console scripts, run as a user runs them: in a subprocess, from another working directory."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from .conftest import TINY
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args, cwd):
+    return subprocess.run([str(BIN / args[0]), *map(str, args[1:])], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_train_then_eval_through_the_console_scripts(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run("segtrain", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "val @ 6: pixel_acc" in result.stdout + result.stderr
+    assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    logged = json.loads((run_dir / "metrics.json").read_text())
+
+    result = run("segtrain-eval", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "identical" in result.stdout
+    for name in ("background", "block", "disc", "wire", "dot", "mean IU", "f.w. IU"):
+        assert name in result.stdout
+    evaluated = json.loads((run_dir / "checkpoints" / "last_eval.json").read_text())
+    assert evaluated["mean_iu"] == logged["mean_iu"]
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    result = run("segtrain-eval", f"ckpt={tmp_path / 'missing.pt'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"segtrain-eval: error: checkpoint {tmp_path / 'missing.pt'}: "
+                                                  "no such file"]
+    result = run("segtrain-eval", cwd=tmp_path)
+    assert result.returncode == 2 and "ckpt=PATH is required" in result.stderr
+
+
+def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run("segtrain", "-m", *TINY, "trainer.max_iters=2", "schedule=fixed", "optimizer.lr=1e-3,1e-2",
+                 f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lrs = []
+    for job in ("0", "1"):
+        assert (sweep_dir / job / "checkpoints" / "last.pt").is_file()
+        assert json.loads((sweep_dir / job / "metrics.json").read_text())["iteration"] == 2
+        events = EventAccumulator(str(sweep_dir / job / "tb")).Reload()
+        assert "_hparams_/experiment" in events.summary_metadata  # the HPARAMS tab compares the jobs
+        lrs.append(events.Scalars("train/lr")[0].value)
+    assert lrs == pytest.approx([1e-3, 1e-2])

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from segtrain.models import build_model, count_parameters
+from segtrain.models.fcn import bilinear_kernel
+
+# REFERENCE.md section 3: trainable parameters at full width, 21 classes (upsampling fixed, as in the release)
+FCN_PARAMETERS = {"fcn32s": 134_346_581, "fcn16s": 134_357_354, "fcn8s": 134_362_751}
+
+
+@pytest.mark.parametrize("name", sorted(FCN_PARAMETERS))
+def test_full_width_parameter_counts(name):
+    with torch.device("meta"):  # no memory, no init time
+        model = build_model(name, 21)
+    assert count_parameters(model) == FCN_PARAMETERS[name]
+
+
+def test_learned_upsampling_trains_the_deconvolutions():
+    with torch.device("meta"):
+        model = build_model("fcn32s", 21, learned_upsampling=True)
+    assert count_parameters(model) == FCN_PARAMETERS["fcn32s"] + 64 * 64 * 21 * 21
+
+
+@pytest.mark.parametrize("name", sorted(FCN_PARAMETERS))
+@pytest.mark.parametrize("size", [(1, 1), (31, 45), (64, 64), (97, 50)])
+def test_output_matches_input_size(name, size):
+    model = build_model(name, 3, width=0.0625).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 3, *size)
+
+
+def test_bilinear_kernel():
+    w = bilinear_kernel(2, 4)
+    profile = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert torch.allclose(w[0, 0], profile[:, None] * profile[None, :])
+    assert torch.equal(w[0, 1], torch.zeros(4, 4))  # class diagonal only
+    odd = bilinear_kernel(1, 3)[0, 0]
+    assert odd[1, 1] == 1.0 and odd[0, 0] == 0.25
+
+
+@pytest.mark.parametrize("name,skip_index", [("fcn16s", 0), ("fcn8s", 1)])
+def test_finest_skip_reaches_the_output_aligned(name, skip_index):
+    """With every score zero but the finest skip's bias, the output is that bias, upsampled: ~1 away from
+    the borders. A wrong crop or a dropped skip would leave zeros."""
+    model = build_model(name, 2, width=0.0625).eval()
+    with torch.no_grad():
+        model.score_skips[skip_index].bias.copy_(torch.tensor([1.0, 0.0]))
+        out = model(torch.randn(1, 3, 96, 96))
+    assert torch.allclose(out[0, 0, 16:-16, 16:-16], torch.ones(64, 64), atol=1e-5)
+    assert torch.equal(out[0, 1], torch.zeros(96, 96))
+
+
+def test_unknown_model_is_a_clear_error():
+    from segtrain.errors import SegtrainError
+
+    with pytest.raises(SegtrainError, match="fcn9s"):
+        build_model("fcn9s", 21)

@@ -1,0 +1,152 @@
+import json
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import segtrain.train as train_module
+from segtrain.checkpoint import load_checkpoint, save_checkpoint
+from segtrain.cli.evaluate import run as run_eval
+from segtrain.errors import SegtrainError
+from segtrain.train import select_amp, train
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One uninterrupted tiny run (6 iterations, validation at 3 and 6, checkpoints every 2)."""
+    from .conftest import TINY, compose_config
+
+    run_dir = tmp_path_factory.mktemp("full")
+    result = train(compose_config(*TINY), run_dir)
+    return run_dir, result
+
+
+def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
+    run_dir, result = finished_run
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert last["iteration"] == 6 and best["iteration"] in (3, 6)
+    assert set(last) >= {"model", "optimizer", "scheduler", "scaler", "iteration", "rng", "metrics", "config"}
+    assert last["config"]["model"]["name"] == "fcn8s" and isinstance(last["config"], dict)
+    assert best["metrics"]["mean_iu"] == result["best_mean_iu"]
+    assert json.loads((run_dir / "metrics.json").read_text())["mean_iu"] == result["mean_iu"]
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/lr", "val/pixel_acc", "val/mean_acc", "val/mean_iu", "val/fw_iu"} <= set(
+        tags["scalars"])
+    assert [e.step for e in events.Scalars("val/mean_iu")] == [3, 6]
+    assert [e.value for e in events.Scalars("val/mean_iu")][-1] == pytest.approx(result["mean_iu"])
+    (image,) = [e for e in events.Images("val/input_gt_pred") if e.step == 6]
+    # 2 rows of 3 tiles of 32x32 with 2 px padding
+    assert (image.width, image.height) == (3 * 34 + 2, 2 * 34 + 2)
+
+
+def test_poly_schedule_reaches_zero(finished_run):
+    run_dir, _ = finished_run
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    lrs = [e.value for e in events.Scalars("train/lr")]
+    assert lrs[-1] == 0.0 and lrs == sorted(lrs, reverse=True)
+
+
+def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(finished_run, tiny_cfg, tmp_path, monkeypatch):
+    full_dir, full_result = finished_run
+    real_step, calls = train_module.train_step, []
+
+    def crash_at_iteration_5(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # killed after last.pt was written at iteration 4
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", crash_at_iteration_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 4
+    monkeypatch.setattr(train_module, "train_step", real_step)
+
+    resumed_result = train(tiny_cfg("trainer.resume=auto"), tmp_path)
+    full = load_checkpoint(full_dir / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert resumed["metrics"] == full["metrics"]
+    assert {k: v for k, v in resumed_result.items() if k != "train_images_per_s"} == {
+        k: v for k, v in full_result.items() if k != "train_images_per_s"}
+
+
+def test_eval_reproduces_the_logged_metrics(finished_run, tmp_path, capsys):
+    run_dir, _ = finished_run
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(run_dir / "checkpoints" / name)
+        result = run_eval([f"ckpt={run_dir / 'checkpoints' / name}", f"out={tmp_path / 'eval.json'}"])
+        for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+            assert result[key] == ckpt["metrics"][key]
+        assert "identical" in capsys.readouterr().out
+    assert json.loads((tmp_path / "eval.json").read_text())["mean_iu"] == result["mean_iu"]
+
+
+def test_eval_overrides_are_validated(finished_run):
+    run_dir, _ = finished_run
+    ckpt = f"ckpt={run_dir / 'checkpoints' / 'last.pt'}"
+    with pytest.raises(SegtrainError, match="num_vall"):
+        run_eval([ckpt, "dataset.num_vall=2"])
+    with pytest.raises(SegtrainError, match="not KEY=VALUE"):
+        run_eval([ckpt, "--split"])
+    result = run_eval([ckpt, "dataset.num_val=2", "out=/dev/null"])
+    assert 0 <= result["mean_iu"] <= 1
+
+
+def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(SegtrainError, match="no such file"):
+        run_eval([f"ckpt={tmp_path / 'nope.pt'}"])
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(SegtrainError, match="not a readable segtrain checkpoint") as info:
+        run_eval([f"ckpt={corrupt}"])
+    assert "\n" not in str(info.value)
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {}, "config": {}, "iteration": 1}, path)
+
+    def die(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", die)
+    with pytest.raises(OSError):
+        save_checkpoint({"model": {}, "config": {}, "iteration": 2}, path)
+    assert load_checkpoint(path)["iteration"] == 1
+
+
+def test_existing_checkpoints_are_never_overwritten_without_resume(finished_run, tiny_cfg):
+    run_dir, _ = finished_run
+    before = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(SegtrainError, match="already holds checkpoints"):
+        train(tiny_cfg(), run_dir)
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_amp_falls_back_to_fp32_on_cpu(caplog):
+    assert select_amp("fp16", torch.device("cpu")) == "off"
+    assert "needs CUDA" in caplog.text
+
+
+def test_sgd_and_fixed_schedule_train(tiny_cfg, tmp_path):
+    result = train(tiny_cfg("optimizer=sgd", "schedule=fixed", "model=fcn32s", "trainer.max_iters=2"), tmp_path)
+    assert math.isfinite(result["mean_iu"])
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([1e-3, 1e-3])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_amp_on_cuda(tiny_cfg, tmp_path, amp):
+    result = train(tiny_cfg("trainer.device=cuda", f"trainer.amp={amp}"), tmp_path)
+    assert math.isfinite(result["mean_iu"])
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert (state["scaler"] != {}) == (amp == "fp16")
