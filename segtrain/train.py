@@ -127,8 +127,8 @@ def train(cfg, run_dir) -> dict:
         set_rng_states(state["rng"])
         start_iter, best_mean_iu = state["iteration"], state["best_mean_iu"]
         metrics, metrics_iter = state["metrics"], state["metrics_iteration"]
-        changed = sorted(k for k, v in _flatten(to_plain(cfg)).items()
-                         if k != "trainer.resume" and _flatten(state["config"]).get(k) != v)
+        stored = _flatten(state["config"])
+        changed = sorted(k for k, v in _flatten(to_plain(cfg)).items() if k != "trainer.resume" and stored.get(k) != v)
         if changed:
             log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
         log.info("resumed from %s at iteration %d", resume_path, start_iter)
@@ -164,9 +164,11 @@ def train(cfg, run_dir) -> dict:
         loss_sum += loss
         loss_count += 1
         last = iteration == tc.max_iters
+        validate = iteration % tc.val_interval == 0 or last
+        save_last = iteration % tc.ckpt_interval == 0 or last
 
         if iteration % tc.log_interval == 0 or last:
-            mean_loss = (loss_sum / loss_count).item()  # the only host sync of the loop, once per log_interval
+            mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
             if not np.isfinite(mean_loss):
                 raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
                                     f"the last good checkpoint is kept in {ckpt_dir}")
@@ -179,7 +181,11 @@ def train(cfg, run_dir) -> dict:
         else:
             progress.tick(iteration)
 
-        if iteration % tc.val_interval == 0 or last:
+        if (validate or save_last) and not all_finite(model):
+            raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
+                                f"the last good checkpoint is kept in {ckpt_dir}")
+        if validate:
+            val_began = time.perf_counter()
             metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
                                         num_keep=tc.num_vis_images)
             metrics_iter = iteration
@@ -196,7 +202,8 @@ def train(cfg, run_dir) -> dict:
             progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
             if improved:
                 save_checkpoint(checkpoint_state(iteration), ckpt_dir / "best.pt")
-        if iteration % tc.ckpt_interval == 0 or last:
+            progress.exclude(time.perf_counter() - val_began)
+        if save_last:
             save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
     progress.close()
 
@@ -211,6 +218,12 @@ def train(cfg, run_dir) -> dict:
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=True))
     log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu, ckpt_dir)
     return result
+
+
+def all_finite(model) -> bool:
+    """Parameters and buffers (BN statistics) alike, in one host sync."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -235,6 +248,10 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, leave=False)
+
+    def exclude(self, seconds: float) -> None:
+        """Leave time spent outside training (validation) out of the speed."""
+        self.began += seconds
 
     def images_per_second(self) -> float:
         elapsed = time.perf_counter() - self.began

@@ -136,10 +136,21 @@ def test_amp_falls_back_to_fp32_on_cpu(caplog):
 
 
 def test_sgd_and_fixed_schedule_train(tiny_cfg, tmp_path):
-    result = train(tiny_cfg("optimizer=sgd", "schedule=fixed", "model=fcn32s", "trainer.max_iters=2"), tmp_path)
+    cfg = tiny_cfg("optimizer=sgd", "schedule=fixed", "model=fcn32s", "trainer.max_iters=2")
+    result = train(cfg, tmp_path)
     assert math.isfinite(result["mean_iu"])
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
-    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([1e-3, 1e-3])
+    lrs = [e.value for e in events.Scalars("train/lr")]
+    assert lrs and lrs == pytest.approx([cfg.optimizer.lr] * len(lrs))
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_cfg, tmp_path):
+    with pytest.raises(SegtrainError, match="non-finite|loss became"):
+        train(tiny_cfg("optimizer=sgd", "optimizer.lr=1e12", "trainer.log_interval=1", "trainer.ckpt_interval=1"),
+              tmp_path)
+    for path in (tmp_path / "checkpoints").glob("*.pt"):
+        state = load_checkpoint(path)["model"].values()
+        assert all(torch.isfinite(v).all() for v in state if v.is_floating_point()), path
 
 
 @pytest.mark.cuda

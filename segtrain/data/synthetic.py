@@ -1,9 +1,9 @@
 """Built-in procedural scenes: no files, deterministic in (seed, split, index).
 
-Each scene is a textured background with large blocks and discs (whose borders are labelled 255, ignored, as
-VOC labels object borders), thin wires and small dots. Blocks and discs share one colour family, so telling
-them apart takes their shape; wires and dots are a few pixels wide, so they are only resolved by a network that
-keeps fine strides, which is the point FCN's skip connections make.
+Each scene is a noisy colour-gradient background with large blocks and discs, thin wires and small dots, each
+class in its own (jittered) colour family. The pixel on either side of every label edge is 255 and ignored, as
+VOC labels object borders. Wires and dots are a few pixels wide: a network scoring at stride 32 cannot draw them,
+one that fuses stride-8 scores can, which is the point FCN's skip connections make.
 """
 import numpy as np
 import torch
@@ -16,9 +16,10 @@ IGNORE_INDEX = 255
 SPLIT_OFFSETS = {"train": 0, "val": 1_000_003}  # distinct seeds per split, so val scenes never repeat train ones
 
 
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    padded = np.pad(mask, 1)
-    h, w = mask.shape
+def _max_filter3(values: np.ndarray) -> np.ndarray:
+    """3x3 maximum, edges repeated."""
+    padded = np.pad(values, 1, mode="edge")
+    h, w = values.shape
     return np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
 
 
@@ -32,45 +33,37 @@ def render_scene(rng: np.random.Generator, size: int):
     """(H, W, 3) uint8 image and (H, W) uint8 label map."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # background: smooth random colour gradient plus noise
-    corners = rng.uniform(40, 140, size=(2, 2, 3))
+    corners = rng.uniform(30, 140, size=(2, 2, 3))
     fy, fx = (yy / size)[..., None], (xx / size)[..., None]
     image = (corners[0, 0] * (1 - fy) * (1 - fx) + corners[0, 1] * (1 - fy) * fx
              + corners[1, 0] * fy * (1 - fx) + corners[1, 1] * fy * fx)
-    label = np.zeros((size, size), np.uint8)
-    ignore = np.zeros((size, size), bool)
+    label = np.zeros((size, size), np.int16)
 
-    def paint(mask, cls, colour, border):
+    def paint(mask, cls, low, high):
         nonlocal image
-        image = np.where(mask[..., None], colour, image)
+        image = np.where(mask[..., None], rng.uniform(low, high), image)
         label[mask] = cls
-        ignore[mask] = False
-        if border:
-            ignore[_dilate(mask) & ~_dilate(~mask)] = True
 
-    object_colour = lambda: rng.uniform([150, 30, 30], [255, 110, 110])  # blocks and discs: one family
     for _ in range(rng.integers(1, 4)):
         cy, cx = rng.uniform(0, size, 2)
         if rng.random() < 0.5:  # block: axis-aligned rectangle
             hh, hw = rng.uniform(0.12, 0.25, 2) * size
-            mask = (np.abs(yy - cy) < hh) & (np.abs(xx - cx) < hw)
-            paint(mask, 1, object_colour(), border=True)
+            paint((np.abs(yy - cy) < hh) & (np.abs(xx - cx) < hw), 1, [170, 20, 20], [255, 90, 90])
         else:  # disc: ellipse
             ry, rx = rng.uniform(0.12, 0.25, 2) * size
-            mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-            paint(mask, 2, object_colour(), border=True)
-    for _ in range(rng.integers(1, 4)):  # wire: a thin straight segment
+            paint(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1, 2, [170, 170, 20], [255, 255, 90])
+    for _ in range(rng.integers(1, 4)):  # wire: a thin straight segment, 4 to 6 px wide
         y0, x0, y1, x1 = rng.uniform(0, size, 4)
-        width = rng.uniform(1.5, 2.5)
-        mask = _segment_distance(yy, xx, y0, x0, y1, x1) < width
-        paint(mask, 3, rng.uniform([20, 150, 20], [90, 255, 90]), border=False)
-    for _ in range(rng.integers(2, 7)):  # dot: a small square
+        radius = rng.uniform(2.0, 3.0)
+        paint(_segment_distance(yy, xx, y0, x0, y1, x1) < radius, 3, [20, 150, 20], [90, 255, 90])
+    for _ in range(rng.integers(2, 7)):  # dot: a small square, 6 to 9 px wide
         cy, cx = rng.uniform(0, size, 2)
-        half = rng.uniform(2.0, 3.5)
-        mask = (np.abs(yy - cy) < half) & (np.abs(xx - cx) < half)
-        paint(mask, 4, rng.uniform([20, 20, 150], [90, 90, 255]), border=False)
+        half = rng.uniform(3.0, 4.5)
+        paint((np.abs(yy - cy) < half) & (np.abs(xx - cx) < half), 4, [20, 20, 150], [90, 90, 255])
     image = image + rng.normal(0, 12, image.shape)
-    label[ignore] = IGNORE_INDEX
-    return np.clip(image, 0, 255).astype(np.uint8), label
+    border = _max_filter3(label) != -_max_filter3(-label)  # the pixel on either side of every edge
+    label[border] = IGNORE_INDEX
+    return np.clip(image, 0, 255).astype(np.uint8), label.astype(np.uint8)
 
 
 class SyntheticScenes(Dataset):

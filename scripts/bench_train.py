@@ -1,0 +1,86 @@
+"""Training throughput of segtrain's trainer against a bare PyTorch loop on the same model, data and batch.
+
+    python scripts/bench_train.py                      # the default run's model and data
+    python scripts/bench_train.py --iters 60 model=fcn32s trainer.batch_size=4 trainer.device=cuda
+
+The trainer runs as `segtrain` does (progress, loss logging, TensorBoard, checkpoints at their intervals);
+its validation is left out of its speed, and the bare loop has none. Both are timed from the first batch to the
+last step, alternately, and the best of `--repeats` runs of each is reported.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from segtrain.config import config_dir, register_configs  # noqa: E402
+from segtrain.data import build_dataset  # noqa: E402
+from segtrain.data.samplers import InfiniteSampler  # noqa: E402
+from segtrain.engine import autocast_context  # noqa: E402
+from segtrain.optim import build_optimizer, build_schedule  # noqa: E402
+from segtrain.train import build_model_from_config, select_amp, select_device, train  # noqa: E402
+
+
+def bare_loop(cfg, iters: int) -> float:
+    """The same work written as plainly as possible: images/s."""
+    tc = cfg.trainer
+    torch.manual_seed(cfg.seed)
+    device = select_device(tc.device)
+    autocast = autocast_context(device, select_amp(tc.amp, device))
+    dataset = build_dataset(cfg.dataset, cfg.dataset.train_split)
+    loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=InfiniteSampler(len(dataset), cfg.seed),
+                        num_workers=tc.num_workers, pin_memory=device.type == "cuda", drop_last=True)
+    model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device).train()
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], **cfg.optimizer)
+    scheduler = build_schedule(optimizer, cfg.schedule.name, iters, cfg.schedule.power)
+    scaler = torch.amp.GradScaler("cuda", enabled=tc.amp == "fp16" and device.type == "cuda")
+    batches = iter(loader)
+    began = time.perf_counter()
+    for _ in range(iters):
+        images, targets = next(batches)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast:
+            loss = F.cross_entropy(model(images).float(), targets, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return iters * tc.batch_size / (time.perf_counter() - began)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="segtrain config overrides")
+    args = parser.parse_args()
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=[f"trainer.max_iters={args.iters}", "trainer.val_interval=1000000",
+                                           "dataset.num_val=8", *args.overrides])
+    trainer_speeds, bare_speeds = [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer_speeds.append(train(cfg, run_dir)["train_images_per_s"])
+        bare_speeds.append(bare_loop(cfg, args.iters))
+    trainer, bare = max(trainer_speeds), max(bare_speeds)
+    device = select_device(cfg.trainer.device)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"model {cfg.model.name} width {cfg.model.width}, {cfg.dataset.name} {cfg.dataset.image_size}px, "
+          f"batch {cfg.trainer.batch_size}, {args.iters} iterations, {where}, torch {torch.__version__}")
+    print(f"trainer   {trainer:8.2f} images/s   (runs: {', '.join(f'{s:.2f}' for s in trainer_speeds)})")
+    print(f"bare loop {bare:8.2f} images/s   (runs: {', '.join(f'{s:.2f}' for s in bare_speeds)})")
+    print(f"trainer / bare = {trainer / bare:.3f}  (overhead {100 * (1 - trainer / bare):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
