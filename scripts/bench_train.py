@@ -5,9 +5,11 @@
 
 The trainer runs as `segtrain` does (progress, loss logging, TensorBoard, checkpoints at their intervals);
 its validation is left out of its speed, and the bare loop has none. Both are timed from the first batch to the
-last step, alternately, and the best of `--repeats` runs of each is reported.
+last step, alternately; the median of `--repeats` runs of each is compared (a shared 2-core machine varies by
+several per cent from run to run, so use 5 or more repeats there).
 """
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -60,7 +62,7 @@ def bare_loop(cfg, iters: int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("overrides", nargs="*", help="segtrain config overrides")
     args = parser.parse_args()
     register_configs()
@@ -72,13 +74,13 @@ def main():
         with tempfile.TemporaryDirectory() as run_dir:
             trainer_speeds.append(train(cfg, run_dir)["train_images_per_s"])
         bare_speeds.append(bare_loop(cfg, args.iters))
-    trainer, bare = max(trainer_speeds), max(bare_speeds)
+    trainer, bare = statistics.median(trainer_speeds), statistics.median(bare_speeds)
     device = select_device(cfg.trainer.device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model {cfg.model.name} width {cfg.model.width}, {cfg.dataset.name} {cfg.dataset.image_size}px, "
           f"batch {cfg.trainer.batch_size}, {args.iters} iterations, {where}, torch {torch.__version__}")
-    print(f"trainer   {trainer:8.2f} images/s   (runs: {', '.join(f'{s:.2f}' for s in trainer_speeds)})")
-    print(f"bare loop {bare:8.2f} images/s   (runs: {', '.join(f'{s:.2f}' for s in bare_speeds)})")
+    print(f"trainer   {trainer:8.2f} images/s median (runs: {', '.join(f'{s:.2f}' for s in trainer_speeds)})")
+    print(f"bare loop {bare:8.2f} images/s median (runs: {', '.join(f'{s:.2f}' for s in bare_speeds)})")
     print(f"trainer / bare = {trainer / bare:.3f}  (overhead {100 * (1 - trainer / bare):+.1f}%)")
 
 

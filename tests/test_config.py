@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import zipfile
@@ -68,4 +69,17 @@ def test_wheel_ships_the_configs(tmp_path):
     for group, option in OPTIONS:
         assert f"segtrain/configs/{group}/{option}.yaml" in names
     assert {"segtrain/configs/config.yaml", "segtrain/configs/dataset_preset/synthetic.yaml"} <= names
-    assert any(n.endswith("entry_points.txt") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "segtrain = segtrain.cli.train:main" in scripts and "segtrain-eval = segtrain.cli.evaluate:main" in scripts
+
+    # installed from the wheel (not the checkout) and run from elsewhere, the CLI finds its configs
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, wheel], check=True,
+                   capture_output=True, timeout=300)
+    code = "import sys, segtrain; print(segtrain.__file__); from segtrain.cli.train import main; main()"
+    result = subprocess.run([sys.executable, "-c", code, "--cfg", "job", "model=fcn16s"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(site))
+    assert "name: fcn16s" in result.stdout
