@@ -5,8 +5,8 @@
 
 The trainer runs as `segtrain` does (progress, loss logging, TensorBoard, checkpoints at their intervals);
 its validation is left out of its speed, and the bare loop has none. Both are timed from the first batch to the
-last step, alternately; the median of `--repeats` runs of each is compared (a shared 2-core machine varies by
-several per cent from run to run, so use 5 or more repeats there).
+last step, alternately, `--repeats` times. Each trainer run is divided by the bare run right after it and the
+median of those paired ratios is reported: a shared 2-core machine drifts by several per cent between runs.
 """
 import argparse
 import statistics
@@ -75,13 +75,14 @@ def main():
             trainer_speeds.append(train(cfg, run_dir)["train_images_per_s"])
         bare_speeds.append(bare_loop(cfg, args.iters))
     trainer, bare = statistics.median(trainer_speeds), statistics.median(bare_speeds)
+    ratio = statistics.median(t / b for t, b in zip(trainer_speeds, bare_speeds))
     device = select_device(cfg.trainer.device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model {cfg.model.name} width {cfg.model.width}, {cfg.dataset.name} {cfg.dataset.image_size}px, "
           f"batch {cfg.trainer.batch_size}, {args.iters} iterations, {where}, torch {torch.__version__}")
     print(f"trainer   {trainer:8.2f} images/s median (runs: {', '.join(f'{s:.2f}' for s in trainer_speeds)})")
     print(f"bare loop {bare:8.2f} images/s median (runs: {', '.join(f'{s:.2f}' for s in bare_speeds)})")
-    print(f"trainer / bare = {trainer / bare:.3f}  (overhead {100 * (1 - trainer / bare):+.1f}%)")
+    print(f"trainer / bare = {ratio:.3f} (median of paired runs; overhead {100 * (1 - ratio):+.1f}%)")
 
 
 if __name__ == "__main__":
