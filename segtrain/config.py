@@ -30,6 +30,7 @@ class ModelConfig:
     batch_norm: bool = False  # BN after every backbone conv (torchvision's vgg16_bn layout)
     dropout: float = 0.5  # after fc6 and fc7
     learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
+    pretrained: Optional[str] = None  # a local torchvision ImageNet state dict, e.g. vgg16-397923af.pth
 
 
 @dataclass

@@ -56,3 +56,46 @@ def test_unknown_model_is_a_clear_error():
 
     with pytest.raises(SegtrainError, match="fcn9s"):
         build_model("fcn9s", 21)
+
+
+def test_fcn8s_atonce_and_fcn32s_fixed():
+    with torch.device("meta"):
+        assert count_parameters(build_model("fcn8s_atonce", 21)) == FCN_PARAMETERS["fcn8s"]
+        fixed = build_model("fcn32s_fixed", 21)
+    assert count_parameters(fixed) == 4096 * 21 + 21  # score_fr alone
+    assert build_model("fcn8s_atonce", 3, width=0.0625).skip_scales == (0.01, 0.0001)
+
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    """A VGG16 state dict saved exactly as torchvision saves its ImageNet weights (random values here)."""
+    from torchvision.models import vgg16
+
+    torch.manual_seed(0)
+    vgg = vgg16(weights=None).eval()
+    path = tmp_path_factory.mktemp("weights") / "vgg16-397923af.pth"
+    torch.save(vgg.state_dict(), path)
+    return vgg, path
+
+
+def test_pretrained_vgg16_is_convolutionalised(vgg16_file):
+    vgg, path = vgg16_file
+    model = build_model("fcn32s", 21, pretrained=str(path)).eval()
+    assert torch.equal(model.backbone.body["28"].weight, vgg.features[28].weight)  # conv5_3
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        pool5 = vgg.features(x)  # (1, 512, 7, 7)
+        linear = vgg.classifier[:5](torch.flatten(pool5, 1))  # fc6, relu, dropout, fc7, relu
+        conv = model.head(pool5)  # the same two layers as 7x7 and 1x1 convolutions
+    assert conv.shape == (1, 4096, 1, 1)
+    torch.testing.assert_close(conv.flatten(1), linear, rtol=1e-4, atol=1e-5)
+
+
+def test_pretrained_errors_are_one_line(vgg16_file, tmp_path):
+    from segtrain.errors import SegtrainError
+
+    with pytest.raises(SegtrainError, match="vgg16-397923af.pth") as info:
+        build_model("fcn8s", 21, pretrained=str(tmp_path / "missing.pth"))
+    assert "no such file" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(SegtrainError, match="model.width=1.0"):
+        build_model("fcn8s", 21, width=0.5, pretrained=str(vgg16_file[1]))

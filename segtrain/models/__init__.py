@@ -1,11 +1,13 @@
 from ..errors import SegtrainError
-from .fcn import fcn8s, fcn16s, fcn32s
+from .fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s, fcn32s_fixed
 
 # model name (the `model=` choice) -> builder(num_classes, **options)
 MODELS = {
     "fcn32s": fcn32s,
     "fcn16s": fcn16s,
     "fcn8s": fcn8s,
+    "fcn8s_atonce": fcn8s_atonce,
+    "fcn32s_fixed": fcn32s_fixed,
 }
 
 

@@ -1,12 +1,37 @@
 """Backbones built from torchvision's layer definitions, so torchvision's state dicts load into them."""
+from pathlib import Path
+
+import torch
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
+from ..errors import SegtrainError
+
+# torchvision's file names for its ImageNet weights, as its cache stores them (~/.cache/torch/hub/checkpoints)
+TORCHVISION_FILES = {
+    "vgg16": "vgg16-397923af.pth",
+    "vgg16_bn": "vgg16_bn-6c64b313.pth",
+}
+
 
 def scale_channels(channels: int, width: float) -> int:
     return max(1, round(channels * width))
+
+
+def load_torchvision_state(path: str, arch: str) -> dict:
+    """A torchvision state dict from a local file; nothing is ever downloaded."""
+    file = TORCHVISION_FILES[arch]
+    if not Path(path).is_file():
+        raise SegtrainError(
+            f"model.pretrained={path}: no such file. Get torchvision's ImageNet {arch} weights ({file}, saved by "
+            f"torchvision.models.{arch}(weights='DEFAULT') under ~/.cache/torch/hub/checkpoints/ on a machine with "
+            f"internet), copy it here and pass its path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line message
+        raise SegtrainError(f"model.pretrained={path}: not a readable torchvision state dict ({e})") from None
 
 
 class VGG16Features(nn.Module):
@@ -19,6 +44,7 @@ class VGG16Features(nn.Module):
 
     def __init__(self, width: float = 1.0, batch_norm: bool = False, return_pools=("pool5",)):
         super().__init__()
+        self.batch_norm = batch_norm
         layer_cfg = [v if v == "M" else scale_channels(v, width) for v in vgg_cfgs["D"]]
         features = make_layers(layer_cfg, batch_norm=batch_norm)
         features[0].padding = (100, 100)
@@ -40,6 +66,13 @@ class VGG16Features(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+
+    def load_features(self, state: dict, source: str) -> None:
+        try:
+            self.body.load_state_dict(state)
+        except RuntimeError as e:
+            raise SegtrainError(f"model.pretrained={source}: does not fit this backbone (it needs model.width=1.0 "
+                                f"and model.batch_norm matching the file): {str(e).splitlines()[1].strip()}") from None
 
     def forward(self, x):
         return self.body(x)

@@ -4,10 +4,12 @@ conv1_1 is padded by 100, fc6/fc7 are convolutions, each stride is scored by a 1
 upsampled by bilinear-initialised transposed convolutions, fused with the finer skip scores, and cropped with
 the release's offsets back to the input's height and width.
 """
+from typing import Optional
+
 import torch
 from torch import nn
 
-from .backbones import VGG16Features, scale_channels
+from .backbones import VGG16Features, load_torchvision_state, scale_channels
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
@@ -64,7 +66,8 @@ class FCN(nn.Module):
     `skip_scales` multiply the skip features before scoring (FCN-8s at-once: 0.01 and 0.0001)."""
 
     def __init__(self, num_classes: int, skips=(), skip_scales=None, width: float = 1.0,
-                 batch_norm: bool = False, dropout: float = 0.5, learned_upsampling: bool = False):
+                 batch_norm: bool = False, dropout: float = 0.5, learned_upsampling: bool = False,
+                 pretrained: Optional[str] = None):
         super().__init__()
         self.skips = tuple(skips)
         self.skip_scales = tuple(skip_scales or (1.0,) * len(self.skips))
@@ -77,6 +80,21 @@ class FCN(nn.Module):
         self.upscore_skips = nn.ModuleList(upsampler(num_classes, 2, learned_upsampling) for _ in self.skips)
         self.output_stride = 32 // 2 ** len(self.skips)
         self.upscore = upsampler(num_classes, self.output_stride, learned_upsampling)
+        if pretrained:
+            self.load_vgg16(pretrained)
+
+    def load_vgg16(self, path: str) -> None:
+        """torchvision's ImageNet VGG16(-BN) weights: `features.*` as they are, the classifier's fc6 and fc7
+        reshaped into the 7x7 and 1x1 convolutions ("convolutionalisation")."""
+        state = load_torchvision_state(path, "vgg16_bn" if self.backbone.batch_norm else "vgg16")
+        fc6, fc7 = self.head[0], self.head[3]
+        self.backbone.load_features({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")},
+                                    path)
+        with torch.no_grad():
+            fc6.weight.copy_(state["classifier.0.weight"].view(fc6.weight.shape))
+            fc6.bias.copy_(state["classifier.0.bias"])
+            fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
+            fc7.bias.copy_(state["classifier.3.bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -100,3 +118,16 @@ def fcn16s(num_classes: int, **kwargs) -> FCN:
 
 def fcn8s(num_classes: int, **kwargs) -> FCN:
     return FCN(num_classes, skips=("pool4", "pool3"), **kwargs)
+
+
+def fcn8s_atonce(num_classes: int, **kwargs) -> FCN:
+    """FCN-8s trained in one stage: pool4 and pool3 scaled (fixed) before scoring, as the release does."""
+    return FCN(num_classes, skips=("pool4", "pool3"), skip_scales=(0.01, 0.0001), **kwargs)
+
+
+def fcn32s_fixed(num_classes: int, **kwargs) -> FCN:
+    """The paper's FCN-32s-fixed: only the final score layer learns; the rest keeps its (pretrained) weights."""
+    model = FCN(num_classes, skips=(), **kwargs)
+    model.requires_grad_(False)
+    model.score_fr.requires_grad_(True)
+    return model
