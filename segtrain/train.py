@@ -96,6 +96,10 @@ def train(cfg, run_dir) -> dict:
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     tc = cfg.trainer
+    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
+    if resume_path is None and any(ckpt_dir.glob("*.pt")):
+        raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
+                            f"or choose a new hydra.run.dir (nothing was overwritten)")
     seed_everything(cfg.seed, tc.deterministic)
     device = select_device(tc.device)
     amp = select_amp(tc.amp, device)
@@ -114,10 +118,6 @@ def train(cfg, run_dir) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
-    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
-    if resume_path is None and any(ckpt_dir.glob("*.pt")):
-        raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
-                            f"or choose a new hydra.run.dir (nothing was overwritten)")
     if resume_path is not None:
         state = load_checkpoint(resume_path, map_location=device)
         model.load_state_dict(state["model"])
