@@ -1,18 +1,41 @@
 import pytest
 import torch
 
-from segtrain.models import build_model, count_parameters
+from segtrain.models import MODELS, build_model, count_parameters
 from segtrain.models.fcn import bilinear_kernel
 
-# REFERENCE.md section 3: trainable parameters at full width, 21 classes (upsampling fixed, as in the release)
+# REFERENCE.md section 3: trainable parameters at full width, 21 classes (FCN upsampling fixed, as the release)
 FCN_PARAMETERS = {"fcn32s": 134_346_581, "fcn16s": 134_357_354, "fcn8s": 134_362_751}
+PARAMETERS = {**FCN_PARAMETERS, "fcn8s_atonce": 134_362_751, "fcn32s_fixed": 4096 * 21 + 21,
+              "deeplab_largefov": 20_505_429}
 
 
-@pytest.mark.parametrize("name", sorted(FCN_PARAMETERS))
+def test_every_model_has_a_reference_count():
+    assert set(PARAMETERS) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_full_width_parameter_counts(name):
     with torch.device("meta"):  # no memory, no init time
         model = build_model(name, 21)
-    assert count_parameters(model) == FCN_PARAMETERS[name]
+    assert count_parameters(model) == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_training_steps_change_exactly_the_trainable_weights(name):
+    torch.manual_seed(0)
+    model = build_model(name, 3, width=0.0625, dropout=0.0)
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    images, targets = torch.randn(2, 3, 37, 41), torch.randint(0, 3, (2, 37, 41))
+    for _ in range(2):  # FCN's score layers start at zero: the layers below them learn from the second step
+        loss = torch.nn.functional.cross_entropy(model(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss)
+    for key, param in model.named_parameters():
+        assert torch.equal(param, before[key]) != param.requires_grad, key
 
 
 def test_learned_upsampling_trains_the_deconvolutions():
@@ -21,7 +44,7 @@ def test_learned_upsampling_trains_the_deconvolutions():
     assert count_parameters(model) == FCN_PARAMETERS["fcn32s"] + 64 * 64 * 21 * 21
 
 
-@pytest.mark.parametrize("name", sorted(FCN_PARAMETERS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("size", [(1, 1), (31, 45), (64, 64), (97, 50)])
 def test_output_matches_input_size(name, size):
     model = build_model(name, 3, width=0.0625).eval()
@@ -58,11 +81,7 @@ def test_unknown_model_is_a_clear_error():
         build_model("fcn9s", 21)
 
 
-def test_fcn8s_atonce_and_fcn32s_fixed():
-    with torch.device("meta"):
-        assert count_parameters(build_model("fcn8s_atonce", 21)) == FCN_PARAMETERS["fcn8s"]
-        fixed = build_model("fcn32s_fixed", 21)
-    assert count_parameters(fixed) == 4096 * 21 + 21  # score_fr alone
+def test_fcn8s_atonce_scales_its_skips():
     assert build_model("fcn8s_atonce", 3, width=0.0625).skip_scales == (0.01, 0.0001)
 
 
@@ -99,3 +118,20 @@ def test_pretrained_errors_are_one_line(vgg16_file, tmp_path):
     assert "no such file" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(SegtrainError, match="model.width=1.0"):
         build_model("fcn8s", 21, width=0.5, pretrained=str(vgg16_file[1]))
+
+
+def test_deeplab_largefov_decimates_fc6_fc7_and_keeps_stride_8(vgg16_file):
+    vgg, path = vgg16_file
+    model = build_model("deeplab_largefov", 21, pretrained=str(path)).eval()
+    assert torch.equal(model.backbone.body["0"].weight, vgg.features[0].weight)
+    fc6 = vgg.classifier[0].weight.view(4096, 512, 7, 7)
+    assert torch.equal(model.head[0].weight[5, :, 1, 2], fc6[20, :, 3, 6])  # unit 4*5, taps (3*1, 3*2)
+    assert torch.equal(model.head[3].weight[7, 9, 0, 0], vgg.classifier[3].weight[28, 36])
+    assert model.backbone(torch.randn(1, 3, 64, 64))["pool5"].shape[-2:] == (9, 9)  # ceil(64 / 8)
+
+
+def test_options_a_model_cannot_honour_are_errors():
+    from segtrain.errors import SegtrainError
+
+    with pytest.raises(SegtrainError, match="learned_upsampling"):
+        build_model("deeplab_largefov", 21, learned_upsampling=True)

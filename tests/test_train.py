@@ -9,6 +9,7 @@ import segtrain.train as train_module
 from segtrain.checkpoint import load_checkpoint, save_checkpoint
 from segtrain.cli.evaluate import run as run_eval
 from segtrain.errors import SegtrainError
+from segtrain.models import MODELS
 from segtrain.train import select_amp, train
 
 
@@ -161,3 +162,10 @@ def test_amp_on_cuda(tiny_cfg, tmp_path, amp):
     assert math.isfinite(result["mean_iu"])
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert (state["scaler"] != {}) == (amp == "fp16")
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_trains_and_evaluates_from_its_checkpoint(tiny_cfg, tmp_path, model):
+    result = train(tiny_cfg(f"model={model}", "model.width=0.0625", "trainer.max_iters=2"), tmp_path)
+    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}", f"out={tmp_path / 'eval.json'}"])
+    assert evaluated["mean_iu"] == result["mean_iu"]

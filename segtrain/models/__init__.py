@@ -1,4 +1,5 @@
 from ..errors import SegtrainError
+from .deeplab import deeplab_largefov
 from .fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s, fcn32s_fixed
 
 # model name (the `model=` choice) -> builder(num_classes, **options)
@@ -8,6 +9,7 @@ MODELS = {
     "fcn8s": fcn8s,
     "fcn8s_atonce": fcn8s_atonce,
     "fcn32s_fixed": fcn32s_fixed,
+    "deeplab_largefov": deeplab_largefov,
 }
 
 

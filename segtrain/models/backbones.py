@@ -35,24 +35,33 @@ def load_torchvision_state(path: str, arch: str) -> dict:
 
 
 class VGG16Features(nn.Module):
-    """torchvision's VGG16 (or VGG16-BN) `features`, with FCN's two changes: conv1_1 padded by 100 so that
-    fc6's 7x7 window fits any input, and ceil-mode pooling as in Caffe.
+    """torchvision's VGG16 (or VGG16-BN) `features`, changed as FCN or DeepLab change it.
 
-    Returns the outputs of the pools named in `return_pools` (e.g. pool3: stride 8, pool4: 16, pool5: 32,
-    measured on the padded input). Layer indices are torchvision's, so `features.*` weights load unchanged.
+    atrous=False (FCN): conv1_1 padded by 100 so that fc6's 7x7 window fits any input; 2x2 ceil-mode pools.
+    atrous=True (DeepLab-LargeFOV): 3x3 pools padded by 1, stride 2 for pool1-3 and 1 for pool4-5, conv5_x
+    dilated by 2, so pool5 has stride 8.
+    Returns the outputs of the pools named in `return_pools`. Layer indices are torchvision's, so its
+    `features.*` weights load unchanged.
     """
 
-    def __init__(self, width: float = 1.0, batch_norm: bool = False, return_pools=("pool5",)):
+    def __init__(self, width: float = 1.0, batch_norm: bool = False, return_pools=("pool5",), atrous: bool = False):
         super().__init__()
         self.batch_norm = batch_norm
         layer_cfg = [v if v == "M" else scale_channels(v, width) for v in vgg_cfgs["D"]]
         features = make_layers(layer_cfg, batch_norm=batch_norm)
-        features[0].padding = (100, 100)
+        if not atrous:
+            features[0].padding = (100, 100)
         pool_names = {}
         for index, layer in enumerate(features):
             if isinstance(layer, nn.MaxPool2d):
-                layer.ceil_mode = True
                 pool_names[str(index)] = f"pool{len(pool_names) + 1}"
+                if atrous:
+                    features[index] = nn.MaxPool2d(3, stride=2 if len(pool_names) <= 3 else 1, padding=1,
+                                                   ceil_mode=True)
+                else:
+                    layer.ceil_mode = True
+            elif atrous and isinstance(layer, nn.Conv2d) and len(pool_names) == 4:  # conv5_1..conv5_3
+                layer.dilation, layer.padding = (2, 2), (2, 2)
         # channels of each pool's output: the width of the last conv before it
         self.stage_channels, last = {}, 3
         for v in layer_cfg:
