@@ -10,8 +10,38 @@ PARAMETERS = {**FCN_PARAMETERS, "fcn8s_atonce": 134_362_751, "fcn32s_fixed": 409
               "deeplab_largefov": 20_505_429}
 
 
+# U-Net's reference counts are for 2 classes: the original with 1 input channel, "same" with 3 and BN
+UNET_PARAMETERS = {"unet": (dict(in_channels=1), 31_030_658),
+                   "unet_same": (dict(in_channels=3, batch_norm=True), 31_037_698)}
+
+
 def test_every_model_has_a_reference_count():
-    assert set(PARAMETERS) == set(MODELS)
+    assert set(PARAMETERS) | set(UNET_PARAMETERS) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(UNET_PARAMETERS))
+def test_unet_parameter_counts(name):
+    options, expected = UNET_PARAMETERS[name]
+    with torch.device("meta"):
+        assert count_parameters(build_model(name, 2, **options)) == expected
+
+
+def test_unet_keeps_the_papers_geometry_and_aligns_its_output():
+    model = build_model("unet", 2, in_channels=1, width=0.0625).eval()
+    with torch.no_grad():
+        untiled = build_model("unet", 2, in_channels=1, width=0.0625).eval()
+        untiled.tile_input = lambda x: x  # the bare network: 572 in, 388 out
+        assert untiled(torch.randn(1, 1, 572, 572)).shape[-2:] == (388, 388)
+
+        # Change one input pixel: the outputs that change are its field of view, 185 pixels plus up to 16 where
+        # the four 2x pools' 16-pixel grid widens it, centred on that same pixel up to half a grid cell. A crop
+        # off by the 92-pixel border (or any real misalignment) moves the centre far more.
+        x = torch.randn(1, 1, 300, 300)
+        y = x.clone()
+        y[..., 150, 150] += 10
+        changed = (model(x) - model(y)).abs().sum(1)[0, 150].nonzero().flatten()
+    assert 185 <= changed.max() - changed.min() + 1 <= 185 + 16 + 4
+    assert abs((changed.min() + changed.max()) / 2 - 150) <= 8
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))

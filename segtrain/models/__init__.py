@@ -1,6 +1,7 @@
 from ..errors import SegtrainError
 from .deeplab import deeplab_largefov
 from .fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s, fcn32s_fixed
+from .unet import unet, unet_same
 
 # model name (the `model=` choice) -> builder(num_classes, **options)
 MODELS = {
@@ -10,6 +11,8 @@ MODELS = {
     "fcn8s_atonce": fcn8s_atonce,
     "fcn32s_fixed": fcn32s_fixed,
     "deeplab_largefov": deeplab_largefov,
+    "unet": unet,
+    "unet_same": unet_same,
 }
 
 
