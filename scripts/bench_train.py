@@ -39,7 +39,7 @@ def bare_loop(cfg, iters: int) -> float:
     loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=InfiniteSampler(len(dataset), cfg.seed),
                         num_workers=tc.num_workers, pin_memory=device.type == "cuda", drop_last=True)
     model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device).train()
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], **cfg.optimizer)
+    optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, cfg.schedule.name, iters, cfg.schedule.power)
     scaler = torch.amp.GradScaler("cuda", enabled=tc.amp == "fp16" and device.type == "cuda")
     batches = iter(loader)

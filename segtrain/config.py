@@ -54,6 +54,9 @@ class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
     weight_decay: float = 0.0
+    bias_lr_mult: float = 1.0  # FCN: 2
+    bias_decay: bool = True  # FCN: false (biases get no weight decay)
+    head_lr_mult: float = 1.0  # DeepLab: 10 for the classifier (its biases then 10 x bias_lr_mult = 20)
 
 
 @dataclass

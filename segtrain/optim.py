@@ -5,12 +5,32 @@ from torch.optim.lr_scheduler import LambdaLR
 from .errors import SegtrainError
 
 
-def build_optimizer(params, name: str, lr: float, weight_decay: float, **options) -> torch.optim.Optimizer:
+def parameter_groups(model, lr: float, weight_decay: float, bias_lr_mult: float, bias_decay: bool,
+                     head_lr_mult: float) -> list:
+    """The trainable parameters in up to four groups, backbone weights first (the lr that gets logged).
+
+    "Head" parameters are those of the model's `new_layers` (layers a pretrained backbone does not provide:
+    FCN's score layers, DeepLab's classifier). A group's lr is lr x head_lr_mult (head) x bias_lr_mult (bias),
+    so FCN's recipe is bias_lr_mult=2 with bias_decay=false and DeepLab's is head_lr_mult=10, bias_lr_mult=2."""
+    new_layers = getattr(model, "new_layers", ())
+    grouped = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            key = (name.split(".")[0] in new_layers, name.endswith(".bias"))
+            grouped.setdefault(key, []).append(param)
+    return [{"params": params, "lr": lr * (head_lr_mult if head else 1.0) * (bias_lr_mult if bias else 1.0),
+             "weight_decay": 0.0 if bias and not bias_decay else weight_decay}
+            for (head, bias), params in sorted(grouped.items())]
+
+
+def build_optimizer(model, name: str, lr: float, weight_decay: float, bias_lr_mult: float = 1.0,
+                    bias_decay: bool = True, head_lr_mult: float = 1.0, **options) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, lr, weight_decay, bias_lr_mult, bias_decay, head_lr_mult)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=options["momentum"],
+        return torch.optim.SGD(groups, lr=lr, weight_decay=weight_decay, momentum=options["momentum"],
                                nesterov=options["nesterov"])
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(options["betas"]),
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=tuple(options["betas"]),
                                  eps=options["eps"])
     raise SegtrainError(f"optimizer.name={name!r} is not known; expected 'sgd' or 'adamw'")
 

@@ -112,8 +112,7 @@ def train(cfg, run_dir) -> dict:
 
     model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device)
     log.info("model: %s, %s trainable parameters", cfg.model.name, f"{count_parameters(model):,}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, **cfg.optimizer)
+    optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, cfg.schedule.name, tc.max_iters, cfg.schedule.power)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 

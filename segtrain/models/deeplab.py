@@ -11,6 +11,7 @@ from .backbones import VGG16Features, load_torchvision_state, scale_channels
 
 
 class DeepLabLargeFOV(nn.Module):
+    new_layers = ("classifier",)  # fc8; fc6/fc7 come decimated from VGG16's classifier
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False, dropout: float = 0.5,
                  learned_upsampling: bool = False, pretrained: Optional[str] = None):
         super().__init__()

@@ -65,6 +65,8 @@ class FCN(nn.Module):
     """`skips` = () for FCN-32s, ("pool4",) for FCN-16s, ("pool4", "pool3") for FCN-8s.
     `skip_scales` multiply the skip features before scoring (FCN-8s at-once: 0.01 and 0.0001)."""
 
+    new_layers = ("score_fr", "score_skips", "upscore_skips", "upscore")  # not in a pretrained VGG16
+
     def __init__(self, num_classes: int, skips=(), skip_scales=None, width: float = 1.0,
                  batch_norm: bool = False, dropout: float = 0.5, learned_upsampling: bool = False,
                  pretrained: Optional[str] = None):

@@ -1,0 +1,64 @@
+"""Write docs/models.md: every model's parameters, the published figure, and FLOPs at 500x500.
+
+    python scripts/model_table.py            # prints the table and rewrites docs/models.md
+
+Models are built at full width on the meta device (no memory, no init), so this runs in seconds on a CPU.
+FLOPs are torch.utils.flop_counter's (a multiply-add counts 2), for one 3-channel 500x500 image.
+"""
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from segtrain.models import MODELS, build_model, count_parameters  # noqa: E402
+
+# (classes, options, the published or REFERENCE.md figure, note)
+MODEL_FACTS = {
+    "fcn32s": (21, {}, "134,346,581 (paper 134M)", "fixed upsampling not counted (+1,806,336)"),
+    "fcn16s": (21, {}, "134,357,354", ""),
+    "fcn8s": (21, {}, "134,362,751", ""),
+    "fcn8s_atonce": (21, {}, "134,362,751", "pool4 x0.01, pool3 x0.0001"),
+    "fcn32s_fixed": (21, {}, "-", "only score_fr trains (the paper's FCN-32s-fixed)"),
+    "deeplab_largefov": (21, {}, "20,505,429 (paper 20.5M)", "output stride 8"),
+    "unet": (2, {}, "31,030,658 (1 input channel)", "3 input channels here; 572 -> 388 valid geometry"),
+    "unet_same": (2, {"batch_norm": True}, "31,037,698", "padded convs, BN"),
+}
+
+
+def measure(name: str):
+    classes, options, _, _ = MODEL_FACTS[name]
+    with torch.device("meta"):
+        model = build_model(name, classes, **options).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, 3, 500, 500))
+    return classes, count_parameters(model), count_parameters(model, trainable_only=False), counter.get_total_flops()
+
+
+def main():
+    missing = set(MODELS) - set(MODEL_FACTS)
+    if missing:
+        raise SystemExit(f"add {sorted(missing)} to MODEL_FACTS")
+    rows = ["| model | classes | trainable parameters | all parameters | reference | GFLOPs at 500x500 | notes |",
+            "|---|---|---|---|---|---|---|"]
+    for name in MODELS:
+        classes, trainable, total, flops = measure(name)
+        _, _, reference, note = MODEL_FACTS[name]
+        rows.append(f"| `{name}` | {classes} | {trainable:,} | {total:,} | {reference} | {flops / 1e9:,.1f} | {note} |")
+    table = "\n".join(rows)
+    print(table)
+    (ROOT / "docs" / "models.md").write_text(f"""# Models
+
+Written by `python scripts/model_table.py`. Counts are at full
+width (`model.width=1.0`) with the model's YAML defaults; "reference" is REFERENCE.md section 3 (the papers'
+reference implementations, counted layer by layer) and a test checks each exact figure. FLOPs count a
+multiply-add as 2 for one 3-channel 500x500 image; FCN's conv1_1 padding of 100 makes it 700x700 inside.
+
+{table}
+""")
+
+
+if __name__ == "__main__":
+    main()
