@@ -25,6 +25,7 @@ MODEL_FACTS = {
     "deeplab_largefov": (21, {}, "20,505,429 (paper 20.5M)", "output stride 8"),
     "unet": (2, {}, "31,030,658 (1 input channel)", "3 input channels here; 572 -> 388 valid geometry"),
     "unet_same": (2, {"batch_norm": True}, "31,037,698", "padded convs, BN"),
+    "deconvnet": (21, {}, "251,772,245 + 33,408 BN (paper 252M)", "VGG16-BN, unpooling with switches; 224 input"),
 }
 
 

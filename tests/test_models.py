@@ -7,7 +7,8 @@ from segtrain.models.fcn import bilinear_kernel
 # REFERENCE.md section 3: trainable parameters at full width, 21 classes (FCN upsampling fixed, as the release)
 FCN_PARAMETERS = {"fcn32s": 134_346_581, "fcn16s": 134_357_354, "fcn8s": 134_362_751}
 PARAMETERS = {**FCN_PARAMETERS, "fcn8s_atonce": 134_362_751, "fcn32s_fixed": 4096 * 21 + 21,
-              "deeplab_largefov": 20_505_429}
+              "deeplab_largefov": 20_505_429,
+              "deconvnet": 251_772_245 + 33_408}  # weights and biases + BN affine
 
 
 # U-Net's reference counts are for 2 classes: the original with 1 input channel, "same" with 3 and BN
@@ -165,3 +166,26 @@ def test_options_a_model_cannot_honour_are_errors():
 
     with pytest.raises(SegtrainError, match="learned_upsampling"):
         build_model("deeplab_largefov", 21, learned_upsampling=True)
+
+
+def test_deconvnet_loads_vgg16_and_unpools_with_the_encoders_switches(vgg16_file):
+    vgg, path = vgg16_file
+    model = build_model("deconvnet", 3, batch_norm=False, pretrained=str(path)).eval()
+    assert torch.equal(model.features[28].weight, vgg.features[28].weight)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        pool5 = vgg.features(x)
+        torch.testing.assert_close(model.fc(pool5).flatten(1), vgg.classifier[:5](pool5.flatten(1)), rtol=1e-4,
+                                   atol=1e-5)
+
+    small = build_model("deconvnet", 3, width=0.0625).eval()
+    unpooled = []
+    small.unpool.register_forward_hook(lambda module, inputs, output: unpooled.append((inputs, output)))
+    with torch.no_grad():
+        small(torch.randn(1, 3, 64, 96))
+    # 64x96 is mirrored out to 224x224: pool5 7x7 is unpooled to 14x14, then on up to the full 224
+    assert [tuple(out.shape[-2:]) for _, out in unpooled] == [(14, 14), (28, 28), (56, 56), (112, 112), (224, 224)]
+    (values, switches), out = unpooled[0]
+    # each value lands where pool5 found its maximum, and nowhere else
+    assert torch.equal(out.flatten(2).gather(2, switches.flatten(2)), values.flatten(2))
+    assert int((out != 0).sum()) <= values.numel()

@@ -1,4 +1,5 @@
 from ..errors import SegtrainError
+from .deconvnet import deconvnet
 from .deeplab import deeplab_largefov
 from .fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s, fcn32s_fixed
 from .unet import unet, unet_same
@@ -13,6 +14,7 @@ MODELS = {
     "deeplab_largefov": deeplab_largefov,
     "unet": unet,
     "unet_same": unet_same,
+    "deconvnet": deconvnet,
 }
 
 

@@ -8,25 +8,13 @@ exactly the input's pixels, whatever its size. `unet_same` pads every convolutio
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegtrainError
+from ._utils import mirror_pad
 from .backbones import scale_channels
 
 VALID_BORDER = 92  # pixels the unpadded network eats on each side: (572 - 388) / 2
-
-
-def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Reflect padding of any size, reflecting again while the pad is larger than the image."""
-    while top or bottom or left or right:
-        h, w = x.shape[-2:]
-        if min(h, w) == 1:  # nothing to reflect
-            return F.pad(x, (left, right, top, bottom), mode="replicate")
-        step = (min(left, w - 1), min(right, w - 1), min(top, h - 1), min(bottom, h - 1))
-        x = F.pad(x, step, mode="reflect")
-        left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
-    return x
 
 
 def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
