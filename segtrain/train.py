@@ -116,6 +116,7 @@ def train(cfg, run_dir) -> dict:
     scheduler = build_schedule(optimizer, cfg.schedule.name, tc.max_iters, cfg.schedule.power)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
+    config_plain = to_plain(cfg)  # what checkpoints store
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
     if resume_path is not None:
         state = load_checkpoint(resume_path, map_location=device)
@@ -127,7 +128,7 @@ def train(cfg, run_dir) -> dict:
         start_iter, best_mean_iu = state["iteration"], state["best_mean_iu"]
         metrics, metrics_iter = state["metrics"], state["metrics_iteration"]
         stored = _flatten(state["config"])
-        changed = sorted(k for k, v in _flatten(to_plain(cfg)).items() if k != "trainer.resume" and stored.get(k) != v)
+        changed = sorted(k for k, v in _flatten(config_plain).items() if k != "trainer.resume" and stored.get(k) != v)
         if changed:
             log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
         log.info("resumed from %s at iteration %d", resume_path, start_iter)
@@ -141,7 +142,6 @@ def train(cfg, run_dir) -> dict:
     val_loader = val_loader_for(cfg, val_set, device)
     # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
     writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None)
-    config_plain = to_plain(cfg)
 
     def checkpoint_state(iteration: int) -> dict:
         return {

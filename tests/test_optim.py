@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from segtrain.models import build_model
 from segtrain.optim import build_optimizer, build_schedule

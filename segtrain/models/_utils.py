@@ -1,5 +1,6 @@
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -12,3 +13,12 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
         x = F.pad(x, step, mode="reflect")
         left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
     return x
+
+
+def init_relu_convs(modules) -> None:
+    """torchvision's VGG init for every (transposed) convolution: Kaiming normal (fan-out, ReLU), zero bias."""
+    for m in modules:
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -8,6 +8,7 @@ from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
 from ..errors import SegtrainError
+from ._utils import init_relu_convs
 
 # torchvision's file names for its ImageNet weights, as its cache stores them (~/.cache/torch/hub/checkpoints)
 TORCHVISION_FILES = {
@@ -32,6 +33,35 @@ def load_torchvision_state(path: str, arch: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line message
         raise SegtrainError(f"model.pretrained={path}: not a readable torchvision state dict ({e})") from None
+
+
+def load_vgg16_state(path: str, batch_norm: bool) -> dict:
+    return load_torchvision_state(path, "vgg16_bn" if batch_norm else "vgg16")
+
+
+def vgg16_features_state(state: dict) -> dict:
+    """The `features.*` entries of a torchvision VGG state dict, keyed as in `features` itself."""
+    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+
+
+def load_pretrained(module: nn.Module, state: dict, source: str) -> None:
+    """load_state_dict, failing with one line that names the file and what the model needs."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        detail = detail if len(detail) <= 200 else detail[:200] + " ..."
+        raise SegtrainError(f"model.pretrained={source}: does not fit this model (it needs model.width=1.0 and "
+                            f"model.batch_norm matching the file): {detail}") from None
+
+
+def convolutionalise(state: dict, fc6: nn.Conv2d, fc7: nn.Conv2d) -> None:
+    """VGG16's classifier fc6 (25088 -> 4096) and fc7 (4096 -> 4096) copied into 7x7 and 1x1 convolutions."""
+    with torch.no_grad():
+        fc6.weight.copy_(state["classifier.0.weight"].view(fc6.weight.shape))
+        fc6.bias.copy_(state["classifier.0.bias"])
+        fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
+        fc7.bias.copy_(state["classifier.3.bias"])
 
 
 class VGG16Features(nn.Module):
@@ -71,17 +101,11 @@ class VGG16Features(nn.Module):
                 last = v
         wanted = {index: name for index, name in pool_names.items() if name in return_pools}
         self.body = IntermediateLayerGetter(features, return_layers=wanted)
-        for m in self.body.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        init_relu_convs(self.body.modules())
 
     def load_features(self, state: dict, source: str) -> None:
-        try:
-            self.body.load_state_dict(state)
-        except RuntimeError as e:
-            raise SegtrainError(f"model.pretrained={source}: does not fit this backbone (it needs model.width=1.0 "
-                                f"and model.batch_norm matching the file): {str(e).splitlines()[1].strip()}") from None
+        """The `features.*` weights of a torchvision VGG16(-BN) state dict."""
+        load_pretrained(self.body, vgg16_features_state(state), source)
 
     def forward(self, x):
         return self.body(x)

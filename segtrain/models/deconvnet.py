@@ -13,8 +13,8 @@ from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
 from ..errors import SegtrainError
-from ._utils import mirror_pad
-from .backbones import load_torchvision_state, scale_channels
+from ._utils import init_relu_convs, mirror_pad
+from .backbones import convolutionalise, load_pretrained, load_vgg16_state, scale_channels, vgg16_features_state
 
 # (in, out) channels of the 3x3 deconvolutions after each unpooling, from pool5's back to pool1's
 DECODER_STAGES = (
@@ -57,28 +57,15 @@ class DeconvNet(nn.Module):
                                                   batch_norm)])
             for stage in DECODER_STAGES)
         self.score = nn.Conv2d(c(64), num_classes, 1)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        init_relu_convs(self.modules())
         if pretrained:
             self.load_vgg16(pretrained)
 
     def load_vgg16(self, path: str) -> None:
         """torchvision's VGG16-BN (or VGG16) weights: the encoder as it is, fc6/fc7 convolutionalised."""
-        state = load_torchvision_state(path, "vgg16_bn" if self.batch_norm else "vgg16")
-        fc6, fc7 = [m for m in self.fc if isinstance(m, nn.Conv2d)]
-        try:
-            self.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
-                                           if k.startswith("features.")})
-            with torch.no_grad():
-                fc6.weight.copy_(state["classifier.0.weight"].view(fc6.weight.shape))
-                fc6.bias.copy_(state["classifier.0.bias"])
-                fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
-                fc7.bias.copy_(state["classifier.3.bias"])
-        except RuntimeError as e:
-            raise SegtrainError(f"model.pretrained={path}: does not fit DeconvNet (it needs model.width=1.0 and "
-                                f"model.batch_norm matching the file): {str(e).splitlines()[0]}") from None
+        state = load_vgg16_state(path, self.batch_norm)
+        load_pretrained(self.features, vgg16_features_state(state), path)
+        convolutionalise(state, *[m for m in self.fc if isinstance(m, nn.Conv2d)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

@@ -7,11 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegtrainError
-from .backbones import VGG16Features, load_torchvision_state, scale_channels
+from ._utils import init_relu_convs
+from .backbones import VGG16Features, load_vgg16_state, scale_channels
 
 
 class DeepLabLargeFOV(nn.Module):
     new_layers = ("classifier",)  # fc8; fc6/fc7 come decimated from VGG16's classifier
+
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False, dropout: float = 0.5,
                  learned_upsampling: bool = False, pretrained: Optional[str] = None):
         super().__init__()
@@ -26,10 +28,7 @@ class DeepLabLargeFOV(nn.Module):
             nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
         )
         self.classifier = nn.Conv2d(channels, num_classes, 1)  # fc8
-        for m in self.head:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        init_relu_convs(self.head)
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
         if pretrained:
@@ -38,9 +37,8 @@ class DeepLabLargeFOV(nn.Module):
     def load_vgg16(self, path: str) -> None:
         """torchvision's VGG16(-BN) weights; fc6/fc7 decimated as DeepLab initialises them: every 4th unit,
         and fc6's 7x7 window sampled every 3rd tap to 3x3."""
-        state = load_torchvision_state(path, "vgg16_bn" if self.backbone.batch_norm else "vgg16")
-        self.backbone.load_features({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")},
-                                    path)
+        state = load_vgg16_state(path, self.backbone.batch_norm)
+        self.backbone.load_features(state, path)
         fc6, fc7 = self.head[0], self.head[3]
         if fc6.out_channels != 1024:
             raise SegtrainError(f"model.pretrained={path}: fc6/fc7 need model.width=1.0")

@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .backbones import VGG16Features, load_torchvision_state, scale_channels
+from ._utils import init_relu_convs
+from .backbones import VGG16Features, convolutionalise, load_vgg16_state, scale_channels
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
@@ -43,10 +44,7 @@ class FCNHead(nn.Sequential):
             nn.Conv2d(in_channels, channels, 7), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
         )
-        for m in self:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        init_relu_convs(self)
 
 
 def score_layer(in_channels: int, num_classes: int) -> nn.Conv2d:
@@ -88,15 +86,9 @@ class FCN(nn.Module):
     def load_vgg16(self, path: str) -> None:
         """torchvision's ImageNet VGG16(-BN) weights: `features.*` as they are, the classifier's fc6 and fc7
         reshaped into the 7x7 and 1x1 convolutions ("convolutionalisation")."""
-        state = load_torchvision_state(path, "vgg16_bn" if self.backbone.batch_norm else "vgg16")
-        fc6, fc7 = self.head[0], self.head[3]
-        self.backbone.load_features({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")},
-                                    path)
-        with torch.no_grad():
-            fc6.weight.copy_(state["classifier.0.weight"].view(fc6.weight.shape))
-            fc6.bias.copy_(state["classifier.0.bias"])
-            fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
-            fc7.bias.copy_(state["classifier.3.bias"])
+        state = load_vgg16_state(path, self.backbone.batch_norm)
+        self.backbone.load_features(state, path)
+        convolutionalise(state, self.head[0], self.head[3])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import SegtrainError
-from ._utils import mirror_pad
+from ._utils import init_relu_convs, mirror_pad
 from .backbones import scale_channels
 
 VALID_BORDER = 92  # pixels the unpadded network eats on each side: (572 - 388) / 2
@@ -54,11 +54,7 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(double_conv(2 * channels[i], channels[i], padding, batch_norm)
                                      for i in reversed(range(4)))
         self.classifier = nn.Conv2d(channels[0], num_classes, 1)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # the paper's sqrt(2/N)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_relu_convs(self.modules())  # the paper's sqrt(2/N)
 
     def tile_input(self, x: torch.Tensor) -> torch.Tensor:
         """Mirror the image outward to the nearest input size whose output covers every input pixel."""
