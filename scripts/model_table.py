@@ -22,7 +22,13 @@ MODEL_FACTS = {
     "fcn8s": (21, {}, "134,362,751", ""),
     "fcn8s_atonce": (21, {}, "134,362,751", "pool4 x0.01, pool3 x0.0001"),
     "fcn32s_fixed": (21, {}, "-", "only score_fr trains (the paper's FCN-32s-fixed)"),
+    "fcn_alexnet": (21, {}, "56,954,261 (CaffeNet; paper 57M)",
+                    "torchvision's AlexNet: one tower, no LRN; fc6 6x6, upscore 63/s32, crop 18"),
+    "fcn_googlenet": (21, {}, "paper 6M", "torchvision's GoogLeNet (BN, 3x3 \"5x5\" branches); inception5b scored, "
+                      "upscore 63/s32"),
     "deeplab_largefov": (21, {}, "20,505,429 (paper 20.5M)", "output stride 8"),
+    "deeplab_aspp": (21, {}, "44.05M (42,500,160 + 4 x 387,093)", "ResNet-101 at output stride 8, ASPP 6/12/18/24 "
+                     "summed; frozen_bn moves 105,344 BN affine to buffers"),
     "unet": (2, {}, "31,030,658 (1 input channel)", "3 input channels here; 572 -> 388 valid geometry"),
     "unet_same": (2, {"batch_norm": True}, "31,037,698", "padded convs, BN"),
     "deconvnet": (21, {}, "251,772,245 + 33,408 BN (paper 252M)", "VGG16-BN, unpooling with switches; 224 input"),
@@ -58,6 +64,9 @@ reference implementations, counted layer by layer) and a test checks each exact 
 multiply-add as 2 for one 3-channel 500x500 image; FCN's conv1_1 padding of 100 makes it 700x700 inside.
 
 {table}
+
+EDeconvNet is not a network of its own: it is the product of a trained DeconvNet's and a trained FCN-8s's class
+probabilities, scored by `segtrain-eval ckpt=DECONVNET.pt ensemble=FCN8S.pt` (then the CRF, as the paper).
 """)
 
 

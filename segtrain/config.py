@@ -31,14 +31,58 @@ class ModelConfig:
     dropout: float = 0.5  # after fc6 and fc7
     learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
     pretrained: Optional[str] = None  # a local torchvision ImageNet state dict, e.g. vgg16-397923af.pth
+    frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
 
 
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    num_classes: int = MISSING
+    num_classes: Optional[int] = None  # None: the dataset's own count (e.g. from the folder dataset's classes YAML)
     train_split: str = "train"
     val_split: str = "val"
+
+
+@dataclass
+class VOCDatasetConfig(DatasetConfig):
+    root: Optional[str] = None  # VOCdevkit/VOC2012
+    sbd_root: Optional[str] = None  # benchmark_RELEASE/dataset: splits train_aug, sbd_train, sbd_val
+    voc2011_root: Optional[str] = None  # TrainVal/VOCdevkit/VOC2011: seg11valid without seg11valid.txt
+    aug_label_dir: Optional[str] = None  # converted train_aug labels ('P' or 'L' PNGs), e.g. SegmentationClassAug
+
+
+class NYUDModality(str, Enum):
+    rgb = "rgb"
+    depth = "depth"
+    hha = "hha"
+    rgbd = "rgbd"  # early fusion: one 4-channel input
+    rgb_hha = "rgb_hha"  # late fusion: a network per stream, scores summed
+
+
+@dataclass
+class NYUDDatasetConfig(DatasetConfig):
+    root: Optional[str] = None
+    modality: NYUDModality = NYUDModality.rgb
+
+
+class SiftFlowTask(str, Enum):
+    semantic = "semantic"
+    geometric = "geometric"
+
+
+@dataclass
+class SiftFlowDatasetConfig(DatasetConfig):
+    root: Optional[str] = None
+    task: SiftFlowTask = SiftFlowTask.semantic
+
+
+@dataclass
+class FolderDatasetConfig(DatasetConfig):
+    root: Optional[str] = None
+    classes: Optional[str] = None  # YAML: `classes: [{name: ..., color: [R, G, B]}, ...]`, one per mask value
+    image_dir: str = "images"
+    mask_dir: str = "masks"
+    mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB in 0..1 (ImageNet's)
+    std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
 
 @dataclass
@@ -108,6 +152,10 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
+    cs.store(group="dataset", name="voc_schema", node=VOCDatasetConfig)
+    cs.store(group="dataset", name="nyud_schema", node=NYUDDatasetConfig)
+    cs.store(group="dataset", name="siftflow_schema", node=SiftFlowDatasetConfig)
+    cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
     cs.store(group="optimizer", name="sgd_schema", node=SGDConfig)
     cs.store(group="optimizer", name="adamw_schema", node=AdamWConfig)
     cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)

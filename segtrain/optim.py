@@ -9,14 +9,14 @@ def parameter_groups(model, lr: float, weight_decay: float, bias_lr_mult: float,
                      head_lr_mult: float) -> list:
     """The trainable parameters in up to four groups, backbone weights first (the lr that gets logged).
 
-    "Head" parameters are those of the model's `new_layers` (layers a pretrained backbone does not provide:
-    FCN's score layers, DeepLab's classifier). A group's lr is lr x head_lr_mult (head) x bias_lr_mult (bias),
+    "Head" parameters are those below the model's `new_layers` (module paths of the layers a pretrained backbone
+    does not provide: FCN's score layers, DeepLab's classifier). A group's lr is lr x head_lr_mult (head) x bias_lr_mult (bias),
     so FCN's recipe is bias_lr_mult=2 with bias_decay=false and DeepLab's is head_lr_mult=10, bias_lr_mult=2."""
     new_layers = getattr(model, "new_layers", ())
     grouped = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            key = (name.split(".")[0] in new_layers, name.endswith(".bias"))
+            key = (any(name.startswith(layer + ".") for layer in new_layers), name.endswith(".bias"))
             grouped.setdefault(key, []).append(param)
     return [{"params": params, "lr": lr * (head_lr_mult if head else 1.0) * (bias_lr_mult if bias else 1.0),
              "weight_decay": 0.0 if bias and not bias_decay else weight_decay}

@@ -21,11 +21,11 @@ from torch.utils.tensorboard.summary import hparams
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .config import to_plain
-from .data import build_dataset
+from .data import build_dataset, pad_collate
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
-from .models import build_model, count_parameters
+from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
 from .visualize import prediction_panels
 
@@ -61,13 +61,16 @@ def select_amp(amp: str, device: torch.device) -> str:
     return amp
 
 
-def build_model_from_config(cfg, num_classes: int):
+def build_model_from_config(cfg, num_classes: int, input_channels=(3,)):
+    """The configured model for a dataset whose input has one stream per entry of `input_channels` (e.g. (4,)
+    for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed)."""
     options = {k: v for k, v in cfg.model.items() if k != "name"}
-    return build_model(cfg.model.name, num_classes, **options)
+    streams = [build_model(cfg.model.name, num_classes, in_channels=c, **options) for c in input_channels]
+    return streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
 
 
 def val_loader_for(cfg, dataset, device) -> DataLoader:
-    return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False,
+    return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False, collate_fn=pad_collate,
                       num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda")
 
 
@@ -107,10 +110,12 @@ def train(cfg, run_dir) -> dict:
 
     train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
     val_set = build_dataset(cfg.dataset, cfg.dataset.val_split)
+    if cfg.dataset.num_classes is None:  # the dataset's own count, stored resolved in every checkpoint
+        cfg.dataset.num_classes = len(train_set.class_names)
     log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
              cfg.dataset.num_classes)
 
-    model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device)
+    model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels).to(device)
     log.info("model: %s, %s trainable parameters", cfg.model.name, f"{count_parameters(model):,}")
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, cfg.schedule.name, tc.max_iters, cfg.schedule.power)
@@ -137,6 +142,7 @@ def train(cfg, run_dir) -> dict:
     # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
     # resumed run has just restored, and shift every later dropout mask
     train_loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
+                              collate_fn=pad_collate,
                               pin_memory=device.type == "cuda", drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed + start_iter))
     val_loader = val_loader_for(cfg, val_set, device)

@@ -8,7 +8,13 @@ from segtrain.models.fcn import bilinear_kernel
 FCN_PARAMETERS = {"fcn32s": 134_346_581, "fcn16s": 134_357_354, "fcn8s": 134_362_751}
 PARAMETERS = {**FCN_PARAMETERS, "fcn8s_atonce": 134_362_751, "fcn32s_fixed": 4096 * 21 + 21,
               "deeplab_largefov": 20_505_429,
-              "deconvnet": 251_772_245 + 33_408}  # weights and biases + BN affine
+              "deeplab_aspp": 42_500_160 + 4 * (2048 * 9 * 21 + 21),  # ResNet-101 without fc + four ASPP convs
+              "deconvnet": 251_772_245 + 33_408,  # weights and biases + BN affine
+              # torchvision's backbones, not the papers' Caffe nets (CaffeNet: 56,954,261; GoogLeNet: "6M"):
+              # AlexNet features 2,469,696 + fc6 6x6 37,752,832 + fc7 16,781,312 + score 86,037
+              "fcn_alexnet": 57_089_877,
+              # GoogLeNet 6,624,904 without aux heads - fc 1,025,000 + score 1024 * 21 + 21
+              "fcn_googlenet": 5_621_429}
 
 
 # U-Net's reference counts are for 2 classes: the original with 1 input channel, "same" with 3 and BN
@@ -53,7 +59,7 @@ def test_full_width_parameter_counts(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_training_steps_change_exactly_the_trainable_weights(name):
+def test_training_steps_reach_exactly_the_trainable_weights(name):
     torch.manual_seed(0)
     model = build_model(name, 3, width=0.0625, dropout=0.0)
     before = {k: v.clone() for k, v in model.named_parameters()}
@@ -66,7 +72,10 @@ def test_training_steps_change_exactly_the_trainable_weights(name):
         optimizer.step()
         assert torch.isfinite(loss)
     for key, param in model.named_parameters():
-        assert torch.equal(param, before[key]) != param.requires_grad, key
+        if param.requires_grad:  # a gradient, not a changed value: a tiny step can vanish in a float32 near 1.0
+            assert param.grad is not None and bool(param.grad.any()), key
+        else:
+            assert torch.equal(param, before[key]), key
 
 
 def test_learned_upsampling_trains_the_deconvolutions():
@@ -103,6 +112,55 @@ def test_finest_skip_reaches_the_output_aligned(name, skip_index):
         out = model(torch.randn(1, 3, 96, 96))
     assert torch.allclose(out[0, 0, 16:-16, 16:-16], torch.ones(64, 64), atol=1e-5)
     assert torch.equal(out[0, 1], torch.zeros(96, 96))
+
+
+def linearised(model):
+    """The model with ReLU, BN and dropout removed, max pools made average pools of the same geometry and every
+    conv a uniform average: each output's receptive field is then symmetric about the input point it maps to."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.MaxPool2d):
+                setattr(module, name, torch.nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
+                                                         ceil_mode=child.ceil_mode))
+            elif isinstance(child, (torch.nn.ReLU, torch.nn.BatchNorm2d, torch.nn.Dropout)):
+                setattr(module, name, torch.nn.Identity())
+    for conv in model.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            torch.nn.init.constant_(conv.weight, 1.0 / conv.weight[0].numel())
+            if conv.bias is not None:
+                torch.nn.init.zeros_(conv.bias)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["fcn32s", "fcn_alexnet", "fcn_googlenet"])
+def test_fcn_crop_offsets_align_each_output_with_its_input_pixel(name):
+    """The centre of an output pixel's receptive field is that same input pixel (within the bilinear
+    upsampling's sub-cell spread). A crop offset off by a few pixels moves it by as many."""
+    model = linearised(build_model(name, 1, width=0.0625, batch_norm=name == "fcn_googlenet"))
+    columns = torch.arange(400, dtype=torch.float64)
+    for z in (150, 201):
+        x = torch.ones(1, 3, 400, 400, requires_grad=True)
+        model(x)[0, 0, z, z].backward()
+        weight = x.grad[0].sum((0, 1)).double()
+        assert abs(float((weight * columns).sum() / weight.sum()) - z) < 1.0
+
+
+def test_frozen_bn_keeps_statistics_and_affine_fixed():
+    from torchvision.ops import FrozenBatchNorm2d
+
+    model = build_model("deeplab_aspp", 3, width=0.0625, frozen_bn=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    frozen = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(frozen) == 104  # the stem's BN + 33 bottlenecks x 3 + 4 downsample BNs
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 33, 33)), torch.randint(0, 3, (2, 33, 33))).backward()
+    optimizer.step()
+    bn_keys = [k for k in before if ".bn" in k or "downsample.1" in k]
+    assert bn_keys and all(torch.equal(model.state_dict()[k], before[k]) for k in bn_keys)
+    with pytest.raises(Exception, match="no BN layers"):
+        build_model("fcn32s", 3, width=0.0625, frozen_bn=True)
 
 
 def test_unknown_model_is_a_clear_error():
@@ -166,6 +224,14 @@ def test_options_a_model_cannot_honour_are_errors():
 
     with pytest.raises(SegtrainError, match="learned_upsampling"):
         build_model("deeplab_largefov", 21, learned_upsampling=True)
+    with pytest.raises(SegtrainError, match="model.batch_norm=false"):
+        build_model("deeplab_aspp", 21, batch_norm=False)
+    with pytest.raises(SegtrainError, match="model.dropout"):
+        build_model("deeplab_aspp", 21, dropout=0.5)
+    with pytest.raises(SegtrainError, match="model.batch_norm=false"):
+        build_model("fcn_googlenet", 21, batch_norm=False)
+    with pytest.raises(SegtrainError, match="no AlexNet weights with BN"):
+        build_model("fcn_alexnet", 21, batch_norm=True, pretrained="alexnet-owt-7be5be79.pth")
 
 
 def test_deconvnet_loads_vgg16_and_unpools_with_the_encoders_switches(vgg16_file):
@@ -189,3 +255,72 @@ def test_deconvnet_loads_vgg16_and_unpools_with_the_encoders_switches(vgg16_file
     # each value lands where pool5 found its maximum, and nowhere else
     assert torch.equal(out.flatten(2).gather(2, switches.flatten(2)), values.flatten(2))
     assert int((out != 0).sum()) <= values.numel()
+
+
+def saved_torchvision_weights(tmp_path, builder, file_name, **kwargs):
+    """A torchvision classifier's state dict saved as torchvision saves its ImageNet weights (random values)."""
+    torch.manual_seed(0)
+    net = builder(weights=None, **kwargs).eval()
+    path = tmp_path / file_name
+    torch.save(net.state_dict(), path)
+    return net, path
+
+
+def test_fcn_alexnet_loads_and_convolutionalises_torchvisions_alexnet(tmp_path):
+    from torchvision.models import alexnet
+
+    net, path = saved_torchvision_weights(tmp_path, alexnet, "alexnet-owt-7be5be79.pth")
+    model = build_model("fcn_alexnet", 21, pretrained=str(path)).eval()
+    assert torch.equal(model.backbone[10].weight, net.features[10].weight)  # conv5
+    assert model.backbone[0].padding == (100, 100)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        pool5 = net.features(x)  # (1, 256, 6, 6)
+        linear = net.classifier[:6](torch.flatten(pool5, 1))  # dropout, fc6, relu, dropout, fc7, relu
+        conv = model.head(pool5)
+    torch.testing.assert_close(conv.flatten(1), linear, rtol=1e-4, atol=1e-5)
+
+
+def test_fcn_googlenet_loads_torchvisions_googlenet_with_its_aux_heads(tmp_path):
+    from torchvision.models import googlenet
+
+    net, path = saved_torchvision_weights(tmp_path, googlenet, "googlenet-1378be20.pth", aux_logits=True,
+                                          init_weights=True)
+    model = build_model("fcn_googlenet", 21, pretrained=str(path)).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        features = {}
+        net.inception5b.register_forward_hook(lambda m, i, o: features.setdefault("5b", o))
+        net(x)
+        torch.testing.assert_close(model.backbone(x), features["5b"])  # (1, 1024, 7, 7)
+
+
+def test_deeplab_aspp_loads_resnet101_at_output_stride_8(tmp_path):
+    from torchvision.models import resnet101
+
+    net, path = saved_torchvision_weights(tmp_path, resnet101, "resnet101-63fe2227.pth")
+    model = build_model("deeplab_aspp", 21, pretrained=str(path), frozen_bn=True).eval()
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, net.layer4[2].conv3.weight)
+    assert torch.equal(model.backbone.layer3[5].bn2.running_var, net.layer3[5].bn2.running_var)
+    assert model.backbone.layer4[0].conv2.dilation == (2, 2) and model.backbone.layer4[1].conv2.dilation == (4, 4)
+    with torch.no_grad():
+        assert model.backbone(torch.randn(1, 3, 65, 65))["out"].shape == (1, 2048, 9, 9)
+    rates = [branch.dilation[0] for branch in model.aspp.branches]
+    assert rates == [6, 12, 18, 24] and 0.009 < float(model.aspp.branches[0].weight.detach().std()) < 0.011
+
+
+def test_product_ensemble_multiplies_the_members_probabilities():
+    from segtrain.models import ProductEnsemble
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, x):
+            return self.logits
+
+    a, b = torch.randn(1, 3, 2, 2), torch.randn(1, 3, 2, 2)
+    product = a.softmax(1) * b.softmax(1)
+    out = ProductEnsemble([Fixed(a), Fixed(b)])(None)
+    torch.testing.assert_close(out.exp(), product / product.sum(1, keepdim=True))

@@ -169,3 +169,27 @@ def test_every_model_trains_and_evaluates_from_its_checkpoint(tiny_cfg, tmp_path
     result = train(tiny_cfg(f"model={model}", "model.width=0.0625", "trainer.max_iters=2"), tmp_path)
     evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}", f"out={tmp_path / 'eval.json'}"])
     assert evaluated["mean_iu"] == result["mean_iu"]
+
+
+def test_edeconvnet_ensemble_of_checkpoints(finished_run, tiny_cfg, tmp_path, capsys):
+    run_dir, _ = finished_run
+    fcn8s = run_dir / "checkpoints" / "last.pt"
+    alone = run_eval([f"ckpt={fcn8s}", "out=/dev/null"])
+    # A network with itself: squared probabilities keep every argmax, so the metrics cannot change
+    doubled = run_eval([f"ckpt={fcn8s}", f"ensemble={fcn8s}", "out=/dev/null"])
+    assert {k: doubled[k] for k in ("pixel_acc", "mean_iu")} == {k: alone[k] for k in ("pixel_acc", "mean_iu")}
+
+    train(tiny_cfg("model=deconvnet", "trainer.max_iters=2"), tmp_path / "deconvnet")
+    deconvnet = tmp_path / "deconvnet" / "checkpoints" / "last.pt"
+    capsys.readouterr()
+    result = run_eval([f"ckpt={deconvnet}", f"ensemble={fcn8s}", f"out={tmp_path / 'e.json'}"])
+    out = capsys.readouterr().out
+    assert "product of the class probabilities of deconvnet x fcn8s" in out and "identical" not in out
+    assert json.loads((tmp_path / "e.json").read_text())["ensemble"] == [str(fcn8s)]
+    assert 0 <= result["mean_iu"] <= 1
+
+    other = load_checkpoint(fcn8s)
+    other["config"]["dataset"]["num_classes"] = 4
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(SegtrainError, match="must share the dataset"):
+        run_eval([f"ckpt={deconvnet}", f"ensemble={tmp_path / 'other.pt'}"])

@@ -1,8 +1,11 @@
-"""`segtrain-eval ckpt=PATH [out=FILE.json] [KEY=VALUE ...]`
+"""`segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [out=FILE.json] [KEY=VALUE ...]`
 
 Rebuilds the model and dataset from the config stored in the checkpoint, evaluates on the validation split and
 prints a per-class table and the four metrics. Any other KEY=VALUE overrides the stored training config and is
 checked against its schema (e.g. `dataset.val_split=train`, `trainer.device=cpu`, `trainer.val_batch_size=1`).
+
+`ensemble=` adds more checkpoints trained on the same dataset and scores the product of all the networks' class
+probabilities: `ckpt=DECONVNET.pt ensemble=FCN8S.pt` is the DeconvNet paper's EDeconvNet.
 """
 import json
 import sys
@@ -11,7 +14,7 @@ from pathlib import Path
 from ..errors import SegtrainError
 from . import exit_with_error
 
-USAGE = "usage: segtrain-eval ckpt=PATH [out=FILE.json] [KEY=VALUE ...]"
+USAGE = "usage: segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [out=FILE.json] [KEY=VALUE ...]"
 
 
 def parse_args(argv):
@@ -23,13 +26,14 @@ def parse_args(argv):
         key, sep, value = arg.partition("=")
         if not sep or not key:
             raise SegtrainError(f"argument {arg!r} is not KEY=VALUE; {USAGE}")
-        if key in ("ckpt", "out"):
+        if key in ("ckpt", "out", "ensemble"):
             own[key] = value
         else:
             overrides.append(arg)
     if "ckpt" not in own:
         raise SegtrainError(f"ckpt=PATH is required; {USAGE}")
-    return own["ckpt"], own.get("out"), overrides
+    ensemble = [path for path in own.get("ensemble", "").split(",") if path]
+    return own["ckpt"], ensemble, own.get("out"), overrides
 
 
 def compose_stored_config(stored: dict, overrides):
@@ -64,11 +68,28 @@ def format_report(class_names, metrics) -> str:
     return "\n".join(lines)
 
 
+def load_ensemble_member(path: str, cfg, input_channels):
+    """The network of another checkpoint, which must have been trained on the same dataset and classes."""
+    from ..checkpoint import load_checkpoint
+    from ..train import build_model_from_config
+
+    state = load_checkpoint(path)
+    member_cfg = compose_stored_config(state["config"], [])
+    for key in ("name", "num_classes"):
+        if member_cfg.dataset[key] != cfg.dataset[key]:
+            raise SegtrainError(f"ensemble={path}: trained with dataset.{key}={member_cfg.dataset[key]}, but ckpt "
+                                f"has {cfg.dataset[key]}; ensemble members must share the dataset")
+    model = build_model_from_config(member_cfg, cfg.dataset.num_classes, input_channels)
+    model.load_state_dict(state["model"])
+    return model, member_cfg.model.name
+
+
 def run(argv) -> dict:
-    ckpt, out, overrides = parse_args(argv)
+    ckpt, ensemble, out, overrides = parse_args(argv)
     from ..checkpoint import load_checkpoint
     from ..data import build_dataset
     from ..engine import autocast_context, evaluate
+    from ..models import ProductEnsemble
     from ..train import METRIC_NAMES, build_model_from_config, select_amp, select_device, val_loader_for
 
     state = load_checkpoint(ckpt)
@@ -76,8 +97,12 @@ def run(argv) -> dict:
     device = select_device(cfg.trainer.device)
     autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
     dataset = build_dataset(cfg.dataset, cfg.dataset.val_split)
-    model = build_model_from_config(cfg, cfg.dataset.num_classes)
+    model = build_model_from_config(cfg, cfg.dataset.num_classes, dataset.input_channels)
     model.load_state_dict(state["model"])
+    if ensemble:
+        members, names = zip(*[load_ensemble_member(path, cfg, dataset.input_channels) for path in ensemble])
+        model = ProductEnsemble([model, *members])
+        print(f"ensemble: product of the class probabilities of {' x '.join([cfg.model.name, *names])}")
     model.to(device)
     metrics, _ = evaluate(model, val_loader_for(cfg, dataset, device), cfg.dataset.num_classes, device, autocast)
 
@@ -85,13 +110,13 @@ def run(argv) -> dict:
           f"{len(dataset)} images")
     print(format_report(dataset.class_names, metrics))
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
-    if logged is not None and not overrides:
+    if logged is not None and not overrides and not ensemble:
         same = all(logged[k] == metrics[k] for k in METRIC_NAMES)
         print(f"training logged at iteration {state['iteration']}: "
               + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
               "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
-              "overrides": overrides}
+              "overrides": overrides, "ensemble": ensemble}
     out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
     out_path.write_text(json.dumps(result, indent=2))
     print(f"wrote {out_path}")

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .files import IGNORE_INDEX
 from .palette import voc_palette
 
 CLASS_NAMES = ("background", "block", "disc", "wire", "dot")
-IGNORE_INDEX = 255
 SPLIT_OFFSETS = {"train": 0, "val": 1_000_003}  # distinct seeds per split, so val scenes never repeat train ones
 
 
@@ -73,6 +73,7 @@ class SyntheticScenes(Dataset):
     ignore_index = IGNORE_INDEX
     mean = (0.5, 0.5, 0.5)
     std = (0.25, 0.25, 0.25)
+    input_channels = (3,)
 
     def __init__(self, split: str, num_images: int, image_size: int, seed: int):
         if split not in SPLIT_OFFSETS:

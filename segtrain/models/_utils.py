@@ -22,3 +22,42 @@ def init_relu_convs(modules) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def freeze_batch_norm(module: nn.Module) -> int:
+    """Replaces every BatchNorm2d below `module` by torchvision's FrozenBatchNorm2d holding the same statistics
+    and affine (buffers: never trained, never updated). Returns how many were replaced."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps).to(child.weight.device)
+                with torch.no_grad():
+                    for key in ("weight", "bias", "running_mean", "running_var"):
+                        getattr(frozen, key).copy_(getattr(child, key))
+                setattr(parent, name, frozen)
+                replaced += 1
+    return replaced
+
+
+def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
+    """Rebuilds the first convolution (the first taking 3 channels) for `in_channels` inputs, keeping its
+    (pretrained) RGB filters: one channel gets their sum (as if the value were fed to R, G and B), channels
+    beyond the third get their mean (FCN's RGB-D early fusion widens conv1_1 this way)."""
+    parent, name, conv = next((parent, name, child) for parent in model.modules()
+                              for name, child in parent.named_children()
+                              if isinstance(child, nn.Conv2d) and child.in_channels == 3)
+    wider = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                      conv.groups, conv.bias is not None, device=conv.weight.device)
+    with torch.no_grad():
+        rgb = conv.weight
+        if in_channels < 3:
+            wider.weight.copy_(rgb.sum(1, keepdim=True).expand_as(wider.weight))
+        else:
+            wider.weight[:, :3] = rgb
+            wider.weight[:, 3:] = rgb.mean(1, keepdim=True)
+        if conv.bias is not None:
+            wider.bias.copy_(conv.bias)
+    setattr(parent, name, wider)

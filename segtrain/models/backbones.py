@@ -4,6 +4,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
@@ -14,6 +15,9 @@ from ._utils import init_relu_convs
 TORCHVISION_FILES = {
     "vgg16": "vgg16-397923af.pth",
     "vgg16_bn": "vgg16_bn-6c64b313.pth",
+    "alexnet": "alexnet-owt-7be5be79.pth",
+    "googlenet": "googlenet-1378be20.pth",
+    "resnet101": "resnet101-63fe2227.pth",
 }
 
 
@@ -55,13 +59,15 @@ def load_pretrained(module: nn.Module, state: dict, source: str) -> None:
                             f"model.batch_norm matching the file): {detail}") from None
 
 
-def convolutionalise(state: dict, fc6: nn.Conv2d, fc7: nn.Conv2d) -> None:
-    """VGG16's classifier fc6 (25088 -> 4096) and fc7 (4096 -> 4096) copied into 7x7 and 1x1 convolutions."""
+def convolutionalise(state: dict, fc6: nn.Conv2d, fc7: nn.Conv2d, fc6_key: str = "classifier.0",
+                     fc7_key: str = "classifier.3") -> None:
+    """A classifier's fc6 (e.g. VGG16's 25088 -> 4096) and fc7 (4096 -> 4096) copied into the (7x7 for VGG16)
+    and 1x1 convolutions that replace them."""
     with torch.no_grad():
-        fc6.weight.copy_(state["classifier.0.weight"].view(fc6.weight.shape))
-        fc6.bias.copy_(state["classifier.0.bias"])
-        fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
-        fc7.bias.copy_(state["classifier.3.bias"])
+        fc6.weight.copy_(state[f"{fc6_key}.weight"].view(fc6.weight.shape))
+        fc6.bias.copy_(state[f"{fc6_key}.bias"])
+        fc7.weight.copy_(state[f"{fc7_key}.weight"].view(fc7.weight.shape))
+        fc7.bias.copy_(state[f"{fc7_key}.bias"])
 
 
 class VGG16Features(nn.Module):
@@ -109,3 +115,78 @@ class VGG16Features(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+def alexnet_features(width: float = 1.0, batch_norm: bool = False) -> nn.Sequential:
+    """torchvision's AlexNet `features` (one tower, no LRN, unlike the papers' CaffeNet) with FCN's changes:
+    conv1 padded by 100 and ceil-mode pools. Without BN the layer indices are torchvision's, so its weights load."""
+    c = [scale_channels(v, width) for v in (64, 192, 384, 256, 256)]
+    convs = [nn.Conv2d(3, c[0], 11, stride=4, padding=100), nn.Conv2d(c[0], c[1], 5, padding=2),
+             nn.Conv2d(c[1], c[2], 3, padding=1), nn.Conv2d(c[2], c[3], 3, padding=1),
+             nn.Conv2d(c[3], c[4], 3, padding=1)]
+    layers = []
+    for index, conv in enumerate(convs):
+        layers += [conv, nn.BatchNorm2d(conv.out_channels), nn.ReLU(inplace=True)] if batch_norm else [
+            conv, nn.ReLU(inplace=True)]
+        if index in (0, 1, 4):
+            layers.append(nn.MaxPool2d(3, stride=2, ceil_mode=True))
+    features = nn.Sequential(*layers)
+    init_relu_convs(features.modules())
+    return features
+
+
+class _ScaledResNet(ResNet):
+    """torchvision's ResNet with the widths of its four stages scaled; the 64-channel stem stays."""
+
+    def __init__(self, width: float, **kwargs):
+        object.__setattr__(self, "stage_width", width)  # read by _make_layer during ResNet.__init__
+        super().__init__(**kwargs)
+
+    def _make_layer(self, block, planes, *args, **kwargs):
+        return super()._make_layer(block, scale_channels(planes, self.stage_width), *args, **kwargs)
+
+
+def resnet101_dilated(width: float = 1.0, pretrained=None) -> tuple:
+    """torchvision's ResNet-101 at output stride 8 (layer3 dilated by 2, layer4 by 4), as DeepLab v2 uses it.
+    Returns (backbone returning {"out": layer4 features}, their channels)."""
+    resnet = _ScaledResNet(width, block=Bottleneck, layers=[3, 4, 23, 3],
+                           replace_stride_with_dilation=[False, True, True])
+    if pretrained:
+        load_pretrained(resnet, load_torchvision_state(pretrained, "resnet101"), pretrained)
+    channels = scale_channels(512, width) * Bottleneck.expansion
+    return IntermediateLayerGetter(resnet, return_layers={"layer4": "out"}), channels
+
+
+def googlenet_features(width: float = 1.0, pretrained=None) -> tuple:
+    """torchvision's GoogLeNet (BN after every conv, 3x3 convs in the "5x5" branches) up to inception5b at
+    stride 32, without its average pool and classifier as FCN drops them. Returns (features, their channels)."""
+    from collections import OrderedDict
+
+    from torchvision.models.googlenet import BasicConv2d, GoogLeNet, Inception, InceptionAux
+
+    stem_in = {"channels": 3}
+    block_in = {"channels": scale_channels(192, width)}  # conv3's output feeds inception3a
+
+    def conv_block(in_channels, out_channels, **kwargs):
+        conv = BasicConv2d(stem_in["channels"], scale_channels(out_channels, width), **kwargs)
+        stem_in["channels"] = conv.conv.out_channels
+        return conv
+
+    def inception_block(in_channels, *branch_channels):
+        c1, c3red, c3, c5red, c5, pool_proj = (scale_channels(v, width) for v in branch_channels)
+        block = Inception(block_in["channels"], c1, c3red, c3, c5red, c5, pool_proj)
+        block_in["channels"] = c1 + c3 + c5 + pool_proj  # the four branches are concatenated
+        return block
+
+    net = GoogLeNet(aux_logits=False, transform_input=False, init_weights=True,
+                    blocks=[conv_block, inception_block, InceptionAux])
+    if pretrained:
+        state = load_torchvision_state(pretrained, "googlenet")
+        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+        load_pretrained(net, state, pretrained)
+    layers = OrderedDict()
+    for name, layer in net.named_children():
+        layers[name] = layer
+        if name == "inception5b":
+            break
+    return nn.Sequential(layers), block_in["channels"]

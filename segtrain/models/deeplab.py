@@ -1,5 +1,7 @@
 """DeepLab v1 LargeFOV (Chen et al., ICLR 2015): atrous VGG16 at output stride 8, fc6 a 3x3 convolution
-dilated by 12 with 1024 channels, fc7 1x1, fc8 scoring; logits upsampled bilinearly to the input size."""
+dilated by 12 with 1024 channels, fc7 1x1, fc8 scoring. DeepLab v2 ASPP (Chen et al., TPAMI 2017): ResNet-101 at
+output stride 8 scored by four parallel 3x3 convolutions at rates 6, 12, 18 and 24, summed. Both upsample their
+logits bilinearly to the input size."""
 from typing import Optional
 
 import torch
@@ -8,7 +10,7 @@ from torch import nn
 
 from ..errors import SegtrainError
 from ._utils import init_relu_convs
-from .backbones import VGG16Features, load_vgg16_state, scale_channels
+from .backbones import VGG16Features, load_vgg16_state, resnet101_dilated, scale_channels
 
 
 class DeepLabLargeFOV(nn.Module):
@@ -55,3 +57,45 @@ class DeepLabLargeFOV(nn.Module):
 
 def deeplab_largefov(num_classes: int, **kwargs) -> DeepLabLargeFOV:
     return DeepLabLargeFOV(num_classes, **kwargs)
+
+
+class ASPP(nn.Module):
+    """DeepLab v2's ASPP-L: one 3x3 classifier per atrous rate on the same features, their scores summed."""
+
+    def __init__(self, in_channels: int, num_classes: int, rates=(6, 12, 18, 24)):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Conv2d(in_channels, num_classes, 3, padding=rate, dilation=rate)
+                                      for rate in rates)
+        for conv in self.branches:
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(branch(x) for branch in self.branches)
+
+
+class DeepLabASPP(nn.Module):
+    new_layers = ("aspp",)
+
+    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.0,
+                 learned_upsampling: bool = False, pretrained: Optional[str] = None):
+        super().__init__()
+        if not batch_norm:
+            raise SegtrainError("model.batch_norm=false: ResNet-101 has BN after every conv; deeplab_aspp needs "
+                                "model.batch_norm=true (model.frozen_bn=true fixes it, as DeepLab v2 trains)")
+        if dropout:
+            raise SegtrainError(f"model.dropout={dropout}: deeplab_aspp has no dropout (DeepLab v2's ResNet-101 "
+                                "uses none); set model.dropout=0")
+        if learned_upsampling:
+            raise SegtrainError("model.learned_upsampling=true: deeplab_aspp upsamples its logits by bilinear "
+                                "interpolation, which has nothing to learn")
+        self.backbone, channels = resnet101_dilated(width, pretrained)
+        self.aspp = ASPP(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.aspp(self.backbone(x)["out"])  # (N, classes, ~H/8, ~W/8)
+        return F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def deeplab_aspp(num_classes: int, **kwargs) -> DeepLabASPP:
+    return DeepLabASPP(num_classes, **kwargs)

@@ -7,10 +7,13 @@ the release's offsets back to the input's height and width.
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..errors import SegtrainError
 from ._utils import init_relu_convs
-from .backbones import VGG16Features, convolutionalise, load_vgg16_state, scale_channels
+from .backbones import (VGG16Features, alexnet_features, convolutionalise, googlenet_features, load_pretrained,
+                        load_torchvision_state, load_vgg16_state, scale_channels)
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
@@ -24,10 +27,11 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     return weight.float()
 
 
-def upsampler(channels: int, factor: int, learned: bool) -> nn.ConvTranspose2d:
-    up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, bias=False)
+def upsampler(channels: int, factor: int, learned: bool, kernel_size: Optional[int] = None) -> nn.ConvTranspose2d:
+    kernel_size = kernel_size or 2 * factor
+    up = nn.ConvTranspose2d(channels, channels, kernel_size, stride=factor, bias=False)
     with torch.no_grad():
-        up.weight.copy_(bilinear_kernel(channels, 2 * factor))
+        up.weight.copy_(bilinear_kernel(channels, kernel_size))
     up.weight.requires_grad_(learned)
     return up
 
@@ -37,11 +41,12 @@ def crop_like(x: torch.Tensor, offset: int, height: int, width: int) -> torch.Te
 
 
 class FCNHead(nn.Sequential):
-    """fc6 (7x7 conv, no padding) and fc7 (1x1) with ReLU and dropout: VGG16's classifier as convolutions."""
+    """fc6 (7x7 conv for VGG16, 6x6 for AlexNet; no padding) and fc7 (1x1) with ReLU and dropout: the
+    classifier's fully connected layers as convolutions."""
 
-    def __init__(self, in_channels: int, channels: int, dropout: float):
+    def __init__(self, in_channels: int, channels: int, dropout: float, kernel_size: int = 7):
         super().__init__(
-            nn.Conv2d(in_channels, channels, 7), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Conv2d(in_channels, channels, kernel_size), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
         )
         init_relu_convs(self)
@@ -125,3 +130,60 @@ def fcn32s_fixed(num_classes: int, **kwargs) -> FCN:
     model.requires_grad_(False)
     model.score_fr.requires_grad_(True)
     return model
+
+
+class FCN32sOnBackbone(nn.Module):
+    """FCN-32s on another ImageNet classifier (the paper's Table 1): the last features through `head`, one 1x1
+    score layer, upsampled 32x by a 63-tap bilinear deconvolution (odd, so the crop offset is whole) and cropped
+    back to the input. Inputs smaller than `min_size` are zero-padded at the bottom and right first, so that
+    every pooling window fits; the crop removes the padding again."""
+
+    new_layers = ("score_fr", "upscore")
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, head_channels: int, num_classes: int,
+                 crop_offset: int, learned_upsampling: bool, min_size: int = 1):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.score_fr = score_layer(head_channels, num_classes)
+        self.upscore = upsampler(num_classes, 32, learned_upsampling, kernel_size=63)
+        self.crop_offset, self.min_size = crop_offset, min_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        x = F.pad(x, (0, max(0, self.min_size - width), 0, max(0, self.min_size - height)))
+        scores = self.upscore(self.score_fr(self.head(self.backbone(x))))
+        return crop_like(scores, self.crop_offset, height, width)
+
+
+def fcn_alexnet(num_classes: int, width: float = 1.0, batch_norm: bool = False, dropout: float = 0.5,
+                learned_upsampling: bool = False, pretrained: Optional[str] = None) -> FCN32sOnBackbone:
+    """FCN-AlexNet on torchvision's AlexNet: conv1 padded by 100, fc6 a 6x6 conv, upscore 63/s32, crop 18 (the
+    release's geometry). torchvision's AlexNet has one tower and no LRN, so it has more weights than CaffeNet."""
+    if batch_norm and pretrained:
+        raise SegtrainError("model.batch_norm=true: torchvision has no AlexNet weights with BN; drop "
+                            "model.pretrained or set model.batch_norm=false")
+    features = alexnet_features(width, batch_norm)
+    fc_channels = scale_channels(4096, width)
+    head = FCNHead(scale_channels(256, width), fc_channels, dropout, kernel_size=6)  # pool5: 256 channels
+    if pretrained:
+        state = load_torchvision_state(pretrained, "alexnet")
+        load_pretrained(features, {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")},
+                        pretrained)
+        convolutionalise(state, head[0], head[3], fc6_key="classifier.1", fc7_key="classifier.4")
+    # Input x maps to score cell (x - 13) / 32 and the 63-tap upscore puts cell y at 32 y + 31: offset 18.
+    return FCN32sOnBackbone(features, head, fc_channels, num_classes, crop_offset=18,
+                            learned_upsampling=learned_upsampling)
+
+
+def fcn_googlenet(num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.4,
+                  learned_upsampling: bool = False, pretrained: Optional[str] = None) -> FCN32sOnBackbone:
+    """FCN-GoogLeNet on torchvision's GoogLeNet: inception5b scored directly (the final loss only, average
+    pooling dropped, as the paper), upscore 63/s32, crop 9. torchvision's GoogLeNet always has BN."""
+    if not batch_norm:
+        raise SegtrainError("model.batch_norm=false: torchvision's GoogLeNet has BN after every conv; "
+                            "fcn_googlenet needs model.batch_norm=true")
+    features, channels = googlenet_features(width, pretrained)
+    # Input x maps to inception5b cell (x - 22) / 32 (conv1's padding is 3) and upscore puts cell y at
+    # 32 y + 31: offset 9. Inputs below 32 pixels would leave a pooling window empty.
+    return FCN32sOnBackbone(features, nn.Dropout(dropout), channels, num_classes, crop_offset=9,
+                            learned_upsampling=learned_upsampling, min_size=32)

@@ -33,7 +33,7 @@ def double_conv(in_channels: int, out_channels: int, padding: int, batch_norm: b
 
 
 class UNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0, batch_norm: bool = False,
+    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False,
                  dropout: float = 0.5, padding: int = 0, learned_upsampling: bool = True,
                  pretrained: Optional[str] = None):
         super().__init__()
@@ -46,7 +46,7 @@ class UNet(nn.Module):
         self.padding = padding
         channels = [scale_channels(64 * 2 ** i, width) for i in range(5)]  # 64 .. 1024
         self.encoder = nn.ModuleList(double_conv(c_in, c_out, padding, batch_norm)
-                                     for c_in, c_out in zip([in_channels] + channels[:-1], channels))
+                                     for c_in, c_out in zip([3] + channels[:-1], channels))
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout(dropout)  # "at the end of the contracting path"
         self.upconvs = nn.ModuleList(nn.ConvTranspose2d(channels[i + 1], channels[i], 2, stride=2)

@@ -1,0 +1,26 @@
+"""Write tiny fake copies of VOC 2012 (+ SBD, VOC2011), NYUDv2 (FCN's layout and the raw .mat), SIFT Flow and a
+`dataset=folder` example, in their real file formats, to smoke-test segtrain's loading code on any machine:
+
+    python scripts/make_fake_datasets.py OUT
+    SEGTRAIN_DATA=OUT segtrain dataset=voc model.width=0.125 trainer.max_iters=20
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from segtrain.data.fake import make_fake_datasets  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", help="folder to write (SEGTRAIN_DATA for the runs)")
+    parser.add_argument("--size", type=int, default=48, help="image height in pixels (default 48)")
+    args = parser.parse_args()
+    out = make_fake_datasets(args.out, args.size)
+    print(f"wrote fake voc, voc_aug (+SBD), nyud (+nyud_raw), siftflow and folder datasets under {out}")
+    print(f"try: SEGTRAIN_DATA={out} segtrain dataset=voc trainer.max_iters=20")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Tiny fake copies of every dataset format segtrain reads, with the real file types (JPEG, palette and 'L' PNGs,
+16-bit depth PNGs, MATLAB .mat files, the raw NYUDv2 HDF5), for tests and for smoke-testing the real loading code:
+
+    python scripts/make_fake_datasets.py OUT     # then e.g. SEGTRAIN_DATA=OUT segtrain dataset=voc
+
+Images are the synthetic scenes (so a short run learns something); their 5 scene classes are written in each
+dataset's own label encoding (SCENE_TO_RAW), object borders in its void value."""
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from .palette import voc_palette
+from .synthetic import CLASS_NAMES, render_scene
+
+# scene class 0..4, then void -> the dataset's raw label values
+SCENE_TO_RAW = {
+    "voc": [0, 15, 12, 2, 5, 255],  # background, person, dog, bicycle, bottle; 255 border
+    "sbd": [0, 15, 12, 2, 5, 0],  # SBD has no ignore value
+    "nyud": [1, 2, 5, 40, 11, 0],  # wall, floor, chair, otherprop, picture; 0 void
+    "siftflow_semantic": [28, 6, 32, 22, 26, 0],  # sky, building, tree, road, sign; 0 void
+    "siftflow_geometric": [1, 3, 3, 2, 3, -1],  # sky, vertical, vertical, horizontal, vertical; -1 void
+    "folder": [0, 1, 2, 3, 4, 255],
+}
+
+
+def scene(seed: int, size: int, width=None):
+    """(image (H, W, 3) uint8, scene label (H, W) with void as 5); width < size crops to a non-square image."""
+    image, label = render_scene(np.random.default_rng(seed), size)
+    label = np.where(label == 255, 5, label)
+    return image[:, :width], label[:, :width]
+
+
+def encode(label, kind: str, dtype=np.uint8):
+    return np.asarray(SCENE_TO_RAW[kind], dtype=np.int64)[label].astype(dtype)
+
+
+def save_png(array, path: Path, palette=None):
+    """An 'L' PNG (or RGB, 16-bit), or with `palette` a 'P' PNG holding the same indices."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    if palette is not None:
+        image.putpalette(palette.flatten().tolist())  # 'L' -> 'P', indices unchanged
+    image.save(path)
+
+
+def save_jpg(array, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=95)
+
+
+def write_lines(path: Path, ids):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{i}\n" for i in ids))
+
+
+def make_voc(out: Path, size: int):
+    """VOC2012 (train 6, val 4; widths vary), SBD (train 5, val 3; three images shared with VOC) and VOC2011."""
+    voc = out / "VOCdevkit" / "VOC2012"
+    sbd = out / "benchmark_RELEASE" / "dataset"
+    voc_ids = [f"2007_{i:06d}" for i in range(10)]
+    sbd_only = [f"2008_{i:06d}" for i in range(5)]
+    scenes = {image_id: scene(100 + n, size, width=size - 8 * (n % 3)) for n, image_id in enumerate(voc_ids)}
+    scenes.update({image_id: scene(200 + n, size) for n, image_id in enumerate(sbd_only)})
+    for image_id in voc_ids:
+        image, label = scenes[image_id]
+        save_jpg(image, voc / "JPEGImages" / f"{image_id}.jpg")
+        save_png(encode(label, "voc"), voc / "SegmentationClass" / f"{image_id}.png", palette=voc_palette())
+    for image_id in [voc_ids[0], voc_ids[1], voc_ids[6]] + sbd_only:
+        image, label = scenes[image_id]
+        save_jpg(image, sbd / "img" / f"{image_id}.jpg")
+        segmentation = encode(label, "sbd")
+        (sbd / "cls").mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(sbd / "cls" / f"{image_id}.mat", {"GTcls": {
+            "Segmentation": segmentation, "Boundaries": np.zeros((1, 1), object),
+            "CategoriesPresent": np.unique(segmentation[segmentation > 0]).astype(np.uint8)}})
+    splits = voc / "ImageSets" / "Segmentation"
+    write_lines(splits / "train.txt", voc_ids[:6])
+    write_lines(splits / "val.txt", voc_ids[6:])
+    write_lines(splits / "trainval.txt", voc_ids)
+    write_lines(sbd / "train.txt", [voc_ids[0], voc_ids[6]] + sbd_only[:3])
+    write_lines(sbd / "val.txt", [voc_ids[1]] + sbd_only[3:])
+    voc2011 = out / "TrainVal" / "VOCdevkit" / "VOC2011"  # VOC2011 val = VOC2012 val here
+    write_lines(voc2011 / "ImageSets" / "Segmentation" / "val.txt", voc_ids[6:])
+    for image_id in voc_ids[6:]:
+        for sub, suffix in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")):
+            (voc2011 / sub).mkdir(parents=True, exist_ok=True)
+            (voc2011 / sub / f"{image_id}{suffix}").write_bytes((voc / sub / f"{image_id}{suffix}").read_bytes())
+
+
+def make_nyud(out: Path, size: int):
+    """FCN's NYUDv2 layout (ids 5001..5008), and the raw download those files convert from."""
+    import h5py
+
+    root = out / "nyud"
+    ids = list(range(5001, 5009))
+    images, depths, labels = [], [], []
+    for n, image_id in enumerate(ids):
+        image, label = scene(300 + n, size)
+        depth_mm = (800 + 40 * np.arange(size)[:, None] + 10 * label).astype(np.uint16)  # 0.8 m and up, never 0
+        save_png(image, root / "data" / "images" / f"img_{image_id}.png")
+        save_png(depth_mm, root / "data" / "depth" / f"img_{image_id}.png")
+        save_png(255 - image, root / "data" / "hha" / f"img_{image_id}.png")
+        (root / "segmentation").mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(root / "segmentation" / f"img_{image_id}.mat", {"segmentation": encode(label, "nyud")})
+        images.append(image), depths.append(depth_mm / 1000.0), labels.append(label)
+    write_lines(root / "train.txt", ids[:3])
+    write_lines(root / "val.txt", ids[3:5])
+    write_lines(root / "test.txt", ids[5:])
+
+    raw = out / "nyud_raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    # the raw labels use 894 classes: class c of the 40 is written as 100 + c, and mapClass sends it back
+    map_class = np.full((1, 894), 39.0)
+    map_class[0, 99 + np.arange(1, 41)] = np.arange(1, 41)
+    raw_labels = [np.where(lab > 0, 100 + lab.astype(np.uint16), 0) for lab in (encode(x, "nyud") for x in labels)]
+    with h5py.File(raw / "nyu_depth_v2_labeled.mat", "w") as f:  # MATLAB v7.3 is HDF5, arrays transposed
+        f["images"] = np.stack([im.transpose(2, 1, 0) for im in images])
+        f["depths"] = np.stack([d.T for d in depths])
+        f["labels"] = np.stack([lab.T for lab in raw_labels])
+    scipy.io.savemat(raw / "classMapping40.mat", {"mapClass": map_class})
+    scipy.io.savemat(raw / "splits.mat", {"trainNdxs": np.arange(1, 6)[:, None].astype(float),
+                                          "testNdxs": np.arange(6, 9)[:, None].astype(float)})
+
+
+def make_siftflow(out: Path, size: int):
+    from .siftflow import FOLDER
+
+    root = out / "siftflow"
+    ids = [f"coast_natu{n}" for n in range(6)] + [f"street_urb{n}" for n in range(3)]
+    for n, image_id in enumerate(ids):
+        image, label = scene(400 + n, size)
+        save_jpg(image, root / "Images" / FOLDER / f"{image_id}.jpg")
+        for sub, kind in (("SemanticLabels", "siftflow_semantic"), ("GeoLabels", "siftflow_geometric")):
+            (root / sub / FOLDER).mkdir(parents=True, exist_ok=True)
+            scipy.io.savemat(root / sub / FOLDER / f"{image_id}.mat", {"S": encode(label, kind, np.int16)})
+    write_lines(root / "trainval.txt", ids[:6])
+    write_lines(root / "test.txt", ids[6:])
+
+
+def make_folder(out: Path, size: int):
+    root = out / "folder"
+    names = [f"img{n:03d}" for n in range(9)]
+    for n, name in enumerate(names):
+        image, label = scene(500 + n, size)
+        save_png(image, root / "images" / f"{name}.png") if n % 2 else save_jpg(image, root / "images" / f"{name}.jpg")
+        save_png(encode(label, "folder"), root / "masks" / f"{name}.png")
+    write_lines(root / "train.txt", names[:6])
+    write_lines(root / "val.txt", names[6:])
+    colours = ["[0, 0, 0]", "[200, 40, 40]", "[220, 220, 40]", "[40, 200, 40]", "[40, 40, 220]"]
+    (root / "classes.yaml").write_text("classes:\n" + "".join(
+        f"  - {{name: {name}, color: {colour}}}\n" for name, colour in zip(CLASS_NAMES, colours)))
+
+
+def make_fake_datasets(out, size: int = 48) -> Path:
+    out = Path(out)
+    for make in (make_voc, make_nyud, make_siftflow, make_folder):
+        make(out, size)
+    return out
