@@ -67,6 +67,7 @@ class NYUDDatasetConfig(DatasetConfig):
 class SiftFlowTask(str, Enum):
     semantic = "semantic"
     geometric = "geometric"
+    both = "both"  # one network with two heads (33 + 3 channels), losses summed, metrics per task
 
 
 @dataclass

@@ -14,11 +14,34 @@ def autocast_context(device: torch.device, amp: str):
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
-def train_step(model, images, targets, optimizer, scheduler, scaler, autocast, ignore_index: int):
+def task_heads(num_classes: int, tasks=None):
+    """[(task name, slice of the output channels)]: one head, or one per task of a multi-task dataset (SIFT Flow's
+    semantic + geometric: the network scores 33 + 3 channels and each task's softmax runs over its own)."""
+    if not tasks:
+        return [(None, slice(0, num_classes))]
+    heads, start = [], 0
+    for name, class_names in tasks:
+        heads.append((name, slice(start, start + len(class_names))))
+        start += len(class_names)
+    return heads
+
+
+def task_target(targets: torch.Tensor, index: int, tasks) -> torch.Tensor:
+    """Multi-task labels are (N, tasks, H, W); single-task (N, H, W)."""
+    return targets[:, index] if tasks else targets
+
+
+def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, tasks=None):
+    """Cross-entropy over the pixels that are not ignored; with several tasks, the sum of their losses."""
+    return sum(F.cross_entropy(logits[:, channels].float(), task_target(targets, t, tasks), ignore_index=ignore_index)
+               for t, (_, channels) in enumerate(task_heads(num_classes, tasks)))
+
+
+def train_step(model, images, targets, optimizer, scheduler, scaler, autocast, ignore_index: int, tasks=None):
     """Forward, backward and step on one batch; returns the loss as a detached tensor (no host sync)."""
     with autocast:
         logits = model(images)
-        loss = F.cross_entropy(logits.float(), targets, ignore_index=ignore_index)
+        loss = segmentation_loss(logits, targets, logits.shape[1], ignore_index, tasks)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -28,18 +51,25 @@ def train_step(model, images, targets, optimizer, scheduler, scaler, autocast, i
 
 
 @torch.no_grad()
-def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0):
-    """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU."""
+def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None):
+    """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU.
+    With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task."""
     was_training = model.training
     model.eval()
-    confusion = ConfusionMatrix(num_classes, device)
+    heads = task_heads(num_classes, tasks)
+    confusions = [ConfusionMatrix(channels.stop - channels.start, device) for _, channels in heads]
     kept = []
     for images, targets in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast:
-            preds = model(images).argmax(1)
-        confusion.update(targets, preds)
+            logits = model(images)
+        preds = [logits[:, channels].argmax(1) for _, channels in heads]
+        for t, confusion in enumerate(confusions):
+            confusion.update(task_target(targets, t, tasks), preds[t])
         if len(kept) < num_keep:
-            kept.extend(zip(images.cpu(), targets.cpu(), preds.cpu()))
+            kept.extend(zip(images.cpu(), task_target(targets, 0, tasks).cpu(), preds[0].cpu()))
     model.train(was_training)
-    return confusion.compute(), kept[:num_keep]
+    metrics = confusions[0].compute()
+    if tasks:
+        metrics["tasks"] = {name: confusion.compute() for (name, _), confusion in zip(heads, confusions)}
+    return metrics, kept[:num_keep]

@@ -90,7 +90,10 @@ def find_resume_checkpoint(resume, ckpt_dir: Path):
 
 
 def format_metrics(metrics: dict) -> str:
-    return "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
+    line = "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
+    for task, task_metrics in list(metrics.get("tasks", {}).items())[1:]:
+        line += f"  | {task}: " + "  ".join(f"{k} {task_metrics[k]:.4f}" for k in METRIC_NAMES)
+    return line
 
 
 def train(cfg, run_dir) -> dict:
@@ -165,7 +168,8 @@ def train(cfg, run_dir) -> dict:
     for iteration in range(start_iter + 1, tc.max_iters + 1):
         images, targets = next(batches)
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        loss = train_step(model, images, targets, optimizer, scheduler, scaler, autocast, train_set.ignore_index)
+        loss = train_step(model, images, targets, optimizer, scheduler, scaler, autocast, train_set.ignore_index,
+                          train_set.tasks)
         loss_sum += loss
         loss_count += 1
         last = iteration == tc.max_iters
@@ -192,13 +196,16 @@ def train(cfg, run_dir) -> dict:
         if validate:
             val_began = time.perf_counter()
             metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
-                                        num_keep=tc.num_vis_images)
+                                        num_keep=tc.num_vis_images, tasks=val_set.tasks)
             metrics_iter = iteration
             for name in METRIC_NAMES:
                 writer.add_scalar(f"val/{name}", metrics[name], iteration)
             for name, iu in zip(train_set.class_names, metrics["iu"]):
                 if not np.isnan(iu):
                     writer.add_scalar(f"val_iu/{name}", iu, iteration)
+            for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's four metrics
+                for name in METRIC_NAMES:
+                    writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
             if samples:
                 writer.add_image("val/input_gt_pred",
                                  prediction_panels(samples, val_set.mean, val_set.std, val_set.palette), iteration)
@@ -214,6 +221,7 @@ def train(cfg, run_dir) -> dict:
 
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
               "iu": dict(zip(train_set.class_names, metrics["iu"])), "iteration": tc.max_iters,
+              **({"tasks": metrics["tasks"]} if "tasks" in metrics else {}),
               "train_images_per_s": progress.images_per_second()}
     # the HPARAMS tab of `tensorboard --logdir multirun/...` then compares the jobs of a sweep side by side
     hparam_values = {k: v for k, v in _flatten(config_plain).items() if isinstance(v, (int, float, str, bool))}

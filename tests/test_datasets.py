@@ -136,6 +136,36 @@ def test_siftflow_semantic_and_geometric_encodings(fake):
     assert (label[geometric_raw == 3] == 2).all()
 
 
+def test_siftflow_both_trains_two_heads_and_reports_each_task(fake, tmp_path, capsys):
+    from segtrain.cli.evaluate import run as run_eval
+    from segtrain.engine import segmentation_loss
+    from segtrain.train import train
+
+    both = dataset(fake, "siftflow", None, "dataset.task=both")
+    image, label = both[0]
+    assert label.shape == (2, *image.shape[-2:]) and len(both.class_names) == 36
+    assert torch.equal(label[0], dataset(fake, "siftflow")[0][1])
+    assert torch.equal(label[1], dataset(fake, "siftflow", None, "dataset.task=geometric")[0][1])
+    logits = torch.randn(1, 36, *label.shape[-2:])
+    loss = segmentation_loss(logits, label[None], 36, 255, both.tasks)
+    separate = (torch.nn.functional.cross_entropy(logits[:, :33], label[None, 0], ignore_index=255)
+                + torch.nn.functional.cross_entropy(logits[:, 33:], label[None, 1], ignore_index=255))
+    torch.testing.assert_close(loss, separate)
+
+    from .conftest import TINY
+    cfg = compose_config(*[o for o in TINY if not o.startswith("dataset.")], "dataset=siftflow", "dataset.task=both",
+                         f"dataset.root={fake / 'siftflow'}")
+    result = train(cfg, tmp_path)
+    assert set(result["tasks"]) == {"semantic", "geometric"}
+    assert result["mean_iu"] == result["tasks"]["semantic"]["mean_iu"]
+    assert len(result["tasks"]["geometric"]["iu"]) == 3
+    capsys.readouterr()
+    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}", "out=/dev/null"])
+    out = capsys.readouterr().out
+    assert "[semantic]" in out and "[geometric]" in out and "horizontal" in out and "identical" in out
+    assert evaluated["tasks"]["geometric"] == result["tasks"]["geometric"]
+
+
 def test_folder_dataset_takes_classes_and_colours_from_its_yaml(fake, tmp_path):
     folder = dataset(fake, "folder")
     assert folder.class_names == ("background", "block", "disc", "wire", "dot")

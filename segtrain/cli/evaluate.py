@@ -104,11 +104,16 @@ def run(argv) -> dict:
         model = ProductEnsemble([model, *members])
         print(f"ensemble: product of the class probabilities of {' x '.join([cfg.model.name, *names])}")
     model.to(device)
-    metrics, _ = evaluate(model, val_loader_for(cfg, dataset, device), cfg.dataset.num_classes, device, autocast)
+    metrics, _ = evaluate(model, val_loader_for(cfg, dataset, device), cfg.dataset.num_classes, device, autocast,
+                          tasks=dataset.tasks)
 
     print(f"{ckpt} (iteration {state['iteration']}), {cfg.dataset.name} {cfg.dataset.val_split}: "
           f"{len(dataset)} images")
-    print(format_report(dataset.class_names, metrics))
+    if dataset.tasks:  # one table per task (SIFT Flow's semantic and geometric heads)
+        for name, class_names in dataset.tasks:
+            print(f"\n[{name}]\n" + format_report(class_names, metrics["tasks"][name]))
+    else:
+        print(format_report(dataset.class_names, metrics))
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
     if logged is not None and not overrides and not ensemble:
         same = all(logged[k] == metrics[k] for k in METRIC_NAMES)
@@ -116,7 +121,8 @@ def run(argv) -> dict:
               + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
               "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
-              "overrides": overrides, "ensemble": ensemble}
+              "overrides": overrides, "ensemble": ensemble,
+              **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
     out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
     out_path.write_text(json.dumps(result, indent=2))
     print(f"wrote {out_path}")

@@ -85,7 +85,7 @@ def check_label(label: np.ndarray, num_classes: int, path) -> np.ndarray:
 
 
 class FileDataset(Dataset):
-    """Items read by `load(i) -> (image (H, W, C) float32 in 0..255 or already scaled, label (H, W), label path)`,
+    """Items read by `load(i) -> (image (H, W, C) in 0..255 or already scaled, label (H, W), label path)`,
     checked, then normalised channel-wise: (image / scale - mean) / std.
 
     Subclasses set class_names, palette, mean, std, scale and input_channels (one entry per input stream)."""
@@ -93,6 +93,7 @@ class FileDataset(Dataset):
     ignore_index = IGNORE_INDEX
     input_channels: Sequence[int] = (3,)
     scale: Sequence[float] = (255.0, 255.0, 255.0)
+    tasks = None  # multi-task datasets: ((task, class names), ...); labels are then (tasks, H, W)
 
     def __init__(self, items: Sequence, load: Callable):
         self.items, self.load = list(items), load
@@ -102,10 +103,12 @@ class FileDataset(Dataset):
 
     def __getitem__(self, index: int):
         image, label, label_path = self.load(self.items[index])
-        if image.shape[:2] != label.shape:
-            raise SegtrainError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image is "
+        if image.shape[:2] != label.shape[-2:]:
+            raise SegtrainError(f"{label_path}: label is {label.shape[-1]}x{label.shape[-2]} but its image is "
                                 f"{image.shape[1]}x{image.shape[0]} (width x height)")
-        check_label(label, len(self.class_names), label_path)
+        for task_label, class_names in zip(label, [names for _, names in self.tasks]) if self.tasks else [
+                (label, self.class_names)]:
+            check_label(task_label, len(class_names), label_path)
         image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
         image = (image / torch.tensor(self.scale)[:, None, None] - torch.tensor(self.mean)[:, None, None]) \
             / torch.tensor(self.std)[:, None, None]

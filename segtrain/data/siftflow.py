@@ -1,4 +1,5 @@
-"""SIFT Flow (REFERENCE.md 1): 256x256 outdoor scenes, 33 semantic and 3 geometric classes in .mat files."""
+"""SIFT Flow (REFERENCE.md 1): 256x256 outdoor scenes, 33 semantic and 3 geometric classes in .mat files.
+task=both trains FCN's two-headed net: labels (2, H, W), the network's 36 channels split 33 + 3."""
 import numpy as np
 
 from ..errors import SegtrainError
@@ -36,16 +37,24 @@ class SiftFlow(FileDataset):
         self.palette = voc_palette()
         self.root = require_root(cfg.root, cfg.name, LAYOUT, SOURCE)
         self.task = str(getattr(cfg.task, "value", cfg.task))
-        if self.task not in ("semantic", "geometric"):
-            raise SegtrainError(f"dataset.task={self.task}: expected semantic or geometric")
-        self.class_names = SEMANTIC_CLASSES if self.task == "semantic" else GEOMETRIC_CLASSES
+        if self.task not in ("semantic", "geometric", "both"):
+            raise SegtrainError(f"dataset.task={self.task}: expected semantic, geometric or both")
+        if self.task == "both":  # one network, two heads: 33 semantic then 3 geometric channels, summed loss
+            self.tasks = (("semantic", SEMANTIC_CLASSES), ("geometric", GEOMETRIC_CLASSES))
+            self.class_names = SEMANTIC_CLASSES + GEOMETRIC_CLASSES
+        else:
+            self.class_names = SEMANTIC_CLASSES if self.task == "semantic" else GEOMETRIC_CLASSES
         super().__init__(read_split(self.root / f"{split}.txt"), self.load_item)
 
     def load_item(self, image_id: str):
+        image = read_image(self.root / "Images" / FOLDER / f"{image_id}.jpg")
+        semantic_path = self.root / "SemanticLabels" / FOLDER / f"{image_id}.mat"
+        geometric_path = self.root / "GeoLabels" / FOLDER / f"{image_id}.mat"
         if self.task == "semantic":
-            label_path = self.root / "SemanticLabels" / FOLDER / f"{image_id}.mat"
-            label = semantic_label(label_path)
-        else:
-            label_path = self.root / "GeoLabels" / FOLDER / f"{image_id}.mat"
-            label = geometric_label(label_path)
-        return read_image(self.root / "Images" / FOLDER / f"{image_id}.jpg"), label, label_path
+            return image, semantic_label(semantic_path), semantic_path
+        if self.task == "geometric":
+            return image, geometric_label(geometric_path), geometric_path
+        labels = [semantic_label(semantic_path), geometric_label(geometric_path)]
+        if labels[0].shape != labels[1].shape:
+            raise SegtrainError(f"{geometric_path}: {labels[1].shape} differs from {semantic_path}'s {labels[0].shape}")
+        return image, np.stack(labels), f"{semantic_path} or {geometric_path}"

@@ -74,6 +74,7 @@ class SyntheticScenes(Dataset):
     mean = (0.5, 0.5, 0.5)
     std = (0.25, 0.25, 0.25)
     input_channels = (3,)
+    tasks = None
 
     def __init__(self, split: str, num_images: int, image_size: int, seed: int):
         if split not in SPLIT_OFFSETS:
