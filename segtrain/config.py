@@ -139,12 +139,42 @@ class TrainerConfig:
 
 
 @dataclass
+class CRFConfig:
+    """segtrain-eval / segtrain-predict only: the dense CRF applied to the network's probabilities."""
+    name: str = "none"  # none | dense
+    w1: float = 4.0  # bilateral (appearance) kernel weight
+    sigma_alpha: float = 49.0  # its position scale (pixels)
+    sigma_beta: float = 5.0  # its colour scale (0..255)
+    w2: float = 3.0  # Gaussian (smoothness) kernel weight
+    sigma_gamma: float = 3.0  # its position scale (pixels)
+    iterations: int = 10
+    workers: int = 2  # CPU processes running the CRF in parallel; 0 runs it in the evaluating process
+
+
+class InferenceMode(str, Enum):
+    whole = "whole"
+    slide = "slide"
+
+
+@dataclass
+class InferenceConfig:
+    """segtrain-eval / segtrain-predict only: how each image is scored."""
+    mode: InferenceMode = InferenceMode.whole
+    tile: int = 512  # slide: window size in pixels
+    overlap: float = 0.333  # slide: fraction of a window shared with the next
+    scales: List[float] = field(default_factory=lambda: [1.0])  # several: probabilities averaged over scales
+    flip: bool = False  # also score the mirrored image and average
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     schedule: ScheduleConfig = MISSING
     trainer: TrainerConfig = MISSING
+    crf: CRFConfig = MISSING
+    inference: InferenceConfig = MISSING
     seed: int = 0
 
 
@@ -161,6 +191,8 @@ def register_configs() -> None:
     cs.store(group="optimizer", name="adamw_schema", node=AdamWConfig)
     cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="crf", name="crf_schema", node=CRFConfig)
+    cs.store(group="inference", name="inference_schema", node=InferenceConfig)
 
 
 def config_dir() -> str:

@@ -51,9 +51,11 @@ def train_step(model, images, targets, optimizer, scheduler, scaler, autocast, i
 
 
 @torch.no_grad()
-def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None):
+def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None, predict=None):
     """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU.
-    With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task."""
+    With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task.
+    `predict(model, images)` gives the scores to take the argmax of (default: the model's logits)."""
+    predict = predict or (lambda net, images: net(images))
     was_training = model.training
     model.eval()
     heads = task_heads(num_classes, tasks)
@@ -62,7 +64,7 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
     for images, targets in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast:
-            logits = model(images)
+            logits = predict(model, images)
         preds = [logits[:, channels].argmax(1) for _, channels in heads]
         for t, confusion in enumerate(confusions):
             confusion.update(task_target(targets, t, tasks), preds[t])
@@ -73,3 +75,25 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
     if tasks:
         metrics["tasks"] = {name: confusion.compute() for (name, _), confusion in zip(heads, confusions)}
     return metrics, kept[:num_keep]
+
+
+@torch.no_grad()
+def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict, refine, to_rgb):
+    """(metrics of the network's prediction, metrics after the CRF) over the whole loader. `predict(model, images)`
+    gives class probabilities; `refine(jobs)` runs
+    the CRF on (rgb image, probabilities, target) jobs in parallel (segtrain.crf.crf_refiner); `to_rgb` turns a
+    normalised image back into (H, W, 3) uint8."""
+    model.eval()
+    plain, refined = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
+
+    def jobs():
+        for images, targets in loader:
+            with autocast:
+                probs = predict(model, images.to(device, non_blocking=True)).float()
+            plain.update(targets, probs.argmax(1).cpu())
+            for image, prob, target in zip(images, probs.cpu().numpy(), targets):
+                yield to_rgb(image), prob, target
+
+    for labels, target in refine(jobs()):
+        refined.update(target, torch.from_numpy(labels).long())
+    return plain.compute(), refined.compute()

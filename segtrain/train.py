@@ -21,7 +21,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .config import to_plain
-from .data import build_dataset, pad_collate
+from .data import build_dataset, dataset_info, pad_collate
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
@@ -158,7 +158,7 @@ def train(cfg, run_dir) -> dict:
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "iteration": iteration, "rng": rng_states(),
             "metrics": metrics, "metrics_iteration": metrics_iter, "best_mean_iu": best_mean_iu,
-            "class_names": list(train_set.class_names), "config": config_plain,
+            "class_names": list(train_set.class_names), "data": dataset_info(val_set), "config": config_plain,
         }
 
     progress = Progress(start_iter, tc.max_iters, tc.batch_size)

@@ -30,3 +30,13 @@ def compose_config(*overrides):
 def tiny_cfg():
     """The default config shrunk by TINY, plus any extra overrides."""
     return lambda *overrides: compose_config(*TINY, *overrides)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One uninterrupted tiny run (6 iterations, validation at 3 and 6, checkpoints every 2)."""
+    from segtrain.train import train
+
+    run_dir = tmp_path_factory.mktemp("full")
+    result = train(compose_config(*TINY), run_dir)
+    return run_dir, result

@@ -13,16 +13,6 @@ from segtrain.models import MODELS
 from segtrain.train import select_amp, train
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """One uninterrupted tiny run (6 iterations, validation at 3 and 6, checkpoints every 2)."""
-    from .conftest import TINY, compose_config
-
-    run_dir = tmp_path_factory.mktemp("full")
-    result = train(compose_config(*TINY), run_dir)
-    return run_dir, result
-
-
 def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
     run_dir, result = finished_run
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")

@@ -1,4 +1,5 @@
-"""`segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [out=FILE.json] [KEY=VALUE ...]`
+"""`segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [crf=dense|deeplab|deeplab_resnet|deconvnet]
+[inference=whole|slide|multiscale] [out=FILE.json] [KEY=VALUE ...]`
 
 Rebuilds the model and dataset from the config stored in the checkpoint, evaluates on the validation split and
 prints a per-class table and the four metrics. Any other KEY=VALUE overrides the stored training config and is
@@ -6,32 +7,25 @@ checked against its schema (e.g. `dataset.val_split=train`, `trainer.device=cpu`
 
 `ensemble=` adds more checkpoints trained on the same dataset and scores the product of all the networks' class
 probabilities: `ckpt=DECONVNET.pt ensemble=FCN8S.pt` is the DeconvNet paper's EDeconvNet.
+
+`crf=...` refines the probabilities with a fully connected CRF (crf.workers CPU processes) and reports the metrics
+without and with it side by side; `inference=slide` scores tiles (inference.tile, inference.overlap),
+`inference=multiscale` averages scales and flips (inference.scales, inference.flip).
 """
 import json
 import sys
 from pathlib import Path
 
+from ..config import to_plain
 from ..errors import SegtrainError
-from . import exit_with_error
+from . import exit_with_error, parse_key_values
 
+EVAL_GROUPS = ("crf", "inference")
 USAGE = "usage: segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [out=FILE.json] [KEY=VALUE ...]"
 
 
 def parse_args(argv):
-    own, overrides = {}, []
-    for arg in argv:
-        if arg in ("-h", "--help"):
-            print(__doc__.strip())
-            sys.exit(0)
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise SegtrainError(f"argument {arg!r} is not KEY=VALUE; {USAGE}")
-        if key in ("ckpt", "out", "ensemble"):
-            own[key] = value
-        else:
-            overrides.append(arg)
-    if "ckpt" not in own:
-        raise SegtrainError(f"ckpt=PATH is required; {USAGE}")
+    own, overrides = parse_key_values(argv, ("ckpt", "out", "ensemble"), USAGE, __doc__)
     ensemble = [path for path in own.get("ensemble", "").split(",") if path]
     return own["ckpt"], ensemble, own.get("out"), overrides
 
@@ -47,24 +41,34 @@ def compose_stored_config(stored: dict, overrides):
 
     register_configs()
     choices = [f"{group}={stored[group]['name']}" for group in ("model", "dataset", "optimizer", "schedule")]
+    # evaluation-only groups are picked on this command line (crf=deeplab, inference=multiscale), never stored
+    group_choices = [o for o in overrides if o.partition("=")[0] in EVAL_GROUPS]
+    dotlist = [o for o in overrides if o not in group_choices]
+    stored = {k: v for k, v in stored.items() if k not in EVAL_GROUPS}
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose("config", overrides=choices)
+            cfg = compose("config", overrides=choices + group_choices)
         cfg = OmegaConf.merge(cfg, stored)
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except (HydraException, OmegaConfBaseException) as e:
         raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
 
 
-def format_report(class_names, metrics) -> str:
+def format_report(class_names, metrics, crf_metrics=None) -> str:
+    """Per-class IU and the four metrics in percent; with `crf_metrics`, a second column after the CRF."""
     width = max(12, max(len(n) for n in class_names))
-    lines = [f"{'class':<{width}}  {'IU':>7}"]
-    for name, iu in zip(class_names, metrics["iu"]):
-        lines.append(f"{name:<{width}}  {'-' if iu != iu else f'{100 * iu:6.2f}':>7}")
+    columns = [metrics] + ([crf_metrics] if crf_metrics else [])
+
+    def cell(value):
+        return f"{'-' if value != value else f'{100 * value:6.2f}':>7}"
+
+    lines = [f"{'class':<{width}}  {'IU':>7}" + (f"  {'+CRF':>7}" if crf_metrics else "")]
+    for index, name in enumerate(class_names):
+        lines.append(f"{name:<{width}}  " + "  ".join(cell(m["iu"][index]) for m in columns))
     lines.append("")
     for key, label in (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
                        ("fw_iu", "f.w. IU")):
-        lines.append(f"{label:<{width}}  {100 * metrics[key]:6.2f}")
+        lines.append(f"{label:<{width}}  " + "  ".join(cell(m[key]) for m in columns))
     return "\n".join(lines)
 
 
@@ -87,10 +91,13 @@ def load_ensemble_member(path: str, cfg, input_channels):
 def run(argv) -> dict:
     ckpt, ensemble, out, overrides = parse_args(argv)
     from ..checkpoint import load_checkpoint
+    from ..crf import crf_refiner
     from ..data import build_dataset
-    from ..engine import autocast_context, evaluate
+    from ..engine import autocast_context, evaluate, evaluate_with_crf
+    from ..inference import predict_scores
     from ..models import ProductEnsemble
     from ..train import METRIC_NAMES, build_model_from_config, select_amp, select_device, val_loader_for
+    from ..visualize import denormalize
 
     state = load_checkpoint(ckpt)
     cfg = compose_stored_config(state["config"], overrides)
@@ -104,8 +111,22 @@ def run(argv) -> dict:
         model = ProductEnsemble([model, *members])
         print(f"ensemble: product of the class probabilities of {' x '.join([cfg.model.name, *names])}")
     model.to(device)
-    metrics, _ = evaluate(model, val_loader_for(cfg, dataset, device), cfg.dataset.num_classes, device, autocast,
-                          tasks=dataset.tasks)
+    inference = to_plain(cfg.inference)
+    loader = val_loader_for(cfg, dataset, device)
+    crf_metrics = None
+    if cfg.crf.name == "none":
+        metrics, _ = evaluate(model, loader, cfg.dataset.num_classes, device, autocast, tasks=dataset.tasks,
+                              predict=lambda net, images: predict_scores(net, images, **inference))
+    else:
+        if dataset.tasks:
+            raise SegtrainError(f"crf={cfg.crf.name}: the CRF refines one task's labels; {cfg.dataset.name} with "
+                                f"several tasks is evaluated without it (crf=none)")
+        params = {k: v for k, v in to_plain(cfg.crf).items() if k not in ("name", "workers")}
+        with crf_refiner(params, cfg.crf.workers) as refine:
+            metrics, crf_metrics = evaluate_with_crf(
+                model, loader, cfg.dataset.num_classes, device, autocast,
+                lambda net, images: predict_scores(net, images, **inference, probabilities=True), refine,
+                lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0).numpy())
 
     print(f"{ckpt} (iteration {state['iteration']}), {cfg.dataset.name} {cfg.dataset.val_split}: "
           f"{len(dataset)} images")
@@ -113,7 +134,7 @@ def run(argv) -> dict:
         for name, class_names in dataset.tasks:
             print(f"\n[{name}]\n" + format_report(class_names, metrics["tasks"][name]))
     else:
-        print(format_report(dataset.class_names, metrics))
+        print(format_report(dataset.class_names, metrics, crf_metrics))
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
     if logged is not None and not overrides and not ensemble:
         same = all(logged[k] == metrics[k] for k in METRIC_NAMES)
@@ -123,6 +144,10 @@ def run(argv) -> dict:
               "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
               "overrides": overrides, "ensemble": ensemble,
               **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
+    if crf_metrics is not None:
+        result["crf"] = {**{k: crf_metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names,
+                                                                                   crf_metrics["iu"])),
+                         "params": to_plain(cfg.crf)}
     out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
     out_path.write_text(json.dumps(result, indent=2))
     print(f"wrote {out_path}")

@@ -51,3 +51,9 @@ def pad_collate(batch):
 
     return (torch.stack([pad(image, 0.0) for image, _ in batch]),
             torch.stack([pad(label, IGNORE_INDEX) for _, label in batch]))
+
+
+def dataset_info(dataset) -> dict:
+    """What inference on new images needs from a dataset, as plain data (stored in every checkpoint)."""
+    return {"class_names": list(dataset.class_names), "mean": list(dataset.mean), "std": list(dataset.std),
+            "palette": dataset.palette.tolist(), "input_channels": list(dataset.input_channels)}

@@ -1,0 +1,61 @@
+"""Dense CRF time per image at 500x500 with 21 classes (REFERENCE.md: about 0.5 s per VOC image on one core), and
+the speed-up from running it in parallel worker processes as segtrain-eval does (crf.workers).
+
+    python scripts/bench_crf.py [--images 8] [--workers 1 2] [--preset deeplab]
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from segtrain.crf import crf_refiner  # noqa: E402
+
+PRESETS = {  # REFERENCE.md section 5
+    "deeplab": dict(w1=4.0, sigma_alpha=49.0, sigma_beta=5.0, w2=3.0, sigma_gamma=3.0, iterations=10),
+    "deeplab_resnet": dict(w1=4.0, sigma_alpha=67.0, sigma_beta=3.0, w2=3.0, sigma_gamma=1.0, iterations=10),
+    "deconvnet": dict(w1=5.0, sigma_alpha=20.0, sigma_beta=3.0, w2=3.0, sigma_gamma=3.0, iterations=10),
+}
+
+
+def fake_job(seed: int, size: int = 500, classes: int = 21):
+    """A blocky image and smooth class probabilities like a network's upsampled output."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    image = np.kron(rng.integers(0, 255, (10, 10, 3)), np.ones((size // 10, size // 10, 1))).astype(np.uint8)
+    logits = torch.from_numpy(rng.normal(0, 2, (1, classes, size // 8, size // 8)).astype(np.float32))
+    probs = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear").softmax(1)[0].numpy()
+    return image, probs, seed
+
+
+def timed(params, workers: int, jobs) -> float:
+    with crf_refiner(params, workers) as refine:
+        list(refine(iter(jobs[:workers or 1])))  # start the workers and warm up
+        began = time.perf_counter()
+        done = list(refine(iter(jobs)))
+    assert [extra for _, extra in done] == [extra for _, _, extra in jobs]
+    return (time.perf_counter() - began) / len(jobs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="deeplab")
+    args = parser.parse_args()
+    jobs = [fake_job(seed) for seed in range(args.images)]
+    params = PRESETS[args.preset]
+    serial = timed(params, 0, jobs)
+    print(f"{args.images} images 500x500, 21 classes, crf={args.preset}, {os.cpu_count()} CPU cores")
+    print(f"in-process: {serial:.3f} s per image")
+    for workers in args.workers:
+        per_image = timed(params, workers, jobs)
+        print(f"{workers} worker(s): {per_image:.3f} s per image, {serial / per_image:.2f}x the in-process rate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [crf=dense|...] [inference=...] [KEY=VALUE ...]`
+
+Segments new RGB images of any size with a trained checkpoint. For each image NAME it writes OUTPUT/NAME.png, the
+label map as a palette PNG (pixel value = class index, colours from the dataset's palette), and
+OUTPUT/NAME_overlay.png, the image with the classes drawn over it. An image that cannot be read is reported and
+skipped; the others still run (the exit status is then 1). `crf=` and `inference=` work as in segtrain-eval.
+"""
+import sys
+from pathlib import Path
+
+from ..errors import SegtrainError
+from . import exit_with_error, parse_key_values
+
+USAGE = "usage: segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [crf=...] [inference=...] [KEY=VALUE ...]"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def input_files(path: str):
+    source = Path(path)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SegtrainError(f"input={path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if source.is_file():
+        return [source]
+    raise SegtrainError(f"input={path}: no such file or folder")
+
+
+def overlay(image, labels, palette, num_classes: int):
+    """(3, H, W) uint8: the image with each present class drawn in its palette colour at 50%."""
+    import torch
+    from torchvision.utils import draw_segmentation_masks
+
+    present = [c for c in range(num_classes) if (labels == c).any()]
+    if not present:
+        return image
+    masks = torch.stack([labels == c for c in present])
+    colors = [tuple(int(v) for v in palette[c]) for c in present]
+    return draw_segmentation_masks(image, masks, alpha=0.5, colors=colors)
+
+
+def run(argv) -> int:
+    own, overrides = parse_key_values(argv, ("ckpt", "input", "output"), USAGE, __doc__)
+    for key in ("input", "output"):
+        if key not in own:
+            raise SegtrainError(f"{key}= is required; {USAGE}")
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..checkpoint import load_checkpoint
+    from ..config import to_plain
+    from ..crf import crf_refiner
+    from ..data import build_dataset, dataset_info
+    from ..data.files import read_image
+    from ..engine import autocast_context
+    from ..inference import predict_scores
+    from ..train import build_model_from_config, select_amp, select_device
+    from .evaluate import compose_stored_config
+
+    files = input_files(own["input"])
+    state = load_checkpoint(own["ckpt"])
+    cfg = compose_stored_config(state["config"], overrides)
+    # checkpoints written before the dataset facts were stored: read them off the dataset itself
+    info = state.get("data") or dataset_info(build_dataset(cfg.dataset, cfg.dataset.val_split))
+    if info["input_channels"] != [3]:
+        raise SegtrainError(f"ckpt={own['ckpt']}: the model takes {info['input_channels']} input channels "
+                            f"({cfg.dataset.name}); segtrain-predict reads RGB images")
+    device = select_device(cfg.trainer.device)
+    autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
+    model = build_model_from_config(cfg, cfg.dataset.num_classes)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    mean, std = torch.tensor(info["mean"])[:, None, None], torch.tensor(info["std"])[:, None, None]
+    palette = torch.tensor(info["palette"], dtype=torch.uint8)
+    num_classes = len(info["class_names"])
+    use_crf = cfg.crf.name != "none"
+    inference = to_plain(cfg.inference)
+    output = Path(own["output"])
+    output.mkdir(parents=True, exist_ok=True)
+    skipped = []
+
+    def scored():
+        """(rgb (H, W, 3) uint8, class probabilities or scores (C, H, W), file) for each readable image."""
+        for path in files:
+            try:
+                rgb = read_image(path)
+            except SegtrainError as error:
+                print(f"segtrain-predict: skipped {error}", file=sys.stderr)
+                skipped.append(path)
+                continue
+            image = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std
+            with torch.no_grad(), autocast:
+                scores = predict_scores(model, image[None].to(device), **inference, probabilities=use_crf)
+            yield rgb, scores[0].float().cpu().numpy(), path
+
+    params = {k: v for k, v in to_plain(cfg.crf).items() if k not in ("name", "workers")}
+    with crf_refiner(params, cfg.crf.workers if use_crf else 0) as refine:
+        if use_crf:
+            labelled = refine((rgb, probs, (rgb, path)) for rgb, probs, path in scored())
+        else:
+            labelled = ((scores.argmax(0), (rgb, path)) for rgb, scores, path in scored())
+        written = 0
+        for labels, (rgb, path) in labelled:
+            label_png = Image.fromarray(labels.astype(np.uint8))
+            label_png.putpalette(palette.flatten().tolist())
+            label_png.save(output / f"{path.stem}.png")
+            drawn = overlay(torch.from_numpy(rgb).permute(2, 0, 1), torch.from_numpy(labels.astype(np.int64)),
+                            palette, num_classes)
+            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output / f"{path.stem}_overlay.png")
+            written += 1
+    print(f"wrote {written} label maps (NAME.png) and overlays (NAME_overlay.png) to {output}"
+          + (f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""))
+    return 1 if skipped else 0
+
+
+def main(argv=None) -> None:
+    try:
+        status = run(sys.argv[1:] if argv is None else argv)
+    except SegtrainError as error:
+        exit_with_error("segtrain-predict", error)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

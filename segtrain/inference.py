@@ -1,0 +1,52 @@
+"""Test-time scoring of whole images: one forward pass, a sliding window of tiles, or several scales and a
+horizontal flip averaged (the `inference` config group)."""
+import torch
+import torch.nn.functional as F
+
+
+def sliding_window(model, images: torch.Tensor, tile: int, overlap: float) -> torch.Tensor:
+    """Class probabilities from overlapping tile x tile windows, averaged where they overlap; images smaller
+    than a tile in both directions go through whole."""
+    height, width = images.shape[-2:]
+    if height <= tile and width <= tile:
+        return model(images).float().softmax(1)
+    stride = max(1, int(tile * (1 - overlap)))
+
+    def starts(size):
+        if size <= tile:
+            return [0]
+        return sorted(set(list(range(0, size - tile, stride)) + [size - tile]))
+
+    probs, counts = None, torch.zeros(1, 1, height, width, device=images.device)
+    for top in starts(height):
+        for left in starts(width):
+            window = images[..., top:top + tile, left:left + tile]
+            scores = model(window).float().softmax(1)
+            if probs is None:
+                probs = torch.zeros(images.shape[0], scores.shape[1], height, width, device=images.device)
+            probs[..., top:top + tile, left:left + tile] += scores
+            counts[..., top:top + tile, left:left + tile] += 1
+    return probs / counts
+
+
+def predict_scores(model, images: torch.Tensor, mode: str = "whole", tile: int = 512, overlap: float = 1 / 3,
+                   scales=(1.0,), flip: bool = False, probabilities: bool = False) -> torch.Tensor:
+    """(N, C, H, W) scores whose argmax is the prediction: for one whole-image pass the logits themselves (so the
+    metrics equal training's validation) unless `probabilities`; else class probabilities averaged over scales
+    and flips."""
+    scales = tuple(scales)
+    if mode == "whole" and scales == (1.0,) and not flip:
+        return model(images).float().softmax(1) if probabilities else model(images)
+    height, width = images.shape[-2:]
+    total = 0
+    for scale in scales:
+        scaled = images if scale == 1.0 else F.interpolate(images, scale_factor=scale, mode="bilinear",
+                                                           align_corners=False)
+        for flipped in (False, True) if flip else (False,):
+            x = scaled.flip(-1) if flipped else scaled
+            probs = sliding_window(model, x, tile, overlap) if mode == "slide" else model(x).float().softmax(1)
+            probs = probs.flip(-1) if flipped else probs
+            if probs.shape[-2:] != (height, width):
+                probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+            total = total + probs
+    return total / (len(scales) * (2 if flip else 1))

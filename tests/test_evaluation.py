@@ -1,0 +1,156 @@
+"""CRF refinement, test-time scoring modes and the evaluation CLI's handling of them."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segtrain.cli.evaluate import run as run_eval
+from segtrain.crf import crf_refiner, dense_crf
+from segtrain.errors import SegtrainError
+from segtrain.inference import predict_scores
+
+PARAMS = dict(w1=4.0, sigma_alpha=49.0, sigma_beta=5.0, w2=3.0, sigma_gamma=3.0, iterations=10)
+
+
+def two_region_problem(seed=0, size=40):
+    """An image of two flat colours and class probabilities that are right only 65% of the time per pixel."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((size, size), np.uint8)
+    truth[:, size // 2:] = 1
+    image = np.where(truth[..., None] == 1, [200, 30, 30], [30, 30, 200]).astype(np.uint8)
+    noisy_right = rng.random((size, size)) < 0.65
+    guess = np.where(noisy_right, truth, 1 - truth)
+    probs = np.stack([np.where(guess == 0, 0.6, 0.4), np.where(guess == 1, 0.6, 0.4)]).astype(np.float32)
+    return image, probs, truth
+
+
+def test_dense_crf_cleans_up_noisy_probabilities_along_image_edges():
+    image, probs, truth = two_region_problem()
+    before = (probs.argmax(0) == truth).mean()
+    after = (dense_crf(image, probs, **PARAMS) == truth).mean()
+    assert before < 0.7 and after > 0.97
+
+
+def test_parallel_crf_workers_give_the_in_process_results_in_order():
+    jobs = [two_region_problem(seed)[:2] + (seed,) for seed in range(5)]
+    with crf_refiner(PARAMS, 0) as refine:
+        serial = list(refine(iter(jobs)))
+    with crf_refiner(PARAMS, 2) as refine:
+        parallel = list(refine(iter(jobs)))
+    assert [extra for _, extra in parallel] == list(range(5))
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(serial, parallel))
+
+
+def pointwise_model():
+    """A 1x1-conv net: no context, so tiles, flips and whole images must all give the same probabilities."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).eval()
+
+
+def test_sliding_window_and_flip_match_a_whole_pass_for_a_pointwise_net():
+    model, images = pointwise_model(), torch.randn(2, 3, 45, 70)
+    with torch.no_grad():
+        whole = model(images).softmax(1)
+        assert torch.equal(predict_scores(model, images), model(images))  # logits: training's metrics exactly
+        torch.testing.assert_close(predict_scores(model, images, probabilities=True), whole)
+        torch.testing.assert_close(predict_scores(model, images, mode="slide", tile=16, overlap=0.5), whole)
+        torch.testing.assert_close(predict_scores(model, images, flip=True), whole)
+        multi = predict_scores(model, images, scales=[0.5, 1.0, 2.0])
+    assert multi.shape == whole.shape and torch.allclose(multi.sum(1), torch.ones(2, 45, 70))
+
+
+def test_sliding_window_covers_every_pixel_and_averages_overlaps():
+    calls = []
+
+    class Counter(torch.nn.Module):
+        def forward(self, x):
+            calls.append(tuple(x.shape[-2:]))
+            return torch.zeros(x.shape[0], 2, *x.shape[-2:])
+
+    probs = predict_scores(Counter(), torch.zeros(1, 3, 50, 30), mode="slide", tile=20, overlap=0.5)
+    assert torch.allclose(probs, torch.full_like(probs, 0.5))  # every pixel scored, overlaps averaged
+    assert set(calls) == {(20, 20)} and len(calls) == 4 * 2  # rows 0,10,20,30 x cols 0,10
+
+
+def test_eval_with_crf_reports_both_and_keeps_the_plain_metrics(finished_run, tmp_path, capsys):
+    run_dir, _ = finished_run
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    plain = run_eval([f"ckpt={ckpt}", "out=/dev/null"])
+    result = run_eval([f"ckpt={ckpt}", "crf=deconvnet", "crf.workers=0", f"out={tmp_path / 'crf.json'}"])
+    out = capsys.readouterr().out
+    assert "+CRF" in out
+    assert {k: result[k] for k in ("pixel_acc", "mean_iu")} == {k: plain[k] for k in ("pixel_acc", "mean_iu")}
+    stored = json.loads((tmp_path / "crf.json").read_text())
+    assert stored["crf"]["params"]["w1"] == 5.0 and stored["crf"]["params"]["sigma_alpha"] == 20.0
+    assert 0 <= stored["crf"]["mean_iu"] <= 1 and set(stored["crf"]["iu"]) == set(result["iu"])
+    multiscale = run_eval([f"ckpt={ckpt}", "inference=multiscale", "inference.scales=[1.0,1.5]", "out=/dev/null"])
+    assert 0 <= multiscale["mean_iu"] <= 1
+    with pytest.raises(SegtrainError, match="crf"):
+        run_eval([f"ckpt={ckpt}", "crf=bogus"])
+
+
+def test_predict_writes_palette_label_maps_and_overlays_and_skips_unreadable_images(finished_run, tmp_path, capsys):
+    from PIL import Image
+
+    from segtrain.cli.predict import run as run_predict
+
+    run_dir, _ = finished_run
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(images / "wide.jpg")
+    Image.fromarray(rng.integers(0, 255, (70, 20, 3), dtype=np.uint8)).save(images / "tall.png")
+    (images / "broken.jpg").write_bytes(b"not an image")
+    status = run_predict([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'out'}"])
+    captured = capsys.readouterr()
+    assert status == 1 and "broken.jpg: cannot read the image" in captured.err and "skipped 1" in captured.out
+    for name, size in (("wide", (53, 37)), ("tall", (20, 70))):
+        labels = Image.open(tmp_path / "out" / f"{name}.png")
+        assert labels.mode == "P" and labels.size == size and np.array(labels).max() < 5
+        assert Image.open(tmp_path / "out" / f"{name}_overlay.png").size == size
+    assert not (tmp_path / "out" / "broken.png").exists()
+
+    # the same labels as the model's argmax on the normalised image
+    from segtrain.checkpoint import load_checkpoint
+    from segtrain.cli.evaluate import compose_stored_config
+    from segtrain.train import build_model_from_config
+
+    state = load_checkpoint(ckpt)
+    model = build_model_from_config(compose_stored_config(state["config"], []), 5)
+    model.load_state_dict(state["model"])
+    rgb = torch.from_numpy(np.array(Image.open(images / "tall.png"))).permute(2, 0, 1).float() / 255
+    x = (rgb - torch.tensor(state["data"]["mean"])[:, None, None]) / torch.tensor(state["data"]["std"])[:, None, None]
+    with torch.no_grad():
+        expected = model.eval()(x[None]).argmax(1)[0].numpy()
+    assert np.array_equal(np.array(Image.open(tmp_path / "out" / "tall.png")), expected)
+
+    assert run_predict([f"ckpt={ckpt}", f"input={images / 'wide.jpg'}", f"output={tmp_path / 'crf'}", "crf=dense",
+                        "crf.workers=0"]) == 0
+    assert Image.open(tmp_path / "crf" / "wide.png").size == (53, 37)
+    with pytest.raises(SegtrainError, match="no such file or folder"):
+        run_predict([f"ckpt={ckpt}", f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'x'}"])
+
+
+def test_export_onnx_with_dynamic_height_and_width_matches_pytorch(finished_run, tmp_path):
+    import onnxruntime
+
+    from segtrain.checkpoint import load_checkpoint
+    from segtrain.cli.evaluate import compose_stored_config
+    from segtrain.cli.export import run as run_export
+    from segtrain.train import build_model_from_config
+
+    run_dir, _ = finished_run
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    path = run_export([f"ckpt={ckpt}", f"out={tmp_path / 'model.onnx'}", "height=64", "width=48"])
+    state = load_checkpoint(ckpt)
+    model = build_model_from_config(compose_stored_config(state["config"], []), 5).eval()
+    model.load_state_dict(state["model"])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 81, 29)  # a batch and size the export never saw
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], model(x).numpy(), rtol=1e-3,
+                                   atol=1e-4)
+    with pytest.raises(SegtrainError, match="format=tflite"):
+        run_export([f"ckpt={ckpt}", "format=tflite"])
