@@ -40,7 +40,7 @@ def bare_loop(cfg, iters: int) -> float:
                         num_workers=tc.num_workers, pin_memory=device.type == "cuda", drop_last=True)
     model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device).train()
     optimizer = build_optimizer(model, **cfg.optimizer)
-    scheduler = build_schedule(optimizer, cfg.schedule.name, iters, cfg.schedule.power)
+    scheduler = build_schedule(optimizer, iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=tc.amp == "fp16" and device.type == "cuda")
     batches = iter(loader)
     began = time.perf_counter()

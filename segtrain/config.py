@@ -116,24 +116,76 @@ class AdamWConfig(OptimizerConfig):
     eps: float = 1e-8
 
 
+class ScheduleName(str, Enum):
+    fixed = "fixed"
+    step = "step"
+    poly = "poly"
+    cosine = "cosine"
+
+
 @dataclass
 class ScheduleConfig:
-    name: str = MISSING  # fixed | poly
+    name: ScheduleName = MISSING
     power: float = 0.9  # poly: lr = base_lr * (1 - iter / max_iters) ** power
+    step_size: int = 2000  # step: lr x gamma every step_size iterations (DeepLab v1: 2000)
+    gamma: float = 0.1
+    warmup_iters: int = 0  # linear warm-up from warmup_start x lr over the first iterations (any schedule)
+    warmup_start: float = 0.001
+
+
+class AugmentName(str, Enum):
+    none = "none"
+    deeplab = "deeplab"
+    unet = "unet"
+    photometric = "photometric"
+
+
+@dataclass
+class AugmentConfig:
+    name: AugmentName = AugmentName.none
+    crop_size: int = 321  # deeplab: the random crop (padded with 255 labels first when the image is smaller)
+    scale_min: float = 0.5  # deeplab: random scale range
+    scale_max: float = 1.5
+    flip: bool = True  # deeplab: horizontal; unet: horizontal and vertical
+    grid: int = 3  # unet: grid cells per side of the elastic deformation
+    magnitude: int = 10  # unet: largest displacement of a grid point, pixels
+    brightness: float = 0.2  # photometric: ColorJitter ranges
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.05
+
+
+class Sampling(str, Enum):
+    whole = "whole"
+    patch = "patch"
+
+
+@dataclass
+class LossConfig:
+    name: str = "cross_entropy"
+    normalize: bool = True  # mean over the labelled pixels; false sums them, as the FCN Caffe release does
+    class_weights: Optional[List[float]] = None  # one per class (per task, concatenated, for multi-task data)
 
 
 @dataclass
 class TrainerConfig:
     max_iters: int = 1000
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch: split evenly over torchrun's processes
     val_batch_size: int = 8
     val_interval: int = 250  # validate (and maybe write best.pt) every N iterations and at the end
     ckpt_interval: int = 250  # write last.pt every N iterations and at the end
     log_interval: int = 20  # loss/lr/speed to the log and TensorBoard every N iterations
+    accumulate: int = 1  # batches whose gradients are summed per optimizer step (Caffe's iter_size)
+    sampling: Sampling = Sampling.whole  # whole images (a batch padded with 255 labels) or random patches
+    patch_size: int = 224  # sampling=patch: square patches, padded with 255 labels where the image is smaller
+    sample_rate: float = 1.0  # FCN's p: each cell of the final score map is kept in the loss with probability p
     num_vis_images: int = 4  # image panels written to TensorBoard at each validation
     num_workers: int = 0
     device: Device = Device.auto
     amp: Amp = Amp.off  # CUDA only; fp16 uses a GradScaler
+    channels_last: bool = False  # NHWC weights and inputs (faster convolutions with AMP on recent GPUs)
+    compile: bool = False  # torch.compile the training forward/backward (first iterations compile)
+    sync_bn: bool = False  # torchrun with several processes: BN statistics over the global batch (CUDA)
     deterministic: bool = True
     resume: Optional[str] = None  # auto: last.pt in this run dir, or a checkpoint path
 
@@ -172,6 +224,8 @@ class TrainConfig:
     dataset: DatasetConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     schedule: ScheduleConfig = MISSING
+    loss: LossConfig = MISSING
+    augment: AugmentConfig = MISSING
     trainer: TrainerConfig = MISSING
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
@@ -191,6 +245,8 @@ def register_configs() -> None:
     cs.store(group="optimizer", name="adamw_schema", node=AdamWConfig)
     cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="loss", name="loss_schema", node=LossConfig)
+    cs.store(group="augment", name="augment_schema", node=AugmentConfig)
     cs.store(group="crf", name="crf_schema", node=CRFConfig)
     cs.store(group="inference", name="inference_schema", node=InferenceConfig)
 

@@ -31,31 +31,55 @@ def task_target(targets: torch.Tensor, index: int, tasks) -> torch.Tensor:
     return targets[:, index] if tasks else targets
 
 
-def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, tasks=None):
-    """Cross-entropy over the pixels that are not ignored; with several tasks, the sum of their losses."""
-    return sum(F.cross_entropy(logits[:, channels].float(), task_target(targets, t, tasks), ignore_index=ignore_index)
-               for t, (_, channels) in enumerate(task_heads(num_classes, tasks)))
+def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, tasks=None, normalize: bool = True,
+                      class_weights=None, denominator=None):
+    """Cross-entropy over the pixels that are not ignored: their mean, or with normalize=False their sum (the
+    FCN release's unnormalised loss); `class_weights` weight each class. With several tasks, the sum of theirs.
+    `denominator(local)` turns this batch's labelled-pixel count (or weight) into the one to divide by
+    (distributed training: the whole global batch's, over the number of ranks)."""
+    loss = 0
+    for t, (_, channels) in enumerate(task_heads(num_classes, tasks)):
+        target = task_target(targets, t, tasks)
+        weight = None if class_weights is None else class_weights[channels]
+        scores = logits[:, channels].float()
+        if normalize and denominator is None:
+            loss = loss + F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index)
+            continue
+        total = F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index, reduction="sum")
+        if normalize:
+            labelled = target[(target != ignore_index) & (target >= 0) & (target < scores.shape[1])]
+            local = labelled.numel() if weight is None else weight[labelled].sum()
+            total = total / denominator(torch.as_tensor(local, dtype=torch.float32, device=scores.device))
+        loss = loss + total
+    return loss
 
 
-def train_step(model, images, targets, optimizer, scheduler, scaler, autocast, ignore_index: int, tasks=None):
-    """Forward, backward and step on one batch; returns the loss as a detached tensor (no host sync)."""
-    with autocast:
-        logits = model(images)
-        loss = segmentation_loss(logits, targets, logits.shape[1], ignore_index, tasks)
+def train_step(model, batches, optimizer, scheduler, scaler, autocast, loss_fn):
+    """One optimizer step over `batches` (a list of (images, targets); more than one accumulates their gradients,
+    each loss divided by their number as Caffe's iter_size does). Returns the loss as a detached tensor (no host
+    sync)."""
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    total = 0
+    for images, targets in batches:
+        with autocast:
+            loss = loss_fn(model(images), targets) / len(batches)
+        scaler.scale(loss).backward()
+        total = total + loss.detach()
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
-    return loss.detach()
+    return total
 
 
 @torch.no_grad()
-def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None, predict=None):
+def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None, predict=None,
+             reduce=None):
     """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU.
     With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task.
-    `predict(model, images)` gives the scores to take the argmax of (default: the model's logits)."""
+    `predict(model, images)` gives the scores to take the argmax of (default: the model's logits); `reduce`
+    sums each confusion matrix in place across processes before the metrics are taken."""
     predict = predict or (lambda net, images: net(images))
+    reduce = reduce or (lambda hist: hist)
     was_training = model.training
     model.eval()
     heads = task_heads(num_classes, tasks)
@@ -71,6 +95,8 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
         if len(kept) < num_keep:
             kept.extend(zip(images.cpu(), task_target(targets, 0, tasks).cpu(), preds[0].cpu()))
     model.train(was_training)
+    for confusion in confusions:  # distributed: each rank saw a shard of the split
+        reduce(confusion.hist)
     metrics = confusions[0].compute()
     if tasks:
         metrics["tasks"] = {name: confusion.compute() for (name, _), confusion in zip(heads, confusions)}

@@ -1,4 +1,6 @@
 """Optimisers and per-iteration learning-rate schedules."""
+import math
+
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -35,10 +37,28 @@ def build_optimizer(model, name: str, lr: float, weight_decay: float, bias_lr_mu
     raise SegtrainError(f"optimizer.name={name!r} is not known; expected 'sgd' or 'adamw'")
 
 
-def build_schedule(optimizer, name: str, max_iters: int, power: float) -> LambdaLR:
-    """Stepped once per iteration; the factor at iteration i multiplies each group's base lr."""
+def schedule_factor(name: str, iteration: int, max_iters: int, power: float = 0.9, step_size: int = 2000,
+                    gamma: float = 0.1, warmup_iters: int = 0, warmup_start: float = 0.001) -> float:
+    """The factor on each group's base lr at `iteration`: fixed, step (x gamma every step_size), poly
+    ((1 - i/max) ** power), or cosine (0.5 (1 + cos(pi i/max))), ramped linearly from warmup_start over the first
+    warmup_iters."""
+    progress = min(iteration, max_iters) / max_iters
     if name == "fixed":
-        return LambdaLR(optimizer, lambda it: 1.0)
-    if name == "poly":
-        return LambdaLR(optimizer, lambda it: max(0.0, 1 - it / max_iters) ** power)
-    raise SegtrainError(f"schedule.name={name!r} is not known; expected 'fixed' or 'poly'")
+        factor = 1.0
+    elif name == "step":
+        factor = gamma ** (iteration // step_size)
+    elif name == "poly":
+        factor = max(0.0, 1 - progress) ** power
+    elif name == "cosine":
+        factor = 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        raise SegtrainError(f"schedule.name={name!r} is not known; expected fixed, step, poly or cosine")
+    if iteration < warmup_iters:
+        factor *= warmup_start + (1 - warmup_start) * iteration / warmup_iters
+    return factor
+
+
+def build_schedule(optimizer, max_iters: int, name: str, **options) -> LambdaLR:
+    """Stepped once per iteration; the factor at iteration i multiplies each group's base lr."""
+    schedule_factor(name, 0, max_iters, **options)  # an unknown name fails here, before training
+    return LambdaLR(optimizer, lambda it: schedule_factor(name, it, max_iters, **options))

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from . import distributed
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .config import to_plain
 from .data import build_dataset, dataset_info, pad_collate
+from .data.augment import Augmented
 from .data.samplers import InfiniteSampler
-from .engine import autocast_context, evaluate, train_step
+from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
 from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
@@ -69,6 +71,42 @@ def build_model_from_config(cfg, num_classes: int, input_channels=(3,)):
     return streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
 
 
+def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int) -> torch.Tensor:
+    """FCN's sampling rate: each cell x cell block (a cell of the final score map) stays in the loss with
+    probability `rate`; the others become ignored."""
+    height, width = targets.shape[-2:]
+    keep = torch.rand(targets.shape[0], -(-height // cell), -(-width // cell), device=targets.device) < rate
+    keep = keep.repeat_interleave(cell, 1).repeat_interleave(cell, 2)[:, :height, :width]
+    return targets.masked_fill(~(keep if targets.dim() == 3 else keep[:, None]), ignore_index)
+
+
+def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float = 1.0, cell: int = 1,
+               world: int = 1):
+    """loss_fn(logits, targets) as the `loss` config says, with FCN's cell sampling when sample_rate < 1. With
+    `world` processes the mean is over the global batch's labelled pixels (DDP then averages the gradients)."""
+    weights = None
+    if loss_cfg.class_weights is not None:
+        if len(loss_cfg.class_weights) != num_classes:
+            raise SegtrainError(f"loss.class_weights has {len(loss_cfg.class_weights)} entries; expected one per "
+                                f"class ({num_classes}: {', '.join(dataset.class_names)})")
+        weights = torch.tensor(list(loss_cfg.class_weights), dtype=torch.float32, device=device)
+    if not 0 < sample_rate <= 1:
+        raise SegtrainError(f"trainer.sample_rate={sample_rate}: expected a probability in (0, 1]")
+
+    def global_denominator(local: torch.Tensor) -> torch.Tensor:
+        return distributed.all_reduce_sum(local.clone()) / world
+
+    denominator = global_denominator if world > 1 else None
+
+    def loss_fn(logits, targets):
+        if sample_rate < 1:
+            targets = drop_cells(targets, sample_rate, cell, dataset.ignore_index)
+        return segmentation_loss(logits, targets, num_classes, dataset.ignore_index, dataset.tasks,
+                                 loss_cfg.normalize, weights, denominator)
+
+    return loss_fn
+
+
 def val_loader_for(cfg, dataset, device) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False, collate_fn=pad_collate,
                       num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda")
@@ -98,16 +136,30 @@ def format_metrics(metrics: dict) -> str:
 
 def train(cfg, run_dir) -> dict:
     """Train as `cfg` says, writing checkpoints and TensorBoard events under `run_dir`; returns the final
-    validation metrics (with `best_mean_iu`)."""
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    validation metrics (with `best_mean_iu`). Under torchrun every rank runs this; rank 0's run_dir is used."""
     tc = cfg.trainer
+    device = distributed.setup(select_device(tc.device))
+    try:
+        return _train(cfg, Path(distributed.broadcast(str(run_dir))), device)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg, run_dir: Path, device: torch.device) -> dict:
+    tc = cfg.trainer
+    ckpt_dir = run_dir / "checkpoints"
+    rank, world = distributed.rank(), distributed.world_size()
+    main_process = rank == 0
+    if not main_process:
+        log.setLevel(logging.WARNING)  # rank 0 reports for everyone
+    if tc.batch_size % world:
+        raise SegtrainError(f"trainer.batch_size={tc.batch_size} is the global batch and must divide evenly over "
+                            f"the {world} processes")
     resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
     if resume_path is None and any(ckpt_dir.glob("*.pt")):
         raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
                             f"or choose a new hydra.run.dir (nothing was overwritten)")
     seed_everything(cfg.seed, tc.deterministic)
-    device = select_device(tc.device)
     amp = select_amp(tc.amp, device)
     autocast = autocast_context(device, amp)
 
@@ -119,10 +171,22 @@ def train(cfg, run_dir) -> dict:
              cfg.dataset.num_classes)
 
     model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels).to(device)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    if world > 1 and tc.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # DDP and/or the compiled module train; `model` (the same parameters) is what gets evaluated and saved
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = torch.compile(train_model) if tc.compile else train_model
     log.info("model: %s, %s trainable parameters", cfg.model.name, f"{count_parameters(model):,}")
     optimizer = build_optimizer(model, **cfg.optimizer)
-    scheduler = build_schedule(optimizer, cfg.schedule.name, tc.max_iters, cfg.schedule.power)
+    scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+    loss_fn = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device, tc.sample_rate,
+                         getattr(model, "output_stride", 1), world)
 
     config_plain = to_plain(cfg)  # what checkpoints store
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
@@ -141,16 +205,26 @@ def train(cfg, run_dir) -> dict:
             log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
         log.info("resumed from %s at iteration %d", resume_path, start_iter)
 
-    sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * tc.batch_size)
+    images_per_step = tc.batch_size * tc.accumulate
+    patch_size = tc.patch_size if tc.sampling == "patch" else None
+    augmenting = cfg.augment.name != "none" or patch_size is not None
+    train_items = Augmented(train_set, cfg.augment, cfg.seed, patch_size) if augmenting else train_set
+    sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * images_per_step, with_position=augmenting)
+    if world > 1:
+        sampler = distributed.RankSlice(sampler, tc.batch_size, rank, world)
     # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
     # resumed run has just restored, and shift every later dropout mask
-    train_loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
-                              collate_fn=pad_collate,
+    train_loader = DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler,
+                              num_workers=tc.num_workers,
+                              collate_fn=pad_collate, persistent_workers=tc.num_workers > 0,
                               pin_memory=device.type == "cuda", drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed + start_iter))
-    val_loader = val_loader_for(cfg, val_set, device)
+    # each rank validates every world-th image; the confusion matrices are summed
+    val_loader = val_loader_for(cfg, Subset(val_set, range(rank, len(val_set), world)) if world > 1 else val_set,
+                                device)
     # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
-    writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None)
+    writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None) if main_process \
+        else NullWriter()
 
     def checkpoint_state(iteration: int) -> dict:
         return {
@@ -161,15 +235,15 @@ def train(cfg, run_dir) -> dict:
             "class_names": list(train_set.class_names), "data": dataset_info(val_set), "config": config_plain,
         }
 
-    progress = Progress(start_iter, tc.max_iters, tc.batch_size)
+    progress = Progress(start_iter, tc.max_iters, images_per_step, quiet=not main_process)
     model.train()
     batches = iter(train_loader)
     loss_sum, loss_count = torch.zeros((), device=device), 0
     for iteration in range(start_iter + 1, tc.max_iters + 1):
-        images, targets = next(batches)
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        loss = train_step(model, images, targets, optimizer, scheduler, scaler, autocast, train_set.ignore_index,
-                          train_set.tasks)
+        step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
+                         targets.to(device, non_blocking=True))
+                        for images, targets in (next(batches) for _ in range(tc.accumulate))]
+        loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
         loss_sum += loss
         loss_count += 1
         last = iteration == tc.max_iters
@@ -196,7 +270,8 @@ def train(cfg, run_dir) -> dict:
         if validate:
             val_began = time.perf_counter()
             metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
-                                        num_keep=tc.num_vis_images, tasks=val_set.tasks)
+                                        num_keep=tc.num_vis_images, tasks=val_set.tasks,
+                                        reduce=distributed.all_reduce_sum)
             metrics_iter = iteration
             for name in METRIC_NAMES:
                 writer.add_scalar(f"val/{name}", metrics[name], iteration)
@@ -212,10 +287,10 @@ def train(cfg, run_dir) -> dict:
             improved = metrics["mean_iu"] > best_mean_iu
             best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
             progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
-            if improved:
+            if improved and main_process:
                 save_checkpoint(checkpoint_state(iteration), ckpt_dir / "best.pt")
             progress.exclude(time.perf_counter() - val_began)
-        if save_last:
+        if save_last and main_process:
             save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
     progress.close()
 
@@ -228,7 +303,8 @@ def train(cfg, run_dir) -> dict:
     for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
         writer.file_writer.add_summary(summary)
     writer.close()
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=True))
+    if main_process:
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=True))
     log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu, ckpt_dir)
     return result
 
@@ -249,15 +325,24 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+class NullWriter:
+    """SummaryWriter's calls, doing nothing: ranks other than 0 write no TensorBoard events."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    file_writer = property(lambda self: self)
+
+
 class Progress:
     """A tqdm bar on a terminal; elsewhere (logs, CI) a log line per log_interval. Both show speed and ETA."""
 
-    def __init__(self, start: int, total: int, batch_size: int):
+    def __init__(self, start: int, total: int, batch_size: int, quiet: bool = False):
         self.start, self.total, self.batch_size = start, total, batch_size
         self.began = time.perf_counter()
         self.done = start
         self.bar = None
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and not quiet:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, leave=False)

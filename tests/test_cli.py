@@ -57,3 +57,29 @@ def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):
         assert "_hparams_/experiment" in events.summary_metadata  # the HPARAMS tab compares the jobs
         lrs.append(events.Scalars("train/lr")[0].value)
     assert lrs == pytest.approx([1e-3, 1e-2])
+
+
+def test_torchrun_two_cpu_processes_take_the_single_process_steps(tmp_path):
+    """DDP over gloo with the global batch split 2 + 2 ends with the weights of one process taking batches of 4,
+    and only rank 0 writes into the one run directory."""
+    import torch
+
+    args = ["model.width=0.0625", "model.batch_norm=false", "model.dropout=0", "dataset.num_train=16",
+            "dataset.num_val=5", "dataset.image_size=32", "trainer.max_iters=4", "trainer.batch_size=4",
+            "trainer.val_batch_size=2", "trainer.val_interval=2", "trainer.ckpt_interval=2", "trainer.log_interval=1",
+            "trainer.device=cpu", "optimizer=sgd", "optimizer.lr=0.05"]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                          "segtrain.cli.train", *args, f"hydra.run.dir={tmp_path / 'two'}"],
+                         capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "segtrain.cli.train", *args, f"hydra.run.dir={tmp_path / 'one'}"],
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    single = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
+    parallel = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    assert parallel["model"]["score_fr.weight"].abs().sum() > 0  # it trained (score layers start at zero)
+    for key, value in single["model"].items():
+        torch.testing.assert_close(parallel["model"][key], value, rtol=1e-5, atol=1e-6)
+    assert parallel["metrics"] == single["metrics"]  # confusion matrices summed over the two shards of val
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert len(list((tmp_path / "two" / "tb").iterdir())) == 1  # one TensorBoard event file: rank 0's

@@ -71,13 +71,15 @@ def test_wheel_ships_the_configs(tmp_path):
     assert {"segtrain/configs/config.yaml", "segtrain/configs/dataset_preset/synthetic.yaml"} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "segtrain = segtrain.cli.train:main" in scripts and "segtrain-eval = segtrain.cli.evaluate:main" in scripts
+    for script in ("segtrain = segtrain.cli.train:run", "segtrain-eval = segtrain.cli.evaluate:main",
+                   "segtrain-predict = segtrain.cli.predict:main", "segtrain-export = segtrain.cli.export:main"):
+        assert script in scripts
 
     # installed from the wheel (not the checkout) and run from elsewhere, the CLI finds its configs
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, wheel], check=True,
                    capture_output=True, timeout=300)
-    code = "import sys, segtrain; print(segtrain.__file__); from segtrain.cli.train import main; main()"
+    code = "import sys, segtrain; print(segtrain.__file__); from segtrain.cli.train import run; run()"
     result = subprocess.run([sys.executable, "-c", code, "--cfg", "job", "model=fcn16s"], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -154,6 +154,14 @@ def test_amp_on_cuda(tiny_cfg, tmp_path, amp):
     assert (state["scaler"] != {}) == (amp == "fp16")
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_speed_options_together(tiny_cfg, tmp_path):
+    result = train(tiny_cfg("trainer.device=cuda", "trainer.amp=bf16", "trainer.channels_last=true",
+                            "trainer.compile=true", "trainer.num_workers=2"), tmp_path)
+    assert math.isfinite(result["mean_iu"])
+
+
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_model_trains_and_evaluates_from_its_checkpoint(tiny_cfg, tmp_path, model):
     result = train(tiny_cfg(f"model={model}", "model.width=0.0625", "trainer.max_iters=2"), tmp_path)
@@ -183,3 +191,79 @@ def test_edeconvnet_ensemble_of_checkpoints(finished_run, tiny_cfg, tmp_path, ca
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(SegtrainError, match="must share the dataset"):
         run_eval([f"ckpt={deconvnet}", f"ensemble={tmp_path / 'other.pt'}"])
+
+
+def test_accumulating_two_half_batches_is_one_full_batch_step():
+    """Caffe's iter_size: gradients of N batches, each loss divided by N, equal one batch N times larger."""
+    from segtrain.engine import segmentation_loss, train_step
+    from segtrain.models import build_model
+
+    torch.manual_seed(0)
+    images, targets = torch.randn(4, 3, 24, 24), torch.randint(0, 3, (4, 24, 24))
+    targets[:, :2] = 255
+    steps = {}
+    for name, batches in (("full", [(images, targets)]), ("halves", [(images[:2], targets[:2]),
+                                                                        (images[2:], targets[2:])])):
+        torch.manual_seed(1)
+        model = build_model("unet_same", 3, width=0.0625, batch_norm=False, dropout=0.0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        from contextlib import nullcontext
+
+        loss = train_step(model, batches, optimizer, scheduler, scaler, nullcontext(),
+                          lambda logits, t: segmentation_loss(logits, t, 3, 255))
+        steps[name] = (loss, [p.detach().clone() for p in model.parameters()])
+    # equal halves of labelled pixels: the mean of the half-batch means is the full batch's mean
+    torch.testing.assert_close(steps["full"][0], steps["halves"][0])
+    for a, b in zip(steps["full"][1], steps["halves"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_summed_loss_and_class_weights():
+    from segtrain.engine import segmentation_loss
+
+    logits, targets = torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
+    targets[0, 0] = 255
+    labelled = int((targets != 255).sum())
+    mean = segmentation_loss(logits, targets, 3, 255)
+    torch.testing.assert_close(segmentation_loss(logits, targets, 3, 255, normalize=False), mean * labelled)
+    only_class_1 = segmentation_loss(logits, targets, 3, 255, class_weights=torch.tensor([0.0, 1.0, 0.0]))
+    keep = targets == 1
+    expected = torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[keep], targets[keep])
+    torch.testing.assert_close(only_class_1, expected)
+
+
+def test_training_with_accumulation_step_schedule_and_class_weights(tiny_cfg, tmp_path):
+    result = train(tiny_cfg("trainer.accumulate=2", "schedule=step", "schedule.step_size=3",
+                            "schedule.warmup_iters=2", "loss.class_weights=[1,2,2,4,4]"), tmp_path)
+    assert math.isfinite(result["mean_iu"])
+    with pytest.raises(SegtrainError, match="loss.class_weights has 2 entries"):
+        train(tiny_cfg("loss.class_weights=[1,2]"), tmp_path / "other")
+    with pytest.raises(Exception, match="linear"):
+        tiny_cfg("schedule.name=linear")
+
+
+def test_channels_last_trains_to_the_same_weights_as_nchw(tiny_cfg, tmp_path):
+    # SGD: an update proportional to the gradient (Adam would magnify float noise in near-zero gradients)
+    nchw = train(tiny_cfg("trainer.max_iters=2", "optimizer=sgd"), tmp_path / "nchw")
+    nhwc = train(tiny_cfg("trainer.max_iters=2", "optimizer=sgd", "trainer.channels_last=true"), tmp_path / "nhwc")
+    assert nhwc["mean_iu"] == pytest.approx(nchw["mean_iu"], abs=0.02)
+    a = load_checkpoint(tmp_path / "nchw" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "nhwc" / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
+
+
+def test_compile_trains_through_the_compiled_module_and_saves_the_plain_one(tiny_cfg, tmp_path, monkeypatch):
+    compiled = []
+    real_compile = torch.compile
+
+    def eager_compile(module, **kwargs):  # the wiring is segtrain's; inductor's C++ build would take minutes here
+        compiled.append(module)
+        return real_compile(module, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    result = train(tiny_cfg("trainer.max_iters=2", "trainer.compile=true", "model=unet_same"), tmp_path)
+    assert len(compiled) == 1 and math.isfinite(result["mean_iu"])
+    assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"])

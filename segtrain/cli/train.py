@@ -1,4 +1,8 @@
 """`segtrain [KEY=VALUE ...]`: compose the config and train. `segtrain --help` lists the groups' options."""
+import os
+import sys
+import tempfile
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
@@ -20,5 +24,13 @@ def main(cfg) -> float:
     return result["best_mean_iu"]  # what a Hydra sweeper (e.g. Optuna) maximises
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script: under torchrun, ranks other than 0 keep Hydra's files out of the run directory that
+    rank 0 owns (train() uses rank 0's directory on every rank)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={tempfile.mkdtemp(prefix='segtrain-rank')}"]
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -15,6 +15,7 @@ from .backbones import VGG16Features, load_vgg16_state, resnet101_dilated, scale
 
 class DeepLabLargeFOV(nn.Module):
     new_layers = ("classifier",)  # fc8; fc6/fc7 come decimated from VGG16's classifier
+    output_stride = 8
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False, dropout: float = 0.5,
                  learned_upsampling: bool = False, pretrained: Optional[str] = None):
@@ -76,6 +77,7 @@ class ASPP(nn.Module):
 
 class DeepLabASPP(nn.Module):
     new_layers = ("aspp",)
+    output_stride = 8
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.0,
                  learned_upsampling: bool = False, pretrained: Optional[str] = None):

@@ -147,6 +147,7 @@ class FCN32sOnBackbone(nn.Module):
         self.score_fr = score_layer(head_channels, num_classes)
         self.upscore = upsampler(num_classes, 32, learned_upsampling, kernel_size=63)
         self.crop_offset, self.min_size = crop_offset, min_size
+        self.output_stride = 32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

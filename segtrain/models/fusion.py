@@ -10,6 +10,7 @@ class LateFusion(nn.Module):
         super().__init__()
         self.streams = nn.ModuleList(streams)
         self.channels = list(channels)
+        self.output_stride = getattr(streams[0], "output_stride", 1)
         self.new_layers = tuple(f"streams.{i}.{layer}" for i, stream in enumerate(streams)
                                 for layer in getattr(stream, "new_layers", ()))
 

@@ -1,0 +1,80 @@
+"""Training augmentation on albumentations 2.0.8 (the `augment` config group).
+
+Geometric transforms act on the normalised image (any number of channels; padding with 0 is the mean) and the
+label together, labels resampled nearest-neighbour and padded with 255; photometric ones on the RGB channels in
+0..1. Each sample's transforms are seeded by (seed, its position in the sampler's endless run), so a sample is
+augmented the same way in whichever DataLoader worker loads it and after a resume."""
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import SegtrainError
+from .files import IGNORE_INDEX
+
+
+def build_transforms(cfg, patch_size=None):
+    """(geometric, photometric) albumentations pipelines (either may be None) for an `augment` config, with a
+    random patch_size crop last when training samples patches."""
+    import albumentations as A
+
+    def crop(size):
+        return [A.PadIfNeeded(size, size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
+                              fill_mask=IGNORE_INDEX), A.RandomCrop(size, size)]
+
+    def compose(transforms):
+        return A.Compose(transforms + (crop(patch_size) if patch_size else []), strict=True, seed=0)
+
+    if cfg.name == "none":
+        return (compose([]) if patch_size else None), None
+    if cfg.name == "deeplab":  # DeepLab: random scale, pad, random crop, mirror
+        return compose([A.RandomScale(scale_limit=(cfg.scale_min - 1, cfg.scale_max - 1), p=1.0),
+                        *crop(cfg.crop_size), A.HorizontalFlip(p=0.5 if cfg.flip else 0.0)]), None
+    if cfg.name == "unet":  # U-Net: smooth deformations of a coarse grid, flips
+        return compose([
+            A.GridElasticDeform(num_grid_xy=(cfg.grid, cfg.grid), magnitude=cfg.magnitude, p=1.0),
+            A.HorizontalFlip(p=0.5 if cfg.flip else 0.0),
+            A.VerticalFlip(p=0.5 if cfg.flip else 0.0),
+        ]), None
+    if cfg.name == "photometric":
+        return (compose([]) if patch_size else None), A.Compose([
+            A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation,
+                          hue=cfg.hue, p=0.8),
+            A.GaussianBlur(blur_limit=(3, 5), p=0.2),
+        ], strict=True, seed=0)
+    raise SegtrainError(f"augment.name={cfg.name!r} is not known; expected none, deeplab, unet or photometric")
+
+
+class Augmented(Dataset):
+    """`dataset` with random transforms; items are (index, position) pairs from InfiniteSampler(with_position)."""
+
+    def __init__(self, dataset, cfg, seed: int, patch_size=None):
+        self.dataset, self.seed = dataset, seed
+        self.geometric, self.photometric = build_transforms(cfg, patch_size)
+
+    def __getattr__(self, name):  # class_names, palette, mean, std, tasks, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, position = item
+        image, label = self.dataset[index]
+        image, label = image.permute(1, 2, 0).numpy(), label.numpy().astype(np.uint8)
+        seed = int(np.random.default_rng([self.seed, position]).integers(2 ** 31))
+        if self.photometric is not None and image.shape[2] >= 3:
+            mean, std = np.asarray(self.dataset.mean[:3], np.float32), np.asarray(self.dataset.std[:3], np.float32)
+            rgb = np.clip(image[..., :3] * std + mean, 0, 1).astype(np.float32)
+            self.photometric.set_random_seed(seed)
+            rgb = self.photometric(image=rgb)["image"]
+            image = np.concatenate([(rgb - mean) / std, image[..., 3:]], axis=2)
+        if self.geometric is not None:
+            self.geometric.set_random_seed(seed)
+            masks = label if label.ndim == 2 else np.moveaxis(label, 0, -1)  # multi-task: (H, W, tasks)
+            out = self.geometric(image=np.ascontiguousarray(image, np.float32), mask=masks)
+            image, label = out["image"], out["mask"] if label.ndim == 2 else np.moveaxis(out["mask"], -1, 0)
+        return (torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1),
+                torch.from_numpy(np.ascontiguousarray(label)).long())

@@ -1,0 +1,90 @@
+"""Augmentation (albumentations), patch sampling and FCN's cell sampling."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from segtrain.data import build_dataset, pad_collate
+from segtrain.data.augment import Augmented
+from segtrain.data.samplers import InfiniteSampler
+from segtrain.train import drop_cells
+
+from .conftest import compose_config
+
+
+def augmented(name, *overrides, patch_size=None):
+    cfg = compose_config(f"augment={name}", "dataset.image_size=64", *overrides)
+    return build_dataset(cfg.dataset, "train"), Augmented(build_dataset(cfg.dataset, "train"), cfg.augment, 0,
+                                                          patch_size)
+
+
+@pytest.mark.parametrize("name", ["deeplab", "unet", "photometric"])
+def test_each_sample_is_augmented_by_its_position_only(name):
+    plain, data = augmented(name)
+    first, again, other = data[(3, 10)], data[(3, 10)], data[(3, 11)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other[0])
+    image, label = first
+    assert image.dtype == torch.float32 and label.dtype == torch.int64
+    # nearest-neighbour labels: no value that was not there before, except the 255 of padding
+    assert set(label.unique().tolist()) <= set(plain[3][1].unique().tolist()) | {255}
+
+
+def test_deeplab_scales_pads_with_ignore_and_crops():
+    plain, data = augmented("deeplab", "augment.crop_size=80")
+    shapes, padded = set(), 0
+    for position in range(12):
+        image, label = data[(position % 4, position)]
+        shapes.add(tuple(image.shape))
+        if (label[-1] == 255).all():  # padded at the bottom (the scaled scene is under 80 px): image is the mean
+            padded += 1
+            assert torch.equal(image[:, -1], torch.zeros(3, 80))
+    assert shapes == {(3, 80, 80)} and padded > 0
+
+
+def test_photometric_changes_colours_not_labels():
+    plain, data = augmented("photometric")
+    changed = 0
+    for position in range(6):
+        image, label = data[(0, position)]
+        assert torch.equal(label, plain[0][1])
+        changed += int(not torch.allclose(image, plain[0][0]))
+    assert changed >= 3
+
+
+def test_workers_load_the_same_augmented_batches_as_the_main_process():
+    _, data = augmented("deeplab", "augment.crop_size=48")
+
+    def batches(workers):
+        loader = DataLoader(data, batch_size=2, sampler=InfiniteSampler(len(data), 0, with_position=True),
+                            num_workers=workers, collate_fn=pad_collate)
+        stream = iter(loader)
+        return [next(stream) for _ in range(3)]
+
+    for (a_images, a_labels), (b_images, b_labels) in zip(batches(0), batches(2)):
+        assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)
+
+
+def test_patch_sampling_crops_every_sample_to_the_patch_size():
+    _, data = augmented("none", patch_size=40)
+    assert {tuple(data[(i, i)][0].shape) for i in range(5)} == {(3, 40, 40)}
+
+
+def test_drop_cells_keeps_whole_cells_at_the_rate():
+    torch.manual_seed(0)
+    targets = torch.zeros(4, 64, 96, dtype=torch.long)
+    dropped = drop_cells(targets, 0.25, 8, 255)
+    cells = (dropped == 255).float().reshape(4, 8, 8, 12, 8).permute(0, 1, 3, 2, 4)  # (n, 8, 12, 8, 8) blocks
+    per_cell = cells.flatten(3).mean(-1)
+    assert set(per_cell.unique().tolist()) <= {0.0, 1.0}  # whole cells, never parts
+    assert 0.65 < float(per_cell.mean()) < 0.85  # about 1 - p of them dropped
+    multi = drop_cells(torch.zeros(2, 2, 16, 16, dtype=torch.long), 0.5, 8, 255)
+    assert torch.equal(multi[:, 0], multi[:, 1])  # both tasks lose the same cells
+
+
+def test_training_with_augmentation_patches_and_cell_sampling(tiny_cfg, tmp_path):
+    from segtrain.train import train
+
+    result = train(tiny_cfg("augment=deeplab", "augment.crop_size=24", "trainer.sampling=patch",
+                            "trainer.patch_size=24", "trainer.sample_rate=0.5"), tmp_path)
+    assert np.isfinite(result["mean_iu"])
