@@ -32,6 +32,7 @@ class ModelConfig:
     learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
     pretrained: Optional[str] = None  # a local torchvision ImageNet state dict, e.g. vgg16-397923af.pth
     frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
+    init_from: Optional[str] = None  # a segtrain checkpoint whose same-named, same-shaped weights start this model
 
 
 @dataclass
@@ -160,11 +161,18 @@ class Sampling(str, Enum):
     patch = "patch"
 
 
+class LossName(str, Enum):
+    cross_entropy = "cross_entropy"
+    unet_weighted = "unet_weighted"
+
+
 @dataclass
 class LossConfig:
-    name: str = "cross_entropy"
+    name: LossName = LossName.cross_entropy
     normalize: bool = True  # mean over the labelled pixels; false sums them, as the FCN Caffe release does
     class_weights: Optional[List[float]] = None  # one per class (per task, concatenated, for multi-task data)
+    w0: float = 10.0  # unet_weighted: border weight between touching objects
+    sigma: float = 5.0  # unet_weighted: its width, pixels
 
 
 @dataclass

@@ -5,6 +5,7 @@
     segtrain -m optimizer.lr=1e-3,1e-4         # a sweep: one run dir (and TensorBoard run) per job
     segtrain hydra.run.dir=outputs/RUN trainer.resume=auto   # continue RUN from its last.pt
 """
+import gc
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from .data.augment import Augmented
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
+from .losses import unet_weighted_loss
 from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
 from .visualize import prediction_panels
@@ -66,7 +68,7 @@ def select_amp(amp: str, device: torch.device) -> str:
 def build_model_from_config(cfg, num_classes: int, input_channels=(3,)):
     """The configured model for a dataset whose input has one stream per entry of `input_channels` (e.g. (4,)
     for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed)."""
-    options = {k: v for k, v in cfg.model.items() if k != "name"}
+    options = {k: v for k, v in cfg.model.items() if k not in ("name", "init_from")}
     streams = [build_model(cfg.model.name, num_classes, in_channels=c, **options) for c in input_channels]
     return streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
 
@@ -98,13 +100,32 @@ def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float =
 
     denominator = global_denominator if world > 1 else None
 
+    if loss_cfg.name == "unet_weighted" and (dataset.tasks or weights is not None):
+        raise SegtrainError("loss=unet_weighted computes its own pixel weights for one task; drop "
+                            "loss.class_weights and use a single-task dataset")
+
     def loss_fn(logits, targets):
         if sample_rate < 1:
             targets = drop_cells(targets, sample_rate, cell, dataset.ignore_index)
+        if loss_cfg.name == "unet_weighted":
+            return unet_weighted_loss(logits, targets, dataset.ignore_index, loss_cfg.w0, loss_cfg.sigma,
+                                      loss_cfg.normalize, denominator)
         return segmentation_loss(logits, targets, num_classes, dataset.ignore_index, dataset.tasks,
                                  loss_cfg.normalize, weights, denominator)
 
     return loss_fn
+
+
+def init_from_checkpoint(model, path: str) -> None:
+    """Copies every weight of a segtrain checkpoint whose name and shape match (FCN-16s from a trained FCN-32s:
+    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets."""
+    source = load_checkpoint(path)["model"]
+    target = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not matched:
+        raise SegtrainError(f"model.init_from={path}: none of its weights fits {type(model).__name__}")
+    model.load_state_dict(matched, strict=False)
+    log.info("initialised %d of %d tensors from %s", len(matched), len(target), path)
 
 
 def val_loader_for(cfg, dataset, device) -> DataLoader:
@@ -143,6 +164,10 @@ def train(cfg, run_dir) -> dict:
         return _train(cfg, Path(distributed.broadcast(str(run_dir))), device)
     finally:
         distributed.teardown()
+        # a sweep runs its jobs in this one process: hand the model's and optimizer's memory back before the next
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def _train(cfg, run_dir: Path, device: torch.device) -> dict:
@@ -171,6 +196,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
              cfg.dataset.num_classes)
 
     model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels).to(device)
+    if cfg.model.init_from:
+        init_from_checkpoint(model, cfg.model.init_from)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     if world > 1 and tc.sync_bn:

@@ -83,3 +83,55 @@ def test_torchrun_two_cpu_processes_take_the_single_process_steps(tmp_path):
     assert parallel["metrics"] == single["metrics"]  # confusion matrices summed over the two shards of val
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert len(list((tmp_path / "two" / "tb").iterdir())) == 1  # one TensorBoard event file: rank 0's
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_pins_a_recipe_that_composes(name):
+    from .conftest import compose_config
+
+    cfg = compose_config(f"experiment={name}")
+    assert name.split("_")[0] in cfg.model.name and cfg.optimizer.name == "sgd"
+    text = (Path(__file__).parents[1] / "configs" / "experiment" / f"{name}.yaml").read_text()
+    assert "Published" in text or "REFERENCE.md gives no figure" in text  # what the recipe should reach
+
+
+def test_fcn_and_deeplab_recipes_carry_the_papers_settings():
+    from .conftest import compose_config
+
+    fcn = compose_config("experiment=fcn32s_voc")
+    assert (fcn.optimizer.lr, fcn.optimizer.momentum, fcn.optimizer.bias_lr_mult, fcn.optimizer.bias_decay) == (
+        1e-10, 0.99, 2.0, False)
+    assert (fcn.loss.normalize, fcn.trainer.batch_size, fcn.dataset.train_split, fcn.dataset.val_split) == (
+        False, 1, "sbd_train", "seg11valid")
+    aspp = compose_config("experiment=deeplab_aspp_voc")
+    assert aspp.model.frozen_bn and aspp.optimizer.head_lr_mult == 10 and aspp.schedule.name == "poly"
+    assert (aspp.augment.name, aspp.augment.crop_size, aspp.augment.scale_min, aspp.augment.scale_max) == (
+        "deeplab", 321, 0.5, 1.5)
+    assert compose_config("experiment=fcn16s_siftflow").dataset.task == "both"
+    assert compose_config("experiment=fcn32s_nyud_rgb_hha").dataset.modality == "rgb_hha"
+
+
+def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = subprocess.run(
+        [sys.executable, "-m", "segtrain.cli.train", "-m", "sweep=optuna_lr", "hydra.sweeper.n_trials=2", *TINY,
+         "trainer.max_iters=2", f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert "optimizer.lr" in best and "best_value" in best
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_slurm_launcher_config_selects_submitit():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from segtrain.config import config_dir, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=["launcher=slurm"], return_hydra_config=True)
+    assert "submitit" in cfg.hydra.launcher._target_.lower() and cfg.hydra.launcher.gpus_per_node == 1

@@ -267,3 +267,66 @@ def test_compile_trains_through_the_compiled_module_and_saves_the_plain_one(tiny
     result = train(tiny_cfg("trainer.max_iters=2", "trainer.compile=true", "model=unet_same"), tmp_path)
     assert len(compiled) == 1 and math.isfinite(result["mean_iu"])
     assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"])
+
+
+def test_unet_weight_map_weighs_the_gap_between_touching_objects():
+    import numpy as np
+
+    from segtrain.losses import unet_weight_map
+
+    label = np.zeros((40, 40), np.uint8)
+    label[10:30, 5:19] = 1
+    label[10:30, 21:35] = 1  # two objects of the same class, 2 px apart
+    label[0, 0] = 255
+    weights = unet_weight_map(label, w0=10, sigma=5)
+    counts = {0: int((label == 0).sum()), 1: int((label == 1).sum())}
+    valid = counts[0] + counts[1]
+    w_background, w_object = valid / (2 * counts[0]), valid / (2 * counts[1])  # class balancing
+    # the gap's column 19 is 1 px from one object and 2 px from the other: w_c + 10 exp(-(1 + 2)^2 / 50)
+    assert weights[20, 19] == pytest.approx(w_background + 10 * math.exp(-9 / 50), rel=1e-4)
+    assert weights[39, 0] == pytest.approx(w_background, abs=1e-3)  # far from both: w_c alone
+    assert weights[20, 10] == pytest.approx(w_object) and weights[15, 25] == pytest.approx(w_object)
+    assert weights[0, 0] == 0  # ignored
+
+
+def test_training_with_the_unet_weighted_loss(tiny_cfg, tmp_path):
+    result = train(tiny_cfg("model=unet_same", "loss=unet_weighted", "trainer.max_iters=2"), tmp_path)
+    assert math.isfinite(result["mean_iu"])
+
+
+def test_a_finished_run_leaves_no_model_behind(tiny_cfg, tmp_path, monkeypatch):
+    """Sweeps run jobs one after another in one process: each must hand its memory back."""
+    import weakref
+
+    built = []
+    real_build = train_module.build_model_from_config
+
+    def tracked(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(train_module, "build_model_from_config", tracked)
+    train(tiny_cfg("trainer.max_iters=2"), tmp_path)
+    assert len(built) == 1 and built[0]() is None
+
+
+def test_fcn16s_starts_from_a_trained_fcn32s(tiny_cfg, tmp_path, monkeypatch):
+    train(tiny_cfg("model=fcn32s", "trainer.max_iters=2"), tmp_path / "32s")
+    coarse = load_checkpoint(tmp_path / "32s" / "checkpoints" / "last.pt")["model"]
+    built = {}
+    real_init = train_module.init_from_checkpoint
+
+    def keep(model, path):
+        real_init(model, path)
+        built.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    monkeypatch.setattr(train_module, "init_from_checkpoint", keep)
+    train(tiny_cfg("model=fcn16s", "trainer.max_iters=2",
+                   f"model.init_from={tmp_path / '32s' / 'checkpoints' / 'last.pt'}"), tmp_path / "16s")
+    assert torch.equal(built["score_fr.weight"], coarse["score_fr.weight"])
+    assert torch.equal(built["backbone.body.28.weight"], coarse["backbone.body.28.weight"])
+    assert not built["score_skips.0.weight"].any()  # the new pool4 skip starts at zero
+    with pytest.raises(SegtrainError, match="none of its weights fits"):
+        train(tiny_cfg("model=unet_same", f"model.init_from={tmp_path / '32s' / 'checkpoints' / 'last.pt'}"),
+              tmp_path / "unet")
