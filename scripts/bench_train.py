@@ -2,6 +2,7 @@
 
     python scripts/bench_train.py                      # the default run's model and data
     python scripts/bench_train.py --iters 60 model=fcn32s trainer.batch_size=4 trainer.device=cuda
+    python scripts/bench_train.py trainer.device=cuda trainer.amp=bf16 trainer.channels_last=true trainer.compile=true
 
 The trainer runs as `segtrain` does (progress, loss logging, TensorBoard, checkpoints at their intervals);
 its validation is left out of its speed, and the bare loop has none. Both are timed from the first batch to the
@@ -38,7 +39,9 @@ def bare_loop(cfg, iters: int) -> float:
     dataset = build_dataset(cfg.dataset, cfg.dataset.train_split)
     loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=InfiniteSampler(len(dataset), cfg.seed),
                         num_workers=tc.num_workers, pin_memory=device.type == "cuda", drop_last=True)
-    model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device).train()
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device, memory_format=memory_format).train()
+    step_model = torch.compile(model) if tc.compile else model
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=tc.amp == "fp16" and device.type == "cuda")
@@ -46,9 +49,10 @@ def bare_loop(cfg, iters: int) -> float:
     began = time.perf_counter()
     for _ in range(iters):
         images, targets = next(batches)
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
         with autocast:
-            loss = F.cross_entropy(model(images).float(), targets, ignore_index=255)
+            loss = F.cross_entropy(step_model(images).float(), targets, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

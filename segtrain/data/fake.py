@@ -144,7 +144,10 @@ def make_folder(out: Path, size: int):
     names = [f"img{n:03d}" for n in range(9)]
     for n, name in enumerate(names):
         image, label = scene(500 + n, size)
-        save_png(image, root / "images" / f"{name}.png") if n % 2 else save_jpg(image, root / "images" / f"{name}.jpg")
+        if n % 2:  # both kinds of image file in one folder
+            save_png(image, root / "images" / f"{name}.png")
+        else:
+            save_jpg(image, root / "images" / f"{name}.jpg")
         save_png(encode(label, "folder"), root / "masks" / f"{name}.png")
     write_lines(root / "train.txt", names[:6])
     write_lines(root / "val.txt", names[6:])
