@@ -55,14 +55,14 @@ def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, task
 
 
 def train_step(model, batches, optimizer, scheduler, scaler, autocast, loss_fn):
-    """One optimizer step over `batches` (a list of (images, targets); more than one accumulates their gradients,
-    each loss divided by their number as Caffe's iter_size does). Returns the loss as a detached tensor (no host
-    sync)."""
+    """One optimizer step over `batches` (a list of (images, targets, *extra), extra e.g. pixel weights, passed
+    to loss_fn; more than one batch accumulates their gradients, each loss divided by their number as Caffe's
+    iter_size does). Returns the loss as a detached tensor (no host sync)."""
     optimizer.zero_grad(set_to_none=True)
     total = 0
-    for images, targets in batches:
+    for images, *targets in batches:
         with autocast:
-            loss = loss_fn(model(images), targets) / len(batches)
+            loss = loss_fn(model(images), *targets) / len(batches)
         scaler.scale(loss).backward()
         total = total + loss.detach()
     scaler.step(optimizer)

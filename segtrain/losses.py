@@ -28,11 +28,16 @@ def unet_weight_map(label: np.ndarray, ignore_index: int = 255, w0: float = 10.0
     return np.where(valid, weights, 0).astype(np.float32)
 
 
-def unet_weighted_loss(logits, targets, ignore_index: int, w0: float, sigma: float, normalize: bool = True,
-                       denominator=None):
+def collate_with_unet_weights(batch, collate, ignore_index: int, w0: float, sigma: float):
+    """`collate(batch)` plus each label map's U-Net weights: computed in the DataLoader's workers, not in the
+    training loop."""
+    images, targets = collate(batch)
+    weights = np.stack([unet_weight_map(t, ignore_index, w0, sigma) for t in targets.numpy()])
+    return images, targets, torch.from_numpy(weights)
+
+
+def unet_weighted_loss(logits, targets, weights, ignore_index: int, normalize: bool = True, denominator=None):
     """sum_x w(x) * CE(x) over labelled pixels, divided by their number (or by `denominator(count)`)."""
-    weights = torch.from_numpy(np.stack([unet_weight_map(t, ignore_index, w0, sigma)
-                                         for t in targets.cpu().numpy()])).to(logits.device)
     per_pixel = F.cross_entropy(logits.float(), targets, ignore_index=ignore_index, reduction="none")
     total = (per_pixel * weights).sum()
     if not normalize:

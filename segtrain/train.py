@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from .data.augment import Augmented
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
-from .losses import unet_weighted_loss
+from .losses import collate_with_unet_weights, unet_weighted_loss
 from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
 from .visualize import prediction_panels
@@ -104,12 +105,12 @@ def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float =
         raise SegtrainError("loss=unet_weighted computes its own pixel weights for one task; drop "
                             "loss.class_weights and use a single-task dataset")
 
-    def loss_fn(logits, targets):
+    def loss_fn(logits, targets, pixel_weights=None):
         if sample_rate < 1:
             targets = drop_cells(targets, sample_rate, cell, dataset.ignore_index)
-        if loss_cfg.name == "unet_weighted":
-            return unet_weighted_loss(logits, targets, dataset.ignore_index, loss_cfg.w0, loss_cfg.sigma,
-                                      loss_cfg.normalize, denominator)
+        if loss_cfg.name == "unet_weighted":  # the weights come with the batch (train_collate)
+            return unet_weighted_loss(logits, targets, pixel_weights, dataset.ignore_index, loss_cfg.normalize,
+                                      denominator)
         return segmentation_loss(logits, targets, num_classes, dataset.ignore_index, dataset.tasks,
                                  loss_cfg.normalize, weights, denominator)
 
@@ -126,6 +127,14 @@ def init_from_checkpoint(model, path: str) -> None:
         raise SegtrainError(f"model.init_from={path}: none of its weights fits {type(model).__name__}")
     model.load_state_dict(matched, strict=False)
     log.info("initialised %d of %d tensors from %s", len(matched), len(target), path)
+
+
+def train_collate(loss_cfg, ignore_index: int):
+    """Batches of (images, targets), plus U-Net's pixel weights when the loss needs them."""
+    if loss_cfg.name == "unet_weighted":
+        return partial(collate_with_unet_weights, collate=pad_collate, ignore_index=ignore_index, w0=loss_cfg.w0,
+                       sigma=loss_cfg.sigma)
+    return pad_collate
 
 
 def val_loader_for(cfg, dataset, device) -> DataLoader:
@@ -243,7 +252,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     # resumed run has just restored, and shift every later dropout mask
     train_loader = DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler,
                               num_workers=tc.num_workers,
-                              collate_fn=pad_collate, persistent_workers=tc.num_workers > 0,
+                              collate_fn=train_collate(cfg.loss, train_set.ignore_index),
+                              persistent_workers=tc.num_workers > 0,
                               pin_memory=device.type == "cuda", drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed + start_iter))
     # each rank validates every world-th image; the confusion matrices are summed
@@ -268,8 +278,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     loss_sum, loss_count = torch.zeros((), device=device), 0
     for iteration in range(start_iter + 1, tc.max_iters + 1):
         step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
-                         targets.to(device, non_blocking=True))
-                        for images, targets in (next(batches) for _ in range(tc.accumulate))]
+                         *(t.to(device, non_blocking=True) for t in targets))
+                        for images, *targets in (next(batches) for _ in range(tc.accumulate))]
         loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
         loss_sum += loss
         loss_count += 1

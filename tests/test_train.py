@@ -330,3 +330,23 @@ def test_fcn16s_starts_from_a_trained_fcn32s(tiny_cfg, tmp_path, monkeypatch):
     with pytest.raises(SegtrainError, match="none of its weights fits"):
         train(tiny_cfg("model=unet_same", f"model.init_from={tmp_path / '32s' / 'checkpoints' / 'last.pt'}"),
               tmp_path / "unet")
+
+
+def test_unet_weights_come_with_the_batch():
+    import numpy as np
+
+    from segtrain.data import pad_collate
+    from segtrain.losses import collate_with_unet_weights, unet_weight_map, unet_weighted_loss
+
+    label = torch.zeros(20, 20, dtype=torch.long)
+    label[2:8, 2:8] = 1
+    label[2:8, 10:16] = 1
+    batch = [(torch.zeros(3, 20, 20), label), (torch.zeros(3, 16, 18), label[:16, :18])]
+    images, targets, weights = collate_with_unet_weights(batch, pad_collate, 255, 10.0, 5.0)
+    assert weights.shape == targets.shape == (2, 20, 20)
+    assert np.array_equal(weights[1].numpy(), unet_weight_map(targets[1].numpy(), 255, 10.0, 5.0))
+    assert (weights[1][16:] == 0).all()  # the padding is ignored
+    logits = torch.randn(2, 2, 20, 20)
+    per_pixel = torch.nn.functional.cross_entropy(logits, targets, ignore_index=255, reduction="none")
+    expected = (per_pixel * weights).sum() / (targets != 255).sum()
+    torch.testing.assert_close(unet_weighted_loss(logits, targets, weights, 255), expected)
