@@ -12,13 +12,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segtrain.crf import crf_refiner  # noqa: E402
+from segtrain.crf import crf_params, crf_refiner  # noqa: E402
 
-PRESETS = {  # REFERENCE.md section 5
-    "deeplab": dict(w1=4.0, sigma_alpha=49.0, sigma_beta=5.0, w2=3.0, sigma_gamma=3.0, iterations=10),
-    "deeplab_resnet": dict(w1=4.0, sigma_alpha=67.0, sigma_beta=3.0, w2=3.0, sigma_gamma=1.0, iterations=10),
-    "deconvnet": dict(w1=5.0, sigma_alpha=20.0, sigma_beta=3.0, w2=3.0, sigma_gamma=3.0, iterations=10),
-}
+PRESETS = ("dense", "deeplab", "deeplab_resnet", "deconvnet")  # configs/crf/ (REFERENCE.md section 5)
+
+
+def preset_params(name: str) -> dict:
+    """The parameters of a `crf=` preset, read from the configs segtrain-eval uses."""
+    from hydra import compose, initialize_config_dir
+
+    from segtrain.config import config_dir, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return crf_params(compose("config", overrides=[f"crf={name}"]).crf)
 
 
 def fake_job(seed: int, size: int = 500, classes: int = 21):
@@ -45,10 +52,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="deeplab")
+    parser.add_argument("--preset", choices=PRESETS, default="deeplab")
     args = parser.parse_args()
     jobs = [fake_job(seed) for seed in range(args.images)]
-    params = PRESETS[args.preset]
+    params = preset_params(args.preset)
     serial = timed(params, 0, jobs)
     print(f"{args.images} images 500x500, 21 classes, crf={args.preset}, {os.cpu_count()} CPU cores")
     print(f"in-process: {serial:.3f} s per image")

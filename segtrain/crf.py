@@ -26,6 +26,11 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, w1: float, sigma_alpha: floa
     return q.argmax(0).astype(np.uint8)
 
 
+def crf_params(crf_cfg) -> dict:
+    """dense_crf's keyword arguments from a `crf` config (its name and worker count dropped)."""
+    return {key: crf_cfg[key] for key in ("w1", "sigma_alpha", "sigma_beta", "w2", "sigma_gamma", "iterations")}
+
+
 def _refine(job):
     image, probs, params, extra = job
     return dense_crf(image, probs, **params), extra

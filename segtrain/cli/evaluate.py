@@ -91,7 +91,7 @@ def load_ensemble_member(path: str, cfg, input_channels):
 def run(argv) -> dict:
     ckpt, ensemble, out, overrides = parse_args(argv)
     from ..checkpoint import load_checkpoint
-    from ..crf import crf_refiner
+    from ..crf import crf_params, crf_refiner
     from ..data import build_dataset
     from ..engine import autocast_context, evaluate, evaluate_with_crf
     from ..inference import predict_scores
@@ -121,7 +121,7 @@ def run(argv) -> dict:
         if dataset.tasks:
             raise SegtrainError(f"crf={cfg.crf.name}: the CRF refines one task's labels; {cfg.dataset.name} with "
                                 f"several tasks is evaluated without it (crf=none)")
-        params = {k: v for k, v in to_plain(cfg.crf).items() if k not in ("name", "workers")}
+        params = crf_params(cfg.crf)
         with crf_refiner(params, cfg.crf.workers) as refine:
             metrics, crf_metrics = evaluate_with_crf(
                 model, loader, cfg.dataset.num_classes, device, autocast,

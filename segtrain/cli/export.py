@@ -49,13 +49,13 @@ def run(argv) -> Path:
     import torch
 
     from ..checkpoint import load_checkpoint
-    from ..data import build_dataset, dataset_info
+    from ..data import checkpoint_dataset_info
     from ..train import build_model_from_config
     from .evaluate import compose_stored_config
 
     state = load_checkpoint(own["ckpt"])
     cfg = compose_stored_config(state["config"], overrides)
-    info = state.get("data") or dataset_info(build_dataset(cfg.dataset, cfg.dataset.val_split))
+    info = checkpoint_dataset_info(state, cfg)
     model = build_model_from_config(cfg, cfg.dataset.num_classes, info["input_channels"])
     model.load_state_dict(state["model"])
     model.eval()

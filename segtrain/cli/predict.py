@@ -12,10 +12,11 @@ from ..errors import SegtrainError
 from . import exit_with_error, parse_key_values
 
 USAGE = "usage: segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [crf=...] [inference=...] [KEY=VALUE ...]"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def input_files(path: str):
+    from ..data.files import IMAGE_SUFFIXES
+
     source = Path(path)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -51,8 +52,8 @@ def run(argv) -> int:
 
     from ..checkpoint import load_checkpoint
     from ..config import to_plain
-    from ..crf import crf_refiner
-    from ..data import build_dataset, dataset_info
+    from ..crf import crf_params, crf_refiner
+    from ..data import checkpoint_dataset_info
     from ..data.files import read_image
     from ..engine import autocast_context
     from ..inference import predict_scores
@@ -62,8 +63,7 @@ def run(argv) -> int:
     files = input_files(own["input"])
     state = load_checkpoint(own["ckpt"])
     cfg = compose_stored_config(state["config"], overrides)
-    # checkpoints written before the dataset facts were stored: read them off the dataset itself
-    info = state.get("data") or dataset_info(build_dataset(cfg.dataset, cfg.dataset.val_split))
+    info = checkpoint_dataset_info(state, cfg)
     if info["input_channels"] != [3]:
         raise SegtrainError(f"ckpt={own['ckpt']}: the model takes {info['input_channels']} input channels "
                             f"({cfg.dataset.name}); segtrain-predict reads RGB images")
@@ -95,7 +95,7 @@ def run(argv) -> int:
                 scores = predict_scores(model, image[None].to(device), **inference, probabilities=use_crf)
             yield rgb, scores[0].float().cpu().numpy(), path
 
-    params = {k: v for k, v in to_plain(cfg.crf).items() if k not in ("name", "workers")}
+    params = crf_params(cfg.crf)
     with crf_refiner(params, cfg.crf.workers if use_crf else 0) as refine:
         if use_crf:
             labelled = refine((rgb, probs, (rgb, path)) for rgb, probs, path in scored())

@@ -53,6 +53,11 @@ def pad_collate(batch):
             torch.stack([pad(label, IGNORE_INDEX) for _, label in batch]))
 
 
+def checkpoint_dataset_info(state: dict, cfg) -> dict:
+    """dataset_info as a checkpoint stores it; checkpoints written before it was stored read it off the dataset."""
+    return state.get("data") or dataset_info(build_dataset(cfg.dataset, cfg.dataset.val_split))
+
+
 def dataset_info(dataset) -> dict:
     """What inference on new images needs from a dataset, as plain data (stored in every checkpoint)."""
     return {"class_names": list(dataset.class_names), "mean": list(dataset.mean), "std": list(dataset.std),

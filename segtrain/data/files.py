@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from ..errors import SegtrainError
 
 IGNORE_INDEX = 255
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what a folder of images may hold
 IMAGENET_STD = (0.229, 0.224, 0.225)  # torchvision's ImageNet weights expect inputs divided by these
 
 
@@ -97,6 +98,9 @@ class FileDataset(Dataset):
 
     def __init__(self, items: Sequence, load: Callable):
         self.items, self.load = list(items), load
+        # (C, 1, 1) each; subclasses have set scale, mean and std by now
+        self._scale, self._mean, self._std = (torch.tensor(v, dtype=torch.float32)[:, None, None]
+                                              for v in (self.scale, self.mean, self.std))
 
     def __len__(self):
         return len(self.items)
@@ -110,8 +114,7 @@ class FileDataset(Dataset):
                 (label, self.class_names)]:
             check_label(task_label, len(class_names), label_path)
         image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
-        image = (image / torch.tensor(self.scale)[:, None, None] - torch.tensor(self.mean)[:, None, None]) \
-            / torch.tensor(self.std)[:, None, None]
+        image = (image / self._scale - self._mean) / self._std
         return image, torch.from_numpy(label.astype(np.int64))
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import torch
 
 from ..errors import SegtrainError
-from .files import FileDataset, read_image, read_label_png, read_split, require_root
+from .files import IMAGE_SUFFIXES, FileDataset, read_image, read_label_png, read_split, require_root
 from .palette import voc_palette
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LAYOUT = ("<root>/images/<name>.jpg and <root>/masks/<name>.png with <root>/<split>.txt listing names, or "
           "<root>/images/<split>/ and <root>/masks/<split>/")
 
