@@ -33,6 +33,7 @@ class ModelConfig:
     pretrained: Optional[str] = None  # a local torchvision ImageNet state dict, e.g. vgg16-397923af.pth
     frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
     init_from: Optional[str] = None  # a segtrain checkpoint whose same-named, same-shaped weights start this model
+    init_from_strict: bool = True  # a same-named weight of another shape is an error (false: it is skipped)
 
 
 @dataclass
@@ -41,6 +42,8 @@ class DatasetConfig:
     num_classes: Optional[int] = None  # None: the dataset's own count (e.g. from the folder dataset's classes YAML)
     train_split: str = "train"
     val_split: str = "val"
+    scale: Optional[float] = None  # resize images (labels nearest) by this factor, for training and evaluation
+    short_side: Optional[int] = None  # or so that the shorter side has this many pixels (not both)
 
 
 @dataclass
@@ -81,10 +84,17 @@ class SiftFlowDatasetConfig(DatasetConfig):
 class FolderDatasetConfig(DatasetConfig):
     root: Optional[str] = None
     classes: Optional[str] = None  # YAML: `classes: [{name: ..., color: [R, G, B]}, ...]`, one per mask value
-    image_dir: str = "images"
-    mask_dir: str = "masks"
-    mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB in 0..1 (ImageNet's)
-    std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    image_dir: str = "images"  # relative to root; "{split}" is replaced by the split's name
+    mask_dir: str = "masks"  # e.g. "{split}annot" (CamVid)
+    mask_suffix: str = ".png"  # a mask is <mask_dir>/<image name><mask_suffix>, e.g. "_mask.png"
+    mask_format: str = "auto"  # index (class indices) | rgb (colours from the classes YAML) | auto (by the file)
+    label_values: Optional[List[int]] = None  # stored value of class 0, 1, ...: [0, 255] for 0/255 binary masks
+    ignore_values: List[Any] = field(default_factory=list)  # stored values ([R, G, B] colours) meaning void
+    val_fraction: Optional[float] = None  # no val split on disk: hold out this fraction of train (seeded)
+    split_seed: int = 0  # the seed of that hold-out
+    channels: str = "auto"  # auto (as the files hold: 1 for grey, else 3) | 1 | 3
+    mean: Optional[List[float]] = None  # per channel in 0..1; None: ImageNet's (RGB) or 0.449 (grey)
+    std: Optional[List[float]] = None  # None: ImageNet's (RGB) or 0.226 (grey)
 
 
 @dataclass
@@ -170,7 +180,9 @@ class LossName(str, Enum):
 class LossConfig:
     name: LossName = LossName.cross_entropy
     normalize: bool = True  # mean over the labelled pixels; false sums them, as the FCN Caffe release does
-    class_weights: Optional[List[float]] = None  # one per class (per task, concatenated, for multi-task data)
+    # one number per class (per task, concatenated, for multi-task data), or median_frequency / inverse_log:
+    # computed from the train split's label counts (segtrain.data.scan)
+    class_weights: Optional[Any] = None
     w0: float = 10.0  # unet_weighted: border weight between touching objects
     sigma: float = 5.0  # unet_weighted: its width, pixels
 
@@ -196,6 +208,7 @@ class TrainerConfig:
     sync_bn: bool = False  # torchrun with several processes: BN statistics over the global batch (CUDA)
     deterministic: bool = True
     resume: Optional[str] = None  # auto: last.pt in this run dir, or a checkpoint path
+    best_with_state: bool = False  # best.pt also holds the optimizer/scheduler state (resumable, ~2x larger)
 
 
 @dataclass
@@ -271,3 +284,92 @@ def to_plain(cfg: Any) -> dict:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+# key -> (test, the range it states): checked before any work, one line naming the key and the range
+VALUE_RANGES = {
+    "trainer.max_iters": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.batch_size": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.val_batch_size": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.val_interval": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.ckpt_interval": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.log_interval": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.accumulate": (lambda v: v >= 1, "a whole number >= 1"),
+    "trainer.patch_size": (lambda v: v >= 1, "a whole number of pixels >= 1"),
+    "trainer.sample_rate": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
+    "trainer.num_vis_images": (lambda v: v >= 0, ">= 0"),
+    "trainer.num_workers": (lambda v: v >= 0, ">= 0"),
+    "model.width": (lambda v: v > 0, "a channel multiplier > 0 (1.0 is the published network)"),
+    "model.dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "optimizer.lr": (lambda v: v > 0, "a learning rate > 0"),
+    "optimizer.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "schedule.step_size": (lambda v: v >= 1, "a whole number >= 1"),
+    "schedule.gamma": (lambda v: v > 0, "> 0"),
+    "schedule.power": (lambda v: v >= 0, ">= 0"),
+    "schedule.warmup_iters": (lambda v: v >= 0, ">= 0"),
+    "schedule.warmup_start": (lambda v: 0 <= v <= 1, "a fraction of the learning rate in [0, 1]"),
+    "augment.crop_size": (lambda v: v >= 1, "a whole number of pixels >= 1"),
+    "augment.scale_min": (lambda v: v > 0, "> 0"),
+    "augment.scale_max": (lambda v: v > 0, "> 0"),
+    "augment.grid": (lambda v: v >= 1, ">= 1"),
+    "augment.magnitude": (lambda v: v >= 0, ">= 0"),
+    "loss.sigma": (lambda v: v > 0, "> 0"),
+    "dataset.val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    "dataset.scale": (lambda v: v > 0, "a factor > 0"),
+    "dataset.short_side": (lambda v: v >= 1, "a whole number of pixels >= 1"),
+}
+
+
+def check_config(cfg) -> None:
+    """Values in their ranges and no keys the schemas do not know (`+key=value` adds them past Hydra's check):
+    the first problem as a one-line SegtrainError naming the key."""
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    from .errors import SegtrainError
+
+    def unknown(node, prefix=""):
+        schema = OmegaConf.get_type(node)
+        if dataclasses.is_dataclass(schema):
+            known = {f.name for f in dataclasses.fields(schema)}
+            for key in node.keys():
+                if key not in known:
+                    return f"{prefix}{key}"
+        for key in node.keys():
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+                found = unknown(child, f"{prefix}{key}.")
+                if found:
+                    return found
+        return None
+
+    extra = unknown(cfg)
+    if extra:
+        group = extra.split(".")[0]
+        raise SegtrainError(f"{extra}: not a key of the {group} schema (added with +?); "
+                            f"`segtrain --cfg job` lists the keys")
+    for key, (test, expected) in VALUE_RANGES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not isinstance(value, bool) and not test(value):
+            raise SegtrainError(f"{key}={value}: expected {expected}")
+    if cfg.augment.scale_min > cfg.augment.scale_max:
+        raise SegtrainError(f"augment.scale_min={cfg.augment.scale_min} is above augment.scale_max="
+                            f"{cfg.augment.scale_max}")
+
+
+def strict_json(value, **kwargs) -> str:
+    """JSON with NaN and infinities written as null (bare NaN is not JSON)."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False, **kwargs)

@@ -52,6 +52,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum over the ranks, in place; a no-op for one process."""
+    if world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 class RankSlice:
     """The part of each global batch of `global_batch` consecutive sampler items that belongs to this rank."""
 

@@ -4,6 +4,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from .inference import upsample_to_labels
 from .metrics import ConfusionMatrix
 
 
@@ -77,7 +78,8 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
     """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU.
     With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task.
     `predict(model, images)` gives the scores to take the argmax of (default: the model's logits); `reduce`
-    sums each confusion matrix in place across processes before the metrics are taken."""
+    sums each confusion matrix in place across processes before the metrics are taken. Batches of resized images
+    with labels at their stored size (pad_collate's third entry) are scored there, the scores upsampled."""
     predict = predict or (lambda net, images: net(images))
     reduce = reduce or (lambda hist: hist)
     was_training = model.training
@@ -85,15 +87,20 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
     heads = task_heads(num_classes, tasks)
     confusions = [ConfusionMatrix(channels.stop - channels.start, device) for _, channels in heads]
     kept = []
-    for images, targets in loader:
+    for images, targets, *sizes in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast:
             logits = predict(model, images)
+        if sizes:
+            logits = upsample_to_labels(logits, sizes[0], targets.shape[-2:])
         preds = [logits[:, channels].argmax(1) for _, channels in heads]
         for t, confusion in enumerate(confusions):
             confusion.update(task_target(targets, t, tasks), preds[t])
-        if len(kept) < num_keep:
+        if len(kept) < num_keep and not sizes:
             kept.extend(zip(images.cpu(), task_target(targets, 0, tasks).cpu(), preds[0].cpu()))
+        elif len(kept) < num_keep:  # panels at the label's size
+            upsampled = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+            kept.extend(zip(upsampled.cpu(), task_target(targets, 0, tasks).cpu(), preds[0].cpu()))
     model.train(was_training)
     for confusion in confusions:  # distributed: each rank saw a shard of the split
         reduce(confusion.hist)
@@ -113,9 +120,13 @@ def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict
     plain, refined = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
 
     def jobs():
-        for images, targets in loader:
+        for images, targets, *sizes in loader:
             with autocast:
                 probs = predict(model, images.to(device, non_blocking=True)).float()
+            if sizes:  # resized images: the CRF runs at the label's size, on the image upsampled to it
+                probs = upsample_to_labels(probs, sizes[0], targets.shape[-2:])
+                images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear",
+                                       align_corners=False)
             plain.update(targets, probs.argmax(1).cpu())
             for image, prob, target in zip(images, probs.cpu().numpy(), targets):
                 yield to_rgb(image), prob, target

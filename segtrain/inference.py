@@ -50,3 +50,14 @@ def predict_scores(model, images: torch.Tensor, mode: str = "whole", tile: int =
                 probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
             total = total + probs
     return total / (len(scales) * (2 if flip else 1))
+
+
+def upsample_to_labels(scores: torch.Tensor, sizes: torch.Tensor, label_shape) -> torch.Tensor:
+    """Scores of resized images (N, C, h, w), padded, to their labels' stored sizes (N, C, H, W), padded:
+    each item's (image height, image width, label height, label width) in `sizes` (from pad_collate)."""
+    out = scores.new_zeros(*scores.shape[:2], *label_shape)
+    for i, (height, width, label_height, label_width) in enumerate(sizes.tolist()):
+        out[i, :, :label_height, :label_width] = F.interpolate(
+            scores[i:i + 1, :, :height, :width].float(), size=(label_height, label_width), mode="bilinear",
+            align_corners=False)[0]
+    return out

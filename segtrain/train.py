@@ -6,7 +6,6 @@
     segtrain hydra.run.dir=outputs/RUN trainer.resume=auto   # continue RUN from its last.pt
 """
 import gc
-import json
 import logging
 import os
 import random
@@ -22,16 +21,20 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from . import distributed
-from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
-from .config import to_plain
+from .checkpoint import load_checkpoint, remove_stale_temporaries, rng_states, save_checkpoint, set_rng_states
+from .config import check_config, strict_json, to_plain
 from .data import build_dataset, dataset_info, pad_collate
 from .data.augment import Augmented
+from .data.files import FileDataset
+from .data.scan import class_weights as class_weights_from_scan
+from .data.scan import scan_labels
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
 from .losses import collate_with_unet_weights, unet_weighted_loss
 from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
+from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
 from .visualize import prediction_panels
 
 log = logging.getLogger("segtrain")
@@ -69,7 +72,12 @@ def select_amp(amp: str, device: torch.device) -> str:
 def build_model_from_config(cfg, num_classes: int, input_channels=(3,)):
     """The configured model for a dataset whose input has one stream per entry of `input_channels` (e.g. (4,)
     for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed)."""
-    options = {k: v for k, v in cfg.model.items() if k not in ("name", "init_from")}
+    options = {k: v for k, v in cfg.model.items() if k not in ("name", "init_from", "init_from_strict")}
+    if cfg.model.pretrained and any(c != 3 for c in input_channels):
+        log.warning("model.pretrained=%s expects 3-channel RGB input; for %s-channel input its first convolution is "
+                    "adapted (RGB filters summed for 1 channel, their mean for extra channels), so normalise "
+                    "with the data's own dataset.mean/std", cfg.model.pretrained,
+                    "/".join(str(c) for c in input_channels))
     streams = [build_model(cfg.model.name, num_classes, in_channels=c, **options) for c in input_channels]
     return streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
 
@@ -84,15 +92,18 @@ def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int)
 
 
 def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float = 1.0, cell: int = 1,
-               world: int = 1):
+               world: int = 1, class_weights=None):
     """loss_fn(logits, targets) as the `loss` config says, with FCN's cell sampling when sample_rate < 1. With
-    `world` processes the mean is over the global batch's labelled pixels (DDP then averages the gradients)."""
+    `world` processes the mean is over the global batch's labelled pixels (DDP then averages the gradients).
+    `class_weights` are loss.class_weights as numbers (resolve_class_weights)."""
     weights = None
-    if loss_cfg.class_weights is not None:
-        if len(loss_cfg.class_weights) != num_classes:
-            raise SegtrainError(f"loss.class_weights has {len(loss_cfg.class_weights)} entries; expected one per "
+    if class_weights is None and loss_cfg.class_weights is not None:
+        class_weights = list(loss_cfg.class_weights)
+    if class_weights is not None:
+        if len(class_weights) != num_classes:
+            raise SegtrainError(f"loss.class_weights has {len(class_weights)} entries; expected one per "
                                 f"class ({num_classes}: {', '.join(dataset.class_names)})")
-        weights = torch.tensor(list(loss_cfg.class_weights), dtype=torch.float32, device=device)
+        weights = torch.tensor(class_weights, dtype=torch.float32, device=device)
     if not 0 < sample_rate <= 1:
         raise SegtrainError(f"trainer.sample_rate={sample_rate}: expected a probability in (0, 1]")
 
@@ -117,16 +128,62 @@ def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float =
     return loss_fn
 
 
-def init_from_checkpoint(model, path: str) -> None:
+def init_from_checkpoint(model, path: str, strict: bool = True) -> None:
     """Copies every weight of a segtrain checkpoint whose name and shape match (FCN-16s from a trained FCN-32s:
-    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets."""
+    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets. A trainable
+    weight of the same name and another shape (another width, another class count) is an error unless
+    `strict` is false; fixed buffers of another shape (e.g. a bilinear upsampling kernel) are left as built."""
     source = load_checkpoint(path)["model"]
     target = model.state_dict()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    mismatched = [k for k in source if k in target and k not in matched]
+    if strict and any(k in trainable for k in mismatched):
+        shown = ", ".join(f"{k} {tuple(source[k].shape)} -> {tuple(target[k].shape)}"
+                          for k in mismatched if k in trainable)
+        raise SegtrainError(f"model.init_from={path}: {len(mismatched)} weights have other shapes ({shown[:300]}"
+                            f"{'...' if len(shown) > 300 else ''}); is it another width or class count? "
+                            "model.init_from_strict=false copies only the weights that fit")
     if not matched:
         raise SegtrainError(f"model.init_from={path}: none of its weights fits {type(model).__name__}")
     model.load_state_dict(matched, strict=False)
-    log.info("initialised %d of %d tensors from %s", len(matched), len(target), path)
+    left = [k for k in target if k not in matched]
+    log.info("initialised %d of %d tensors from %s; kept as built: %s", len(matched), len(target), path,
+             ", ".join(left[:12]) + (f" and {len(left) - 12} more" if len(left) > 12 else "") if left else "none")
+
+
+def resolve_class_weights(setting, train_set, train_scan):
+    """loss.class_weights as numbers: as given, or median_frequency / inverse_log from the train labels."""
+    if setting is None or not isinstance(setting, str):
+        return None if setting is None else [float(w) for w in setting]
+    scan = train_scan or scan_labels(train_set, "counting train labels")
+    per_task = [len(names) for _, names in train_set.tasks] if train_set.tasks else [len(train_set.class_names)]
+    weights = class_weights_from_scan(scan, per_task, setting)
+    log.info("loss.class_weights=%s: %s", setting, ", ".join(f"{name} {w:.3f}" for name, w in
+                                                           zip(train_set.class_names, weights)))
+    return weights
+
+
+def write_split_lists(folder: Path, datasets: dict) -> None:
+    """Which files went to which split, as 'IMAGE LABEL' lines relative to the dataset root (a split file
+    dataset=folder reads back)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, dataset in datasets.items():
+        lines = [" ".join(str(Path(p).relative_to(dataset.root)) for p in item) for item in dataset.items]
+        (folder / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))
+    log.info("held-out split: %d train / %d val images, listed in %s", len(datasets["train"]),
+             len(datasets["val"]), folder)
+
+
+CPU_ESTIMATE_AFTER = 10  # iterations measured before estimating a CPU run's length
+
+
+def warn_if_long_on_cpu(progress, remaining_iters: int) -> None:
+    seconds = remaining_iters * progress.batch_size / max(progress.images_per_second(), 1e-9)
+    if seconds > 3600:
+        log.warning("on this CPU the remaining %d iterations take about %.1f hours (%.1f img/s); shrink the run with "
+                    "trainer.max_iters, model.width (e.g. 0.25), dataset.scale or dataset.short_side, or "
+                    "trainer.batch_size", remaining_iters, seconds / 3600, progress.images_per_second())
 
 
 def train_collate(loss_cfg, ignore_index: int):
@@ -139,22 +196,43 @@ def train_collate(loss_cfg, ignore_index: int):
 
 def val_loader_for(cfg, dataset, device) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False, collate_fn=pad_collate,
-                      num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda")
+                      num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda",
+                      worker_init_fn=ignore_stop_signals)
 
 
 def find_resume_checkpoint(resume, ckpt_dir: Path):
+    """trainer.resume: auto takes the newest checkpoint that holds the training state (last.pt, else a best.pt
+    written with trainer.best_with_state=true), or a path."""
     if resume is None:
         return None
     if resume == "auto":
-        path = ckpt_dir / "last.pt"
-        if not path.is_file():
-            log.info("trainer.resume=auto: no %s yet, starting from scratch", path)
-            return None
-        return path
+        for name in ("last.pt", "best.pt"):
+            path = ckpt_dir / name
+            if not path.is_file():
+                continue
+            try:
+                if "optimizer" in load_checkpoint(path):
+                    return path
+            except SegtrainError as error:  # e.g. truncated by a full disk: fall back to the next one
+                log.warning("trainer.resume=auto: skipping %s", error)
+        if (ckpt_dir / "best.pt").is_file():
+            raise SegtrainError(f"trainer.resume=auto: {ckpt_dir} has no last.pt and its best.pt holds only the "
+                                "weights (trainer.best_with_state=false); start a new run with "
+                                f"model.init_from={ckpt_dir / 'best.pt'} instead")
+        log.info("trainer.resume=auto: no checkpoint in %s yet, starting from scratch", ckpt_dir)
+        return None
     path = Path(resume)
     if not path.is_file():
         raise SegtrainError(f"trainer.resume={resume}: no such checkpoint file")
     return path
+
+
+def kept_checkpoint(ckpt_dir: Path) -> str:
+    """Which checkpoint a failed run leaves to go back to, as the end of an error line."""
+    last = ckpt_dir / "last.pt"
+    if last.is_file():
+        return f"the last good checkpoint is {last} (iteration {load_checkpoint(last)['iteration']})"
+    return "no checkpoint had been written yet"
 
 
 def format_metrics(metrics: dict) -> str:
@@ -162,6 +240,10 @@ def format_metrics(metrics: dict) -> str:
     for task, task_metrics in list(metrics.get("tasks", {}).items())[1:]:
         line += f"  | {task}: " + "  ".join(f"{k} {task_metrics[k]:.4f}" for k in METRIC_NAMES)
     return line
+
+
+# what resuming restores from the checkpoint: a different value on the command line would be recorded but ignored
+RESTORED_ON_RESUME = ("model.", "optimizer.", "schedule.", "dataset.name", "dataset.num_classes", "seed")
 
 
 def train(cfg, run_dir) -> dict:
@@ -180,6 +262,7 @@ def train(cfg, run_dir) -> dict:
 
 
 def _train(cfg, run_dir: Path, device: torch.device) -> dict:
+    check_config(cfg)
     tc = cfg.trainer
     ckpt_dir = run_dir / "checkpoints"
     rank, world = distributed.rank(), distributed.world_size()
@@ -189,6 +272,9 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     if tc.batch_size % world:
         raise SegtrainError(f"trainer.batch_size={tc.batch_size} is the global batch and must divide evenly over "
                             f"the {world} processes")
+    if main_process:
+        require_writable(run_dir)
+        remove_stale_temporaries(ckpt_dir)
     resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
     if resume_path is None and any(ckpt_dir.glob("*.pt")):
         raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
@@ -198,15 +284,25 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     autocast = autocast_context(device, amp)
 
     train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
-    val_set = build_dataset(cfg.dataset, cfg.dataset.val_split)
+    val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
     if cfg.dataset.num_classes is None:  # the dataset's own count, stored resolved in every checkpoint
         cfg.dataset.num_classes = len(train_set.class_names)
     log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
              cfg.dataset.num_classes)
+    # every label file read once before any work: a bad one stops the run here, not at the first validation
+    train_scan = scan_labels(train_set, "checking train labels") if isinstance(train_set, FileDataset) else None
+    if isinstance(val_set, FileDataset):
+        scan_labels(val_set, "checking val labels")
+    if train_scan is not None:
+        log.info("labels checked: %d train (%d cached) and %d val files", len(train_set), train_scan.cached,
+                 len(val_set))
+    class_weights = resolve_class_weights(cfg.loss.class_weights, train_set, train_scan)
+    if main_process and cfg.dataset.get("val_fraction") is not None:
+        write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
 
     model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels).to(device)
     if cfg.model.init_from:
-        init_from_checkpoint(model, cfg.model.init_from)
+        init_from_checkpoint(model, cfg.model.init_from, cfg.model.init_from_strict)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     if world > 1 and tc.sync_bn:
@@ -222,7 +318,7 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
     loss_fn = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device, tc.sample_rate,
-                         getattr(model, "output_stride", 1), world)
+                         getattr(model, "output_stride", 1), world, class_weights)
 
     config_plain = to_plain(cfg)  # what checkpoints store
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
@@ -236,7 +332,13 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
         start_iter, best_mean_iu = state["iteration"], state["best_mean_iu"]
         metrics, metrics_iter = state["metrics"], state["metrics_iteration"]
         stored = _flatten(state["config"])
-        changed = sorted(k for k, v in _flatten(config_plain).items() if k != "trainer.resume" and stored.get(k) != v)
+        changed = sorted(k for k, v in _flatten(config_plain).items()
+                         if k != "trainer.resume" and k in stored and stored[k] != v)
+        frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
+        if frozen:
+            raise SegtrainError(f"{frozen[0]}={_flatten(config_plain)[frozen[0]]}: {resume_path} was trained with "
+                                f"{stored[frozen[0]]}, and a resumed run restores the model, optimizer and schedule "
+                                f"as they were; start a new run (model.init_from={resume_path}) to change it")
         if changed:
             log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
         log.info("resumed from %s at iteration %d", resume_path, start_iter)
@@ -253,7 +355,7 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     train_loader = DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler,
                               num_workers=tc.num_workers,
                               collate_fn=train_collate(cfg.loss, train_set.ignore_index),
-                              persistent_workers=tc.num_workers > 0,
+                              persistent_workers=tc.num_workers > 0, worker_init_fn=ignore_stop_signals,
                               pin_memory=device.type == "cuda", drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed + start_iter))
     # each rank validates every world-th image; the confusion matrices are summed
@@ -263,72 +365,79 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None) if main_process \
         else NullWriter()
 
-    def checkpoint_state(iteration: int) -> dict:
-        return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "iteration": iteration, "rng": rng_states(),
-            "metrics": metrics, "metrics_iteration": metrics_iter, "best_mean_iu": best_mean_iu,
-            "class_names": list(train_set.class_names), "data": dataset_info(val_set), "config": config_plain,
-        }
+    def checkpoint_state(iteration: int, training_state: bool = True) -> dict:
+        """What evaluation and prediction need; with training_state also what resuming needs."""
+        state = {"model": model.state_dict(), "iteration": iteration, "metrics": metrics,
+                 "metrics_iteration": metrics_iter, "best_mean_iu": best_mean_iu,
+                 "class_names": list(train_set.class_names), "data": dataset_info(val_set), "config": config_plain,
+                 "class_weights": class_weights}
+        if training_state:
+            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                         scaler=scaler.state_dict(), rng=rng_states())
+        return state
 
     progress = Progress(start_iter, tc.max_iters, images_per_step, quiet=not main_process)
     model.train()
     batches = iter(train_loader)
     loss_sum, loss_count = torch.zeros((), device=device), 0
-    for iteration in range(start_iter + 1, tc.max_iters + 1):
-        step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
-                         *(t.to(device, non_blocking=True) for t in targets))
-                        for images, *targets in (next(batches) for _ in range(tc.accumulate))]
-        loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
-        loss_sum += loss
-        loss_count += 1
-        last = iteration == tc.max_iters
-        validate = iteration % tc.val_interval == 0 or last
-        save_last = iteration % tc.ckpt_interval == 0 or last
+    with StopRequests() as stop:
+        for iteration in range(start_iter + 1, tc.max_iters + 1):
+            step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
+                             *(t.to(device, non_blocking=True) for t in targets))
+                            for images, *targets in (next(batches) for _ in range(tc.accumulate))]
+            loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
+            loss_sum += loss
+            loss_count += 1
+            last = iteration == tc.max_iters
+            validate = iteration % tc.val_interval == 0 or last
+            save_last = iteration % tc.ckpt_interval == 0 or last
+            signum = stop.pending(device)
 
-        if iteration % tc.log_interval == 0 or last:
-            mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
-            if not np.isfinite(mean_loss):
-                raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
-                                    f"the last good checkpoint is kept in {ckpt_dir}")
-            lr = optimizer.param_groups[0]["lr"]
-            writer.add_scalar("train/loss", mean_loss, iteration)
-            writer.add_scalar("train/lr", lr, iteration)
-            progress.update(iteration, mean_loss, lr)
-            loss_sum.zero_()
-            loss_count = 0
-        else:
-            progress.tick(iteration)
+            if iteration % tc.log_interval == 0 or last:
+                mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
+                if not np.isfinite(mean_loss):
+                    raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
+                                        f"{kept_checkpoint(ckpt_dir)}")
+                lr = optimizer.param_groups[0]["lr"]
+                writer.add_scalar("train/loss", mean_loss, iteration)
+                writer.add_scalar("train/lr", lr, iteration)
+                progress.update(iteration, mean_loss, lr)
+                loss_sum.zero_()
+                loss_count = 0
+            else:
+                progress.tick(iteration)
+            if iteration == start_iter + CPU_ESTIMATE_AFTER and device.type == "cpu":
+                warn_if_long_on_cpu(progress, tc.max_iters - iteration)
 
-        if (validate or save_last) and not all_finite(model):
-            raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
-                                f"the last good checkpoint is kept in {ckpt_dir}")
-        if validate:
-            val_began = time.perf_counter()
-            metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
-                                        num_keep=tc.num_vis_images, tasks=val_set.tasks,
-                                        reduce=distributed.all_reduce_sum)
-            metrics_iter = iteration
-            for name in METRIC_NAMES:
-                writer.add_scalar(f"val/{name}", metrics[name], iteration)
-            for name, iu in zip(train_set.class_names, metrics["iu"]):
-                if not np.isnan(iu):
-                    writer.add_scalar(f"val_iu/{name}", iu, iteration)
-            for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's four metrics
-                for name in METRIC_NAMES:
-                    writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
-            if samples:
-                writer.add_image("val/input_gt_pred",
-                                 prediction_panels(samples, val_set.mean, val_set.std, val_set.palette), iteration)
-            improved = metrics["mean_iu"] > best_mean_iu
-            best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
-            progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
-            if improved and main_process:
-                save_checkpoint(checkpoint_state(iteration), ckpt_dir / "best.pt")
-            progress.exclude(time.perf_counter() - val_began)
-        if save_last and main_process:
-            save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
+            if (validate or save_last or signum) and not all_finite(model):
+                raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
+                                    f"{kept_checkpoint(ckpt_dir)}")
+            # last.pt first: an error in validation then cannot lose this iteration's checkpoint
+            if (save_last or signum) and main_process:
+                save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
+            if signum:
+                progress.close()
+                writer.close()
+                # resuming takes the stored config, so the run dir is all the command needs
+                message = (f"interrupted at iteration {iteration}; resume with: segtrain hydra.run.dir={run_dir} "
+                           "trainer.resume=auto")
+                log.warning(message)
+                raise TrainingInterrupted(message, signum, stop.previous.get(signum))
+            if validate:
+                val_began = time.perf_counter()
+                metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
+                                            num_keep=tc.num_vis_images, tasks=val_set.tasks,
+                                            reduce=distributed.all_reduce_sum)
+                metrics_iter = iteration
+                log_validation(writer, metrics, samples, train_set.class_names, val_set, iteration)
+                improved = metrics["mean_iu"] > best_mean_iu
+                best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
+                progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
+                if improved and main_process:
+                    save_checkpoint(checkpoint_state(iteration, tc.best_with_state), ckpt_dir / "best.pt")
+                if last and main_process:  # the final last.pt also carries the final metrics
+                    save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
+                progress.exclude(time.perf_counter() - val_began)
     progress.close()
 
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
@@ -341,9 +450,35 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
         writer.file_writer.add_summary(summary)
     writer.close()
     if main_process:
-        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=True))
+        (run_dir / "metrics.json").write_text(strict_json(result, indent=2))
     log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu, ckpt_dir)
     return result
+
+
+def log_validation(writer, metrics: dict, samples, class_names, val_set, iteration: int) -> None:
+    """The four metrics, per-class IU, per-task metrics and image panels of one validation to TensorBoard."""
+    for name in METRIC_NAMES:
+        writer.add_scalar(f"val/{name}", metrics[name], iteration)
+    for name, iu in zip(class_names, metrics["iu"]):
+        if not np.isnan(iu):
+            writer.add_scalar(f"val_iu/{name}", iu, iteration)
+    for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's four metrics
+        for name in METRIC_NAMES:
+            writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
+    if samples:
+        writer.add_image("val/input_gt_pred", prediction_panels(samples, val_set.mean, val_set.std, val_set.palette),
+                         iteration)
+
+
+def require_writable(run_dir: Path) -> None:
+    """Before any work: a run dir that cannot take files fails now, not at the first checkpoint."""
+    probe = run_dir / f".segtrain-write-test-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SegtrainError(f"hydra.run.dir={run_dir}: cannot write there ({e.strerror})") from None
 
 
 def all_finite(model) -> bool:

@@ -1,7 +1,13 @@
+import os
+import tempfile
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from segtrain.config import config_dir, register_configs
+
+# the label-scan cache of every test run (and of its subprocesses) in a folder of its own, never ~/.cache
+os.environ["SEGTRAIN_CACHE"] = tempfile.mkdtemp(prefix="segtrain-test-cache-")
 
 # Shrinks any run to seconds on a CPU: narrow network, tiny images, a few iterations.
 TINY = [

@@ -64,6 +64,9 @@ def test_torchrun_two_cpu_processes_take_the_single_process_steps(tmp_path):
     and only rank 0 writes into the one run directory."""
     import torch
 
+    import tempfile
+
+    scratch_before = set(Path(tempfile.gettempdir()).glob("segtrain-rank*"))
     args = ["model.width=0.0625", "model.batch_norm=false", "model.dropout=0", "dataset.num_train=16",
             "dataset.num_val=5", "dataset.image_size=32", "trainer.max_iters=4", "trainer.batch_size=4",
             "trainer.val_batch_size=2", "trainer.val_interval=2", "trainer.ckpt_interval=2", "trainer.log_interval=1",
@@ -83,6 +86,7 @@ def test_torchrun_two_cpu_processes_take_the_single_process_steps(tmp_path):
     assert parallel["metrics"] == single["metrics"]  # confusion matrices summed over the two shards of val
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert len(list((tmp_path / "two" / "tb").iterdir())) == 1  # one TensorBoard event file: rank 0's
+    assert set(Path(tempfile.gettempdir()).glob("segtrain-rank*")) == scratch_before  # rank 1 cleaned up
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml"))

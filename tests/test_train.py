@@ -108,9 +108,11 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", die)
-    with pytest.raises(OSError):
+    with pytest.raises(SegtrainError, match=r"last\.pt: cannot write the checkpoint \(disk full\); the previous "
+                       r"last\.pt is intact"):
         save_checkpoint({"model": {}, "config": {}, "iteration": 2}, path)
     assert load_checkpoint(path)["iteration"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the partial temporary file is gone
 
 
 def test_existing_checkpoints_are_never_overwritten_without_resume(finished_run, tiny_cfg):
@@ -317,8 +319,8 @@ def test_fcn16s_starts_from_a_trained_fcn32s(tiny_cfg, tmp_path, monkeypatch):
     built = {}
     real_init = train_module.init_from_checkpoint
 
-    def keep(model, path):
-        real_init(model, path)
+    def keep(model, path, *args):
+        real_init(model, path, *args)
         built.update({k: v.clone() for k, v in model.state_dict().items()})
 
     monkeypatch.setattr(train_module, "init_from_checkpoint", keep)

@@ -12,11 +12,10 @@ probabilities: `ckpt=DECONVNET.pt ensemble=FCN8S.pt` is the DeconvNet paper's ED
 without and with it side by side; `inference=slide` scores tiles (inference.tile, inference.overlap),
 `inference=multiscale` averages scales and flips (inference.scales, inference.flip).
 """
-import json
 import sys
 from pathlib import Path
 
-from ..config import to_plain
+from ..config import strict_json, to_plain
 from ..errors import SegtrainError
 from . import exit_with_error, parse_key_values
 
@@ -33,6 +32,7 @@ def parse_args(argv):
 def compose_stored_config(stored: dict, overrides):
     """The stored config re-validated by the same schemas `segtrain` composes with, then the overrides."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -46,12 +46,26 @@ def compose_stored_config(stored: dict, overrides):
     dotlist = [o for o in overrides if o not in group_choices]
     stored = {k: v for k, v in stored.items() if k not in EVAL_GROUPS}
     try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        if GlobalHydra.instance().is_initialized():  # inside `segtrain` (resuming): its Hydra composes
             cfg = compose("config", overrides=choices + group_choices)
+        else:
+            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                cfg = compose("config", overrides=choices + group_choices)
         cfg = OmegaConf.merge(cfg, stored)
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except (HydraException, OmegaConfBaseException) as e:
         raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+
+
+def require_writable_file(path: Path) -> None:
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise SegtrainError(f"out={path}: cannot write there ({e.strerror})") from None
+    if not existed:
+        path.unlink()
 
 
 def format_report(class_names, metrics, crf_metrics=None) -> str:
@@ -100,10 +114,12 @@ def run(argv) -> dict:
     from ..visualize import denormalize
 
     state = load_checkpoint(ckpt)
+    out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
+    require_writable_file(out_path)  # before the evaluation, not after it
     cfg = compose_stored_config(state["config"], overrides)
     device = select_device(cfg.trainer.device)
     autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
-    dataset = build_dataset(cfg.dataset, cfg.dataset.val_split)
+    dataset = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)  # metrics at the labels' size
     model = build_model_from_config(cfg, cfg.dataset.num_classes, dataset.input_channels)
     model.load_state_dict(state["model"])
     if ensemble:
@@ -148,8 +164,7 @@ def run(argv) -> dict:
         result["crf"] = {**{k: crf_metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names,
                                                                                    crf_metrics["iu"])),
                          "params": to_plain(cfg.crf)}
-    out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
-    out_path.write_text(json.dumps(result, indent=2))
+    out_path.write_text(strict_json(result, indent=2))
     print(f"wrote {out_path}")
     return result
 

@@ -28,6 +28,36 @@ def input_files(path: str):
     raise SegtrainError(f"input={path}: no such file or folder")
 
 
+MANIFEST = ".segtrain-predict.json"  # the files segtrain-predict wrote into an output folder
+
+
+def prepare_output(output: Path, source: Path, files) -> None:
+    """Before any work: the output folder is not the input folder, is writable, and no output would replace an
+    input or a file segtrain-predict did not write there (its manifest lists what it wrote)."""
+    import json
+    from collections import Counter
+
+    folder = source if source.is_dir() else source.parent
+    if output.resolve() == folder.resolve():
+        raise SegtrainError(f"output={output} is the input folder; its images would be overwritten: choose another")
+    stems = Counter(path.stem for path in files)
+    colliding = sorted(stem for stem, count in stems.items() if count > 1)
+    if colliding:
+        raise SegtrainError(f"input={source}: images share the names {', '.join(colliding[:5])} (e.g. a.jpg and "
+                            "a.png) and would write the same output files; predict them into separate folders")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        written = set(json.loads((output / MANIFEST).read_text())) if (output / MANIFEST).is_file() else set()
+        ours = {name for path in files for name in (f"{path.stem}.png", f"{path.stem}_overlay.png")}
+        foreign = sorted(name for name in ours if (output / name).exists() and name not in written)
+        if foreign:
+            raise SegtrainError(f"output={output} already holds {', '.join(foreign[:5])}, which segtrain-predict did "
+                                "not write; choose an empty or new folder")
+        (output / MANIFEST).write_text(json.dumps(sorted(written | ours)))
+    except OSError as e:
+        raise SegtrainError(f"output={output}: cannot write there ({e.strerror})") from None
+
+
 def overlay(image, labels, palette, num_classes: int):
     """(3, H, W) uint8: the image with each present class drawn in its palette colour at 50%."""
     import torch
@@ -48,19 +78,21 @@ def run(argv) -> int:
             raise SegtrainError(f"{key}= is required; {USAGE}")
     import numpy as np
     import torch
+    import torch.nn.functional as F
     from PIL import Image
 
     from ..checkpoint import load_checkpoint
     from ..config import to_plain
     from ..crf import crf_params, crf_refiner
     from ..data import checkpoint_dataset_info
-    from ..data.files import read_image
+    from ..data.files import read_image, resized_size
     from ..engine import autocast_context
     from ..inference import predict_scores
     from ..train import build_model_from_config, select_amp, select_device
     from .evaluate import compose_stored_config
 
     files = input_files(own["input"])
+    prepare_output(Path(own["output"]), Path(own["input"]), files)
     state = load_checkpoint(own["ckpt"])
     cfg = compose_stored_config(state["config"], overrides)
     info = checkpoint_dataset_info(state, cfg)
@@ -76,9 +108,11 @@ def run(argv) -> int:
     palette = torch.tensor(info["palette"], dtype=torch.uint8)
     num_classes = len(info["class_names"])
     use_crf = cfg.crf.name != "none"
+    resize = None
+    if cfg.dataset.get("scale") is not None or cfg.dataset.get("short_side") is not None:
+        resize = (cfg.dataset.get("scale"), cfg.dataset.get("short_side"))
     inference = to_plain(cfg.inference)
     output = Path(own["output"])
-    output.mkdir(parents=True, exist_ok=True)
     skipped = []
 
     def scored():
@@ -90,9 +124,14 @@ def run(argv) -> int:
                 print(f"segtrain-predict: skipped {error}", file=sys.stderr)
                 skipped.append(path)
                 continue
-            image = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std
+            image = ((torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std)[None]
+            if resize is not None:  # as the network was trained (dataset.scale / short_side); scored at full size
+                image = F.interpolate(image, size=resized_size(*rgb.shape[:2], *resize), mode="bilinear",
+                                      antialias=True, align_corners=False)
             with torch.no_grad(), autocast:
-                scores = predict_scores(model, image[None].to(device), **inference, probabilities=use_crf)
+                scores = predict_scores(model, image.to(device), **inference, probabilities=use_crf)
+            if scores.shape[-2:] != rgb.shape[:2]:
+                scores = F.interpolate(scores.float(), size=rgb.shape[:2], mode="bilinear", align_corners=False)
             yield rgb, scores[0].float().cpu().numpy(), path
 
     params = crf_params(cfg.crf)

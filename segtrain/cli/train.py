@@ -1,34 +1,137 @@
-"""`segtrain [KEY=VALUE ...]`: compose the config and train. `segtrain --help` lists the groups' options."""
+"""`segtrain [KEY=VALUE ...]`: compose the config and train. `segtrain --help` lists the groups' options.
+
+`trainer.resume=auto` (or a checkpoint path) continues with the configuration stored in the checkpoint; keys
+given on the same command line apply on top and are listed in the log. In a sweep (`-m`) a failing job is
+recorded and the next one runs (segtrain.sweeps)."""
+import atexit
+import logging
+import math
 import os
+import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from ..config import config_dir, register_configs
 from ..errors import SegtrainError
-from . import exit_with_error
+from . import exit_with_error, log_error_to_file, one_line
 
 register_configs()
+log = logging.getLogger("segtrain")
+# group choices a checkpoint stores; a resumed run keeps them
+STORED_GROUPS = ("model", "dataset", "optimizer", "schedule", "loss", "augment")
+
+
+def resume_config(cfg, task_overrides, run_dir: Path):
+    """The checkpoint's config with this command line's key overrides on top (cfg as composed when there is no
+    checkpoint to resume from yet)."""
+    from ..checkpoint import load_checkpoint
+    from ..sweeps import job_overrides
+    from ..train import find_resume_checkpoint
+    from .evaluate import compose_stored_config
+
+    path = find_resume_checkpoint(cfg.trainer.resume, run_dir / "checkpoints")
+    if path is None:
+        return cfg
+    stored = load_checkpoint(path)["config"]
+    keys = []
+    for override in job_overrides(task_overrides):
+        key, _, value = override.partition("=")
+        group = key.lstrip("+~")
+        if group in STORED_GROUPS:
+            if value != stored[group].get("name"):
+                raise SegtrainError(f"{override}: {path} was trained with {group}={stored[group].get('name')}; a "
+                                    f"resumed run keeps it (set single keys such as {group}.KEY=VALUE, or start a "
+                                    f"new run with model.init_from={path})")
+        elif "." in key:
+            keys.append(override)
+    resumed = compose_stored_config(stored, keys)
+    resumed.trainer.resume = cfg.trainer.resume
+    if keys:
+        log.info("resuming %s with the stored config and: %s", path, " ".join(keys))
+    return resumed
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg) -> float:
+    from ..signals import TrainingInterrupted
+    from ..sweeps import finished_before, record_job
     from ..train import train  # torch is imported only once the config is known to be valid
 
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweeping and cfg.trainer.resume:
+        done = finished_before(run_dir, overrides)
+        if done is not None:
+            log.info("job already finished (best mean_iu %s): skipped", done["best_mean_iu"])
+            return done["best_mean_iu"]
     try:
-        result = train(cfg, HydraConfig.get().runtime.output_dir)
-    except SegtrainError as error:
-        exit_with_error("segtrain", error)
+        if cfg.trainer.resume:
+            cfg = resume_config(cfg, overrides, run_dir)
+        result = train(cfg, run_dir)
+    except KeyboardInterrupt:  # before the training loop, or a second Ctrl-C inside it
+        line = "segtrain: aborted by Ctrl-C (checkpoints already written are kept)"
+        log_error_to_file(line)
+        print(line, file=sys.stderr)
+        sys.exit(130)
+    except TrainingInterrupted as stop:  # last.pt written, the resume command logged
+        if sweeping:
+            record_job(run_dir, overrides, "interrupted", str(stop))
+        stop.chain()
+        sys.exit(stop.exit_code)
+    except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
+        if not sweeping and not isinstance(error, SegtrainError):
+            raise
+        line = f"segtrain: error: {one_line(error)}"
+        if not isinstance(error, SegtrainError):  # a bug or the machine (e.g. out of memory): keep the details
+            log.exception("job failed")
+        log_error_to_file(line)
+        if not sweeping:
+            exit_with_error("segtrain", error)
+        print(line, file=sys.stderr)
+        record_job(run_dir, overrides, "failed", one_line(error))
+        return math.nan  # Optuna records the trial as failed
+    if sweeping:
+        record_job(run_dir, overrides, "finished", result=result)
     return result["best_mean_iu"]  # what a Hydra sweeper (e.g. Optuna) maximises
+
+
+def override_value(argv, key: str):
+    values = [a.partition("=")[2] for a in argv if a.partition("=")[0] == key]
+    return values[-1] if values else None
+
+
+def refuse_reused_run_dir(argv) -> None:
+    """Before Hydra writes into hydra.run.dir: a run dir that already holds checkpoints is continued only with
+    trainer.resume (and then its .hydra/ record of the original command is kept as it is)."""
+    if "-m" in argv or "--multirun" in argv or any(a.startswith("-") for a in argv):
+        return
+    run_dir = override_value(argv, "hydra.run.dir")
+    if run_dir is None or not any((Path(run_dir) / "checkpoints").glob("*.pt")):
+        return
+    if override_value(argv, "trainer.resume") in (None, "null"):
+        exit_with_error("segtrain", SegtrainError(
+            f"{Path(run_dir) / 'checkpoints'} already holds checkpoints; continue that run with trainer.resume=auto "
+            "or choose a new hydra.run.dir (nothing was changed)"))
+    if (Path(run_dir) / ".hydra").is_dir():
+        argv.append("hydra.output_subdir=null")
 
 
 def run() -> None:
     """The console script: under torchrun, ranks other than 0 keep Hydra's files out of the run directory that
     rank 0 owns (train() uses rank 0's directory on every rank)."""
     if int(os.environ.get("RANK", "0")) > 0:
-        sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={tempfile.mkdtemp(prefix='segtrain-rank')}"]
+        scratch = tempfile.mkdtemp(prefix="segtrain-rank")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
+    else:
+        refuse_reused_run_dir(sys.argv)
     main()
 
 

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SegtrainError
-from .files import IGNORE_INDEX
+from .files import IGNORE_INDEX, FileDataset
 from .folder import FolderDataset
 from .nyud import NYUDv2
 from .siftflow import SiftFlow
@@ -28,29 +28,46 @@ DATASETS = {
 }
 
 
-def build_dataset(cfg, split: str):
+def build_dataset(cfg, split: str, evaluation: bool = False):
     """A Dataset of (normalised float image (C, H, W), long label (H, W)) with class_names, palette,
-    ignore_index, mean, std and input_channels (channels per input stream) attributes."""
+    ignore_index, mean, std and input_channels (channels per input stream) attributes. With dataset.scale or
+    dataset.short_side the images are resized; for `evaluation` the labels keep their stored size (the metrics
+    are taken there, the network's scores upsampled to it)."""
     if cfg.name not in DATASETS:
         raise SegtrainError(f"dataset.name={cfg.name!r} is not known; expected one of {sorted(DATASETS)}")
+    scale, short_side = cfg.get("scale"), cfg.get("short_side")
+    if scale is not None and short_side is not None:
+        raise SegtrainError(f"dataset.scale={scale} and dataset.short_side={short_side} both resize the images; "
+                            "set one of them")
+    if (scale is not None and scale <= 0) or (short_side is not None and short_side < 1):
+        raise SegtrainError("dataset.scale must be > 0 and dataset.short_side >= 1 pixel")
     dataset = DATASETS[cfg.name](cfg, split)
     if cfg.num_classes is not None and len(dataset.class_names) != cfg.num_classes:
         raise SegtrainError(f"dataset.num_classes={cfg.num_classes} but dataset {cfg.name} has "
                             f"{len(dataset.class_names)} classes")
+    if scale is not None or short_side is not None:
+        if not isinstance(dataset, FileDataset):
+            raise SegtrainError(f"dataset.scale/short_side resize files as they are read; dataset={cfg.name} "
+                                "renders its own size (dataset.image_size)")
+        dataset.set_resize(scale, short_side, full_size_labels=evaluation)
     return dataset
 
 
 def pad_collate(batch):
     """Stacks (image, label) pairs of different sizes by padding each at the bottom and right to the largest:
-    images with 0 (the mean, after normalisation), labels with the ignore index, so padding never counts."""
-    height = max(image.shape[-2] for image, _ in batch)
-    width = max(image.shape[-1] for image, _ in batch)
-
-    def pad(x, value):
+    images with 0 (the mean, after normalisation), labels with the ignore index, so padding never counts.
+    Where images were resized and labels kept their size (evaluation), a third entry gives each item's
+    (image height, image width, label height, label width), so scores can be upsampled to the labels."""
+    def pad(x, height, width, value):
         return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]), value=value)
 
-    return (torch.stack([pad(image, 0.0) for image, _ in batch]),
-            torch.stack([pad(label, IGNORE_INDEX) for _, label in batch]))
+    image_size = [max(image.shape[dim] for image, _ in batch) for dim in (-2, -1)]
+    label_size = [max(label.shape[dim] for _, label in batch) for dim in (-2, -1)]
+    images = torch.stack([pad(image, *image_size, 0.0) for image, _ in batch])
+    labels = torch.stack([pad(label, *label_size, IGNORE_INDEX) for _, label in batch])
+    if all(image.shape[-2:] == label.shape[-2:] for image, label in batch):
+        return images, labels
+    return images, labels, torch.tensor([[*image.shape[-2:], *label.shape[-2:]] for image, label in batch])
 
 
 def checkpoint_dataset_info(state: dict, cfg) -> dict:

@@ -22,7 +22,11 @@ SCENE_TO_RAW = {
     "siftflow_semantic": [28, 6, 32, 22, 26, 0],  # sky, building, tree, road, sign; 0 void
     "siftflow_geometric": [1, 3, 3, 2, 3, -1],  # sky, vertical, vertical, horizontal, vertical; -1 void
     "folder": [0, 1, 2, 3, 4, 255],
+    "folder_void": [0, 1, 2, 3, 4, 5],  # void stored as the value after the classes
+    "folder_binary": [0, 255, 255, 255, 255, 0],  # object (any shape) 255, borders background
 }
+FOLDER_COLOURS = [[0, 0, 0], [200, 40, 40], [220, 220, 40], [40, 200, 40], [40, 40, 220]]
+VOID_COLOUR = [255, 255, 255]
 
 
 def scene(seed: int, size: int, width=None):
@@ -139,21 +143,43 @@ def make_siftflow(out: Path, size: int):
     write_lines(root / "test.txt", ids[6:])
 
 
+def write_classes(path: Path, names, colours=None):
+    path.write_text("classes:\n" + "".join(
+        f"  - {{name: {name}" + (f", color: {list(colour)}" if colours else "") + "}\n"
+        for name, colour in zip(names, colours or [None] * len(names))))
+
+
 def make_folder(out: Path, size: int):
+    """The folder layouts users have: names in split files (folder); 'IMAGE LABEL' pair lists holding the
+    author's absolute paths and a void value (folder_pairs); one folder of 0/255 binary masks named NAME_mask.png
+    with no splits (folder_binary); CamVid's {split}/{split}annot folders of RGB colour masks (folder_rgb)."""
     root = out / "folder"
     names = [f"img{n:03d}" for n in range(9)]
-    for n, name in enumerate(names):
-        image, label = scene(500 + n, size)
+    scenes = [scene(500 + n, size) for n in range(len(names))]
+    for n, (name, (image, label)) in enumerate(zip(names, scenes)):
         if n % 2:  # both kinds of image file in one folder
             save_png(image, root / "images" / f"{name}.png")
         else:
             save_jpg(image, root / "images" / f"{name}.jpg")
         save_png(encode(label, "folder"), root / "masks" / f"{name}.png")
+        save_jpg(image, out / "folder_pairs" / "JPEG" / f"{name}.jpg")
+        save_png(encode(label, "folder_void"), out / "folder_pairs" / "annot" / f"{name}.png")
+        save_png(image, out / "folder_binary" / "images" / f"{name}.png")
+        save_png(encode(label, "folder_binary"), out / "folder_binary" / "masks" / f"{name}_mask.png")
+        split = "train" if n < 6 else "val"
+        save_png(image, out / "folder_rgb" / split / f"{name}.png")
+        colours = np.asarray(FOLDER_COLOURS + [VOID_COLOUR], np.uint8)
+        save_png(colours[label], out / "folder_rgb" / f"{split}annot" / f"{name}.png")
     write_lines(root / "train.txt", names[:6])
     write_lines(root / "val.txt", names[6:])
-    colours = ["[0, 0, 0]", "[200, 40, 40]", "[220, 220, 40]", "[40, 200, 40]", "[40, 40, 220]"]
-    (root / "classes.yaml").write_text("classes:\n" + "".join(
-        f"  - {{name: {name}, color: {colour}}}\n" for name, colour in zip(CLASS_NAMES, colours)))
+    write_classes(root / "classes.yaml", CLASS_NAMES, FOLDER_COLOURS)
+    author = "/home/author/datasets/scenes"  # where the list's author kept the data
+    for split, chosen in (("train", names[:6]), ("val", names[6:])):
+        write_lines(out / "folder_pairs" / "lists" / f"{split}.txt",
+                    [f"{author}/JPEG/{name}.jpg {author}/annot/{name}.png" for name in chosen])
+    write_classes(out / "folder_pairs" / "classes.yaml", CLASS_NAMES)
+    write_classes(out / "folder_binary" / "classes.yaml", ["background", "object"])
+    write_classes(out / "folder_rgb" / "classes.yaml", CLASS_NAMES, FOLDER_COLOURS)
 
 
 def make_fake_datasets(out, size: int = 48) -> Path:

@@ -5,6 +5,7 @@ from typing import Callable, List, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import SegtrainError
@@ -25,6 +26,25 @@ def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
             return np.array(image.convert(mode) if mode else image)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SegtrainError(f"{path}: cannot read the image ({e})") from None
+
+
+def image_header(path: Path):
+    """((height, width), PIL mode) from the file's header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise SegtrainError(f"{path}: image file is missing")
+    try:
+        with Image.open(path) as image:
+            return (image.height, image.width), image.mode
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise SegtrainError(f"{path}: cannot read the image ({e})") from None
+
+
+def resized_size(height: int, width: int, scale=None, short_side=None):
+    """The size dataset.scale (a factor) or dataset.short_side (pixels) gives an image of height x width."""
+    factor = scale if scale is not None else short_side / min(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
 
 
 def read_label_png(path: Path) -> np.ndarray:
@@ -86,8 +106,10 @@ def check_label(label: np.ndarray, num_classes: int, path) -> np.ndarray:
 
 
 class FileDataset(Dataset):
-    """Items read by `load(i) -> (image (H, W, C) in 0..255 or already scaled, label (H, W), label path)`,
-    checked, then normalised channel-wise: (image / scale - mean) / std.
+    """Items read by `load(item) -> (image (H, W, C) in 0..255 or already scaled, label (H, W), label path)`,
+    checked, then normalised channel-wise: (image / scale - mean) / std, and resized when set_resize says so.
+    A subclass may also define `load_label(item) -> (label, label path, image (height, width))`, which the label
+    scan (segtrain.data.scan) uses to read labels without decoding images.
 
     Subclasses set class_names, palette, mean, std, scale and input_channels (one entry per input stream)."""
 
@@ -95,6 +117,8 @@ class FileDataset(Dataset):
     input_channels: Sequence[int] = (3,)
     scale: Sequence[float] = (255.0, 255.0, 255.0)
     tasks = None  # multi-task datasets: ((task, class names), ...); labels are then (tasks, H, W)
+    resize = None  # (scale, short_side) from set_resize
+    full_size_labels = False  # evaluation: labels stay at their stored size, the network's scores are upsampled
 
     def __init__(self, items: Sequence, load: Callable):
         self.items, self.load = list(items), load
@@ -102,20 +126,62 @@ class FileDataset(Dataset):
         self._scale, self._mean, self._std = (torch.tensor(v, dtype=torch.float32)[:, None, None]
                                               for v in (self.scale, self.mean, self.std))
 
+    def set_resize(self, scale=None, short_side=None, full_size_labels: bool = False) -> None:
+        """Images resized by a factor or to a short side (bilinear, antialiased), labels nearest-neighbour; with
+        full_size_labels the labels keep their stored size (metrics at the label's resolution)."""
+        self.resize = (scale, short_side)
+        self.full_size_labels = full_size_labels
+
     def __len__(self):
         return len(self.items)
 
-    def __getitem__(self, index: int):
-        image, label, label_path = self.load(self.items[index])
-        if image.shape[:2] != label.shape[-2:]:
+    def check(self, image_size, label: np.ndarray, label_path) -> None:
+        if tuple(image_size) != label.shape[-2:]:
             raise SegtrainError(f"{label_path}: label is {label.shape[-1]}x{label.shape[-2]} but its image is "
-                                f"{image.shape[1]}x{image.shape[0]} (width x height)")
+                                f"{image_size[1]}x{image_size[0]} (width x height)")
         for task_label, class_names in zip(label, [names for _, names in self.tasks]) if self.tasks else [
                 (label, self.class_names)]:
             check_label(task_label, len(class_names), label_path)
+
+    def label_item(self, index: int):
+        """(checked label (H, W) or (tasks, H, W), label path, image (height, width))."""
+        item = self.items[index]
+        if hasattr(self, "load_label"):
+            label, label_path, image_size = self.load_label(item)
+        else:
+            image, label, label_path = self.load(item)
+            image_size = image.shape[:2]
+        self.check(image_size, label, label_path)
+        return label, label_path, image_size
+
+    def item_files(self, index: int) -> List[Path]:
+        """The files an item is read from (the label scan's cache key): the paths in a tuple item."""
+        item = self.items[index]
+        return [p for p in item if isinstance(p, Path)] if isinstance(item, tuple) else []
+
+    def label_signature(self) -> str:
+        """What decoding a label depends on besides its file (the label scan's cache key)."""
+        return repr((type(self).__name__, tuple(self.class_names), self.tasks))
+
+    def raw_image(self, index: int) -> np.ndarray:
+        """(H, W, C) float32 in 0..1 (as stored, before mean/std): for image statistics and previews."""
+        image, _, _ = self.load(self.items[index])
+        return np.asarray(image, np.float32) / np.asarray(self.scale, np.float32)
+
+    def __getitem__(self, index: int):
+        image, label, label_path = self.load(self.items[index])
+        self.check(image.shape[:2], label, label_path)
         image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
         image = (image / self._scale - self._mean) / self._std
-        return image, torch.from_numpy(label.astype(np.int64))
+        label = torch.from_numpy(label.astype(np.int64))
+        if self.resize is not None:
+            size = resized_size(*image.shape[-2:], *self.resize)
+            image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+            if not self.full_size_labels:
+                stacked = label.reshape(1, -1, *label.shape[-2:]).float()  # (1, tasks, H, W)
+                label = F.interpolate(stacked, size=size, mode="nearest-exact").long().reshape(
+                    *label.shape[:-2], *size)
+        return image, label
 
 
 def rgb_mean(bgr_mean_255) -> tuple:

@@ -1,67 +1,241 @@
-"""The user's own data: images and index-PNG masks in two folders, classes (and colours) in a small YAML.
+"""The user's own data, in the layouts it comes in:
 
-    <root>/images/<name>.jpg|png|...   <root>/masks/<name>.png   <root>/<split>.txt (names, optional)
-    classes.yaml:  classes: [{name: background, color: [0, 0, 0]}, {name: road, color: [128, 64, 128]}, ...]
+    <root>/images/<name>.jpg|png|...  <root>/masks/<name><mask_suffix>  <root>/<split>.txt (optional)
+    <root>/images/<split>/ and <root>/masks/<split>/                   (split subfolders)
+    image_dir: "{split}", mask_dir: "{split}annot"                     (CamVid: train/, trainannot/, ...)
+    <root>/images/ and <root>/masks/ alone                             (one `train` split; dataset.val_fraction)
 
-Without split files, <root>/images/<split>/ and <root>/masks/<split>/ are used."""
+A split file's line is `NAME` (with or without the image's extension) or `IMAGE LABEL` (paths relative to the root;
+absolute paths from another machine are found under the root by their longest trailing part that exists).
+classes.yaml:  classes: [{name: background, color: [0, 0, 0]}, {name: road, color: [128, 64, 128]}, ...]
+Masks are decoded by segtrain.data.labels (index or colour masks, label_values, ignore_values)."""
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import SegtrainError
-from .files import IMAGE_SUFFIXES, FileDataset, read_image, read_label_png, read_split, require_root
+from .files import IMAGE_SUFFIXES, FileDataset, image_header, read_image, require_root
+from .labels import LabelEncoding, read_mask
 from .palette import voc_palette
 
-LAYOUT = ("<root>/images/<name>.jpg and <root>/masks/<name>.png with <root>/<split>.txt listing names, or "
-          "<root>/images/<split>/ and <root>/masks/<split>/")
+LAYOUT = ("<root>/images/<name>.jpg and <root>/masks/<name>.png, split by <root>/<split>.txt (names or "
+          "'IMAGE LABEL' pairs), by <root>/images/<split>/ subfolders, by dataset.image_dir/mask_dir with {split}, "
+          "or one folder pair held out with dataset.val_fraction")
+GREY_MEAN, GREY_STD = (0.449,), (0.226,)  # ImageNet's channel average, until `segtrain-data check` gives the data's
+IMAGENET_MEAN, IMAGENET_STD_RGB = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def read_classes(path):
-    """(names, palette (256, 3) uint8) from the classes YAML; classes without a colour get VOC's."""
+    """(names, palette (256, 3) uint8, colours as listed (None where the YAML gives none))."""
     from omegaconf import OmegaConf
 
     if path is None or not Path(path).is_file():
         raise SegtrainError(f"dataset.classes={path}: no such file; expected a YAML with `classes: [{{name: ..., "
-                            "color: [R, G, B]}}, ...]` (color optional), one entry per mask value 0, 1, ...")
+                            "color: [R, G, B]}}, ...]` (color optional), one entry per class 0, 1, ...")
     try:
         entries = OmegaConf.to_container(OmegaConf.load(path))["classes"]
         names = [str(e["name"]) if isinstance(e, dict) else str(e) for e in entries]
-        palette = voc_palette()
-        for index, entry in enumerate(entries):
-            if isinstance(entry, dict) and entry.get("color") is not None:
-                palette[index] = torch.tensor([int(c) for c in entry["color"]], dtype=torch.uint8)
+        colours = [[int(c) for c in e["color"]] if isinstance(e, dict) and e.get("color") is not None else None
+                   for e in entries]
+        if any(c is not None and (len(c) != 3 or not all(0 <= v <= 255 for v in c)) for c in colours):
+            raise ValueError("a color is not [R, G, B] in 0..255")
     except Exception as e:  # noqa: BLE001 - any malformed file gets the same one-line message
         raise SegtrainError(f"dataset.classes={path}: not a classes YAML ({type(e).__name__}: {e}); expected "
                             "`classes: [{name: ..., color: [R, G, B]}, ...]`") from None
     if not 1 <= len(names) <= 255:
         raise SegtrainError(f"dataset.classes={path}: lists {len(names)} classes; expected 1 to 255")
-    return tuple(names), palette
+    given = [tuple(c) for c in colours if c is not None]
+    if len(set(given)) != len(given):
+        raise SegtrainError(f"dataset.classes={path}: two classes share a colour")
+    palette = voc_palette()
+    for index, colour in enumerate(colours):
+        if colour is not None:
+            palette[index] = torch.tensor(colour, dtype=torch.uint8)
+    return tuple(names), palette, colours
 
 
-def load_item(item):
-    image_path, mask_path = item
-    return read_image(image_path), read_label_png(mask_path), mask_path
+def resolve_path(root: Path, written: str):
+    """(the file `written` in a split file names, the paths tried): as given under the root (a leading / too),
+    else its longest trailing part that exists under the root."""
+    parts = Path(written.lstrip("/")).parts
+    tried = [root.joinpath(*parts[k:]) for k in range(len(parts))]
+    for path in tried:
+        if path.is_file():
+            return path, tried
+    return None, tried
+
+
+def images_in(folder: Path, mask_suffix: str, masks: Path):
+    """{stem: image path} for the images of a folder (masks excluded when images and masks share it)."""
+    same = folder.resolve() == masks.resolve() if masks.is_dir() else False
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+            and not (same and p.name.endswith(mask_suffix))}
+
+
+def require_folder(folder: Path, key: str, split: str):
+    if not folder.is_dir():
+        raise SegtrainError(f"dataset=folder: {folder} (split {split!r}, dataset.{key}) is not a folder; expected "
+                            f"{LAYOUT}")
+    return folder
+
+
+class FolderLayout:
+    """Which (image, mask) files make up each split of a folder dataset."""
+
+    def __init__(self, cfg, root: Path):
+        self.cfg, self.root = cfg, root
+        self.mask_suffix = cfg.mask_suffix
+
+    def split_file(self, split: str) -> Path:
+        return self.root / split if split.endswith(".txt") else self.root / f"{split}.txt"
+
+    def folders(self, split: str):
+        """(images, masks) folders of a split: {split} placeholders filled, else split subfolders if present."""
+        image_dir, mask_dir = self.cfg.image_dir, self.cfg.mask_dir
+        if "{split}" in image_dir or "{split}" in mask_dir:
+            return (require_folder(self.root / image_dir.format(split=split), "image_dir", split),
+                    require_folder(self.root / mask_dir.format(split=split), "mask_dir", split))
+        images, masks = self.root / image_dir, self.root / mask_dir
+        if (images / split).is_dir():
+            return images / split, require_folder(masks / split, "mask_dir", split)
+        return None
+
+    def has_split(self, split: str) -> bool:
+        if self.split_file(split).is_file():
+            return True
+        try:
+            return self.folders(split) is not None
+        except SegtrainError:
+            return False
+
+    def pairs(self, split: str):
+        """[(image path, mask path)] of a split as stored, in file order."""
+        if self.split_file(split).is_file():
+            return self.listed_pairs(self.split_file(split))
+        return self.folder_pairs(*self.folders(split))
+
+    def whole_folder(self, split: str):
+        """Every image of image_dir: a dataset shipped as one folder pair has a single (train) split."""
+        return self.folder_pairs(require_folder(self.root / self.cfg.image_dir, "image_dir", split),
+                                 require_folder(self.root / self.cfg.mask_dir, "mask_dir", split))
+
+    def folder_pairs(self, images: Path, masks: Path):
+        return [(path, masks / f"{stem}{self.mask_suffix}")
+                for stem, path in images_in(images, self.mask_suffix, masks).items()]
+
+    def listed_pairs(self, split_file: Path):
+        lines = [(number, line.split()) for number, line in enumerate(split_file.read_text().splitlines(), 1)
+                 if line.strip() and not line.lstrip().startswith("#")]
+        if not lines:
+            raise SegtrainError(f"{split_file}: split file lists nothing")
+        by_stem, pairs = None, []
+        for number, fields in lines:
+            where = f"{split_file} line {number}"
+            if len(fields) == 2:
+                found = [resolve_path(self.root, written) for written in fields]
+                for written, (path, tried) in zip(fields, found):
+                    if path is None:
+                        raise SegtrainError(f"{where}: no file {written!r} under dataset.root={self.root}; tried "
+                                            + ", ".join(str(t) for t in tried))
+                pairs.append((found[0][0], found[1][0]))
+            elif len(fields) == 1:
+                images = require_folder(self.root / self.cfg.image_dir, "image_dir", split_file.stem)
+                masks = self.root / self.cfg.mask_dir
+                if by_stem is None:
+                    by_stem = images_in(images, self.mask_suffix, masks)
+                name = fields[0]
+                stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+                if stem not in by_stem:
+                    raise SegtrainError(f"{where}: no image named {name!r} in {images}; a line is NAME or "
+                                        "'IMAGE_PATH LABEL_PATH'")
+                pairs.append((by_stem[stem], masks / f"{stem}{self.mask_suffix}"))
+            else:
+                raise SegtrainError(f"{where}: {len(fields)} fields; expected NAME or 'IMAGE_PATH LABEL_PATH'")
+        return pairs
+
+    def split_pairs(self, split: str, train_split: str, val_split: str, val_fraction, seed: int):
+        """A split's pairs; with val_fraction, the val split is a seeded fraction held out of the train split
+        (and the train split the rest)."""
+        if val_fraction is None:
+            if self.has_split(split):
+                return self.pairs(split)
+            if split == train_split and not self.has_split(val_split):
+                return self.whole_folder(split)
+            self.folders(split)  # a {split} folder that is missing names itself
+            raise SegtrainError(f"dataset=folder: no split {split!r} in {self.root} (no {self.split_file(split)} nor "
+                                f"{split} subfolders); set dataset.val_fraction=0.2 to hold out part of "
+                                f"{train_split!r}, or lay the splits out as {LAYOUT}")
+        if not 0 < val_fraction < 1:
+            raise SegtrainError(f"dataset.val_fraction={val_fraction}: expected a fraction in (0, 1)")
+        if self.has_split(val_split):
+            raise SegtrainError(f"dataset.val_fraction={val_fraction} but {self.root} already has a {val_split!r} "
+                                f"split; drop dataset.val_fraction or point dataset.val_split elsewhere")
+        if split not in (train_split, val_split):
+            return self.pairs(split)
+        pool = self.pairs(train_split) if self.has_split(train_split) else self.whole_folder(train_split)
+        held = max(1, round(len(pool) * val_fraction))
+        if held >= len(pool):
+            raise SegtrainError(f"dataset.val_fraction={val_fraction} of {len(pool)} images leaves none to train on")
+        order = np.random.default_rng(seed).permutation(len(pool))
+        chosen = sorted(order[:held].tolist()) if split == val_split else sorted(order[held:].tolist())
+        return [pool[i] for i in chosen]
+
+
+def image_channels(path: Path) -> int:
+    mode = image_header(path)[1]
+    return 1 if mode in ("L", "I;16", "I;16B", "I;16L", "I", "F", "1", "LA") else 3
 
 
 class FolderDataset(FileDataset):
     def __init__(self, cfg, split: str):
-        self.class_names, self.palette = read_classes(cfg.classes)
-        self.mean, self.std = tuple(cfg.mean), tuple(cfg.std)
-        root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")
-        images, masks = root / cfg.image_dir, root / cfg.mask_dir
-        split_file = root / f"{split}.txt"
-        if split_file.is_file():
-            names = read_split(split_file)
-        elif (images / split).is_dir():
-            images, masks = images / split, masks / split
-            names = sorted(p.stem for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            raise SegtrainError(f"dataset=folder: no split {split!r} in {root}: expected {split_file} or "
-                                f"{images / split}/ ({LAYOUT})")
-        by_stem = {p.stem: p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} if images.is_dir() \
-            else {}
-        missing = [n for n in names if n not in by_stem]
-        if missing:
-            raise SegtrainError(f"{images}: no image for {missing[0]!r}" + (f" and {len(missing) - 1} more"
-                                                                          if len(missing) > 1 else ""))
-        super().__init__([(by_stem[n], masks / f"{n}.png") for n in names], load_item)
+        self.class_names, self.palette, colours = read_classes(cfg.classes)
+        self.encoding = LabelEncoding(self.class_names, colours, cfg.label_values, cfg.ignore_values,
+                                      str(cfg.mask_format), cfg.classes)
+        self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")
+        pairs = FolderLayout(cfg, self.root).split_pairs(split, cfg.train_split, cfg.val_split, cfg.val_fraction,
+                                                        cfg.split_seed)
+        if not pairs:
+            raise SegtrainError(f"dataset=folder: split {split!r} in {self.root} holds no images ({LAYOUT})")
+        self.channels_key = str(cfg.channels)
+        self.channels = self.resolve_channels(self.channels_key, pairs[0][0])
+        self.input_channels = (self.channels,)
+        self.scale = (65535.0 if self.channels == 1 and image_header(pairs[0][0])[1].startswith("I;16") else 255.0,
+                      ) * self.channels
+        default_mean, default_std = (GREY_MEAN, GREY_STD) if self.channels == 1 else (IMAGENET_MEAN,
+                                                                                       IMAGENET_STD_RGB)
+        self.mean = tuple(cfg.mean) if cfg.mean is not None else default_mean
+        self.std = tuple(cfg.std) if cfg.std is not None else default_std
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != self.channels:
+                raise SegtrainError(f"dataset.{key}={list(values)} has {len(values)} entries but the images have "
+                                    f"{self.channels} channel(s) (dataset.channels={cfg.channels})")
+        super().__init__(pairs, self.load_pair)
+
+    @staticmethod
+    def resolve_channels(channels: str, first_image: Path) -> int:
+        if channels == "auto":
+            return image_channels(first_image)
+        if channels not in ("1", "3"):
+            raise SegtrainError(f"dataset.channels={channels}: expected auto, 1 or 3")
+        return int(channels)
+
+    def load_image(self, path: Path) -> np.ndarray:
+        if self.channels == 3:
+            return read_image(path)
+        if image_channels(path) != 1:
+            raise SegtrainError(f"{path}: a colour image, but the dataset reads 1 channel (dataset.channels="
+                                f"{self.channels_key}); set dataset.channels=3")
+        image = read_image(path, mode=None)
+        return (image[..., 0] if image.ndim == 3 else image)[..., None]
+
+    def load_pair(self, item):
+        image_path, mask_path = item
+        return self.load_image(image_path), self.encoding.decode(read_mask(mask_path), mask_path), mask_path
+
+    def load_label(self, item):
+        image_path, mask_path = item
+        return self.encoding.decode(read_mask(mask_path), mask_path), mask_path, image_header(image_path)[0]
+
+    def label_signature(self) -> str:
+        return self.encoding.signature()

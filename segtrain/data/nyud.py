@@ -48,6 +48,10 @@ class NYUDv2(FileDataset):
             ids = read_split(self.root / f"{split}.txt")
         super().__init__(ids, self.load_item)
 
+    def item_files(self, index: int):
+        """The label scan's cache key: the label (images are read for their size, but keyed by the label)."""
+        return [self.root / "segmentation" / f"img_{self.items[index]}.mat"]
+
     def load_item(self, image_id: str):
         data = self.root / "data"
         channels = []

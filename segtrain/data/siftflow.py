@@ -46,6 +46,11 @@ class SiftFlow(FileDataset):
             self.class_names = SEMANTIC_CLASSES if self.task == "semantic" else GEOMETRIC_CLASSES
         super().__init__(read_split(self.root / f"{split}.txt"), self.load_item)
 
+    def item_files(self, index: int):
+        """The label scan's cache key: both label files (either task may be read)."""
+        image_id = self.items[index]
+        return [self.root / sub / FOLDER / f"{image_id}.mat" for sub in ("SemanticLabels", "GeoLabels")]
+
     def load_item(self, image_id: str):
         image = read_image(self.root / "Images" / FOLDER / f"{image_id}.jpg")
         semantic_path = self.root / "SemanticLabels" / FOLDER / f"{image_id}.mat"

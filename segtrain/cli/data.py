@@ -1,0 +1,218 @@
+"""`segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...]`
+
+Looks at a dataset exactly as `segtrain` with the same overrides would read it (`dataset=folder dataset.root=...
+dataset.classes=...`, any `dataset=`), before any training:
+
+  check    reads every label (and image) of the train and val splits: counts, image sizes, label values, class
+           pixel frequencies and images per class, classes that never occur, per-channel mean and std of the
+           train images (the values for dataset.mean / dataset.std); writes dataset_report.md and .json.
+  preview  a PNG grid of num_images (default 8) evenly spaced items of a split (default the train split):
+           image | mask | mask over image, with a legend of the class colours.
+
+Output goes to out= (default outputs/data-<dataset>-<date>-<time>/). A bad file stops with one line naming it.
+"""
+import sys
+import time
+from pathlib import Path
+
+from ..errors import SegtrainError
+from . import exit_with_error
+
+USAGE = "usage: segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...]"
+OWN_KEYS = ("out", "split", "num_images")
+
+
+def compose_training_config(overrides):
+    """The config `segtrain` composes from the same overrides, checked by the same schemas."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import config_dir, register_configs
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = e.__cause__ or e
+        raise SegtrainError(f"config overrides {' '.join(overrides)}: {str(cause).splitlines()[0]}") from None
+
+
+def parse_args(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if argv else 2)
+    command, own, overrides = argv[0], {}, []
+    if command not in ("check", "preview"):
+        raise SegtrainError(f"unknown command {command!r}; {USAGE}")
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise SegtrainError(f"argument {arg!r} is not KEY=VALUE; {USAGE}")
+        (own.__setitem__(key, value) if key in OWN_KEYS else overrides.append(arg))
+    return command, own, overrides
+
+
+def split_summary(dataset, scan, class_names) -> dict:
+    """Counts, sizes, label values and per-class pixels/images of one split (single-task view: the first task)."""
+    from collections import Counter
+
+    counts = scan.counts[:, 0]
+    pixels = counts[:, :len(class_names)].sum(0)
+    labelled = int(pixels.sum())
+    sizes = Counter(f"{w}x{h}" for h, w in scan.image_sizes)
+    return {
+        "images": len(dataset),
+        "image_sizes": {"most_common": dict(sizes.most_common(5)), "distinct": len(sizes),
+                        "min": "x".join(map(str, min(scan.image_sizes, key=lambda s: s[0] * s[1])[::-1])),
+                        "max": "x".join(map(str, max(scan.image_sizes, key=lambda s: s[0] * s[1])[::-1]))},
+        "label_values": [int(v) for v in (counts.sum(0) > 0).nonzero()[0]],
+        "ignored_pixels": int(counts[:, 255].sum()),
+        "labelled_pixels": labelled,
+        "classes": {name: {"pixels": int(p), "frequency": float(p) / max(labelled, 1), "images": int(n)}
+                    for name, p, n in zip(class_names, pixels, scan.images_with(len(class_names)))},
+    }
+
+
+def check(cfg, out: Path) -> dict:
+    import numpy as np
+
+    from ..config import strict_json
+    from ..data import build_dataset
+    from ..data.scan import scan_labels
+
+    report = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "splits": {}}
+    class_names = None
+    for role, split in (("train", cfg.dataset.train_split), ("val", cfg.dataset.val_split)):
+        dataset = build_dataset(cfg.dataset, split)
+        class_names = list(dataset.class_names)
+        scan = scan_labels(dataset, f"reading {split}", with_images=role == "train")
+        report["splits"][split] = split_summary(dataset, scan, class_names)
+        if role == "train":
+            mean = scan.image_sum / scan.image_pixels
+            std = np.sqrt(np.maximum(scan.image_sq / scan.image_pixels - mean ** 2, 0))
+            report["mean"], report["std"] = [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+            report["channels"] = len(mean)
+            train = report["splits"][split]
+    report["class_names"] = class_names
+    report["never_in_train"] = [n for n in class_names if train["classes"][n]["pixels"] == 0]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset_report.json").write_text(strict_json(report, indent=2))
+    (out / "dataset_report.md").write_text(report_markdown(report))
+    return report
+
+
+def report_markdown(report: dict) -> str:
+    lines = [f"# Dataset report: {report['dataset']}", "", f"root: {report['root']}", ""]
+    splits = list(report["splits"])
+    lines += ["| | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    for label, get in (("images", lambda s: s["images"]),
+                       ("image sizes (WxH)", lambda s: ", ".join(f"{k} ({v})" for k, v in
+                                                                 s["image_sizes"]["most_common"].items())),
+                       ("smallest / largest", lambda s: f"{s['image_sizes']['min']} / {s['image_sizes']['max']}"),
+                       ("label values", lambda s: ", ".join(map(str, s["label_values"]))),
+                       ("ignored pixels", lambda s: f"{s['ignored_pixels']:,}")):
+        lines.append(f"| {label} | " + " | ".join(str(get(report["splits"][s])) for s in splits) + " |")
+    lines += ["", "| class | " + " | ".join(f"{s} pixels % | {s} images" for s in splits) + " |",
+              "|---|" + "---|---|" * len(splits)]
+    for name in report["class_names"]:
+        cells = [f"{100 * report['splits'][s]['classes'][name]['frequency']:.2f} | "
+                 f"{report['splits'][s]['classes'][name]['images']}" for s in splits]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Train images, per channel in 0..1: mean {report['mean']}, std {report['std']} "
+              f"(dataset.mean / dataset.std)."]
+    if report["never_in_train"]:
+        lines += ["", f"**Warning**: never in the train split: {', '.join(report['never_in_train'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def preview(cfg, out: Path, split: str, num_images: int) -> Path:
+    """image | mask | overlay rows for evenly spaced items, and a legend of the classes present."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageDraw
+    from torchvision.utils import draw_segmentation_masks
+
+    from ..data import build_dataset
+    from ..data.palette import colorize
+    from ..data.scan import label_item, raw_image
+
+    dataset = build_dataset(cfg.dataset, split)
+    picks = sorted({round(i) for i in np.linspace(0, len(dataset) - 1, min(num_images, len(dataset)))})
+    palette, names = dataset.palette, list(dataset.class_names)
+    rows, present = [], set()
+    for index in picks:
+        label = torch.from_numpy(label_item(dataset, index)[0][0].astype(np.int64))
+        image = raw_image(dataset, index)
+        image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+        rgb = torch.from_numpy((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).permute(2, 0, 1)
+        present.update(c for c in [*range(len(names)), 255] if (label == c).any())
+        # black (background in most palettes) is left unpainted, so the overlay does not darken the image
+        classes = [c for c in range(len(names)) if (label == c).any() and palette[c].any()]
+        drawn = draw_segmentation_masks(rgb, torch.stack([label == c for c in classes]), alpha=0.5,
+                                        colors=[tuple(int(v) for v in palette[c]) for c in classes]) \
+            if classes else rgb
+        rows.append([rgb, colorize(label, palette), drawn])
+    tile = max(160, max(r[0].shape[-2] for r in rows))  # small images are enlarged to be seen
+    scaled = [[Image.fromarray(t.permute(1, 2, 0).numpy()).resize(
+        (round(t.shape[-1] * tile / t.shape[-2]), tile), Image.NEAREST) for t in row] for row in rows]
+    gap = 4
+    width = max(sum(t.width for t in row) + gap * 2 for row in scaled)
+    legend = sorted(present)
+    grid = Image.new("RGB", (max(width, 200), len(scaled) * (tile + gap) + 22 + 18 * len(legend)), "white")
+    draw = ImageDraw.Draw(grid)
+    y = 0
+    for row in scaled:
+        x = 0
+        for t in row:
+            grid.paste(t, (x, y))
+            x += t.width + gap
+        y += tile + gap
+    draw.text((4, y + 4), f"{cfg.dataset.name} {split}: image | mask | overlay (items {picks})", fill="black")
+    y += 22
+    for c in legend:
+        draw.rectangle([4, y + 2, 18, y + 14], fill=tuple(int(v) for v in palette[c]), outline="black")
+        draw.text((24, y + 2), f"{c}: {names[c] if c < len(names) else 'ignored'}", fill="black")
+        y += 18
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "preview.png"
+    grid.save(path)
+    return path
+
+
+def run(argv) -> int:
+    command, own, overrides = parse_args(argv)
+    cfg = compose_training_config(overrides)
+    out = Path(own.get("out") or f"outputs/data-{cfg.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if command == "check":
+        report = check(cfg, out)
+        for split, summary in report["splits"].items():
+            print(f"{split}: {summary['images']} images, label values {summary['label_values']}")
+        print(f"train mean {report['mean']} std {report['std']}")
+        for name in report["never_in_train"]:
+            print(f"warning: class {name!r} never occurs in the train split", file=sys.stderr)
+        print(f"wrote {out / 'dataset_report.md'} and {out / 'dataset_report.json'}")
+    else:
+        try:
+            num_images = int(own.get("num_images", 8))
+        except ValueError:
+            raise SegtrainError(f"num_images={own['num_images']}: expected a whole number") from None
+        if num_images < 1:
+            raise SegtrainError(f"num_images={num_images}: expected at least 1")
+        print(f"wrote {preview(cfg, out, own.get('split') or cfg.dataset.train_split, num_images)}")
+    return 0
+
+
+def main(argv=None) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
+    try:
+        sys.exit(run(sys.argv[1:] if argv is None else argv))
+    except SegtrainError as error:
+        exit_with_error("segtrain-data", error)
+
+
+if __name__ == "__main__":
+    main()

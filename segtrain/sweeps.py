@@ -1,0 +1,90 @@
+"""Sweeps that finish: each job records its outcome in <job dir>/job_status.json (finished, failed with its error
+line, or interrupted), a failing job does not end the sweep, and at the end SweepSummary (a Hydra callback,
+configs/config.yaml) writes sweep_summary.md and .json into the sweep dir and exits 1 if any job failed.
+Re-running the same `-m` command with `hydra.sweep.dir=SAME trainer.resume=auto` skips the jobs that finished
+with the same overrides and resumes the others from their last.pt."""
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger("segtrain")
+STATUS_FILE = "job_status.json"
+
+
+def job_overrides(task_overrides) -> list:
+    """The overrides that define a job (Hydra's own and trainer.resume left out)."""
+    return [o for o in task_overrides if not o.lstrip("+~").startswith(("hydra.", "trainer.resume="))]
+
+
+def record_job(run_dir: Path, overrides, status: str, error: str = None, result: dict = None) -> None:
+    from .config import strict_json
+
+    result = result or {}
+    iteration = result.get("iteration")
+    if iteration is None and (run_dir / "checkpoints" / "last.pt").is_file():
+        from .checkpoint import load_checkpoint
+
+        iteration = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]
+    record = {"status": status, "overrides": job_overrides(overrides), "error": error,
+              "best_mean_iu": result.get("best_mean_iu"), "iteration": iteration, "run_dir": str(run_dir)}
+    try:
+        (run_dir / STATUS_FILE).write_text(strict_json(record, indent=2))
+    except OSError as e:
+        log.warning("%s: cannot record the job's status (%s)", run_dir / STATUS_FILE, e.strerror)
+
+
+def finished_before(run_dir: Path, overrides):
+    """The recorded result of this job when it already finished with these overrides, else None."""
+    path = run_dir / STATUS_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") == "finished" and record.get("overrides") == job_overrides(overrides):
+        return record
+    return None
+
+
+def summarize(sweep_dir: Path):
+    """(rows, markdown) over every job status under the sweep dir, in job order."""
+    records = []
+    for path in sorted(Path(sweep_dir).rglob(STATUS_FILE), key=lambda p: [int(s) if s.isdigit() else s
+                                                                            for s in p.parent.name.split("_")]):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    lines = ["| job | overrides | status | best mean IU | iterations | error |", "|---|---|---|---|---|---|"]
+    for record in records:
+        best = record.get("best_mean_iu")
+        best = f"{100 * best:.2f}" if isinstance(best, (int, float)) and math.isfinite(best) else "-"
+        lines.append(f"| {Path(record['run_dir']).name} | {' '.join(record['overrides']) or '(defaults)'} | "
+                     f"{record['status']} | {best} | {record.get('iteration') or '-'} | "
+                     f"{(record.get('error') or '').replace('|', '/')} |")
+    return records, "\n".join(lines) + "\n"
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, the summary table, and a non-zero exit when a job did not finish."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from .config import strict_json
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        records, markdown = summarize(sweep_dir)
+        (sweep_dir / "sweep_summary.json").write_text(strict_json(records, indent=2))
+        (sweep_dir / "sweep_summary.md").write_text(f"# Sweep {sweep_dir}\n\n{markdown}")
+        failed = [r for r in records if r["status"] != "finished"]
+        print(f"sweep: {len(records) - len(failed)} of {len(records)} jobs finished; summary in "
+              f"{sweep_dir / 'sweep_summary.md'}", file=sys.stderr)
+        if failed:
+            for record in failed:
+                print(f"segtrain: job {Path(record['run_dir']).name} ({' '.join(record['overrides'])}) "
+                      f"{record['status']}: {record['error']}", file=sys.stderr)
+            sys.exit(1)
