@@ -1,9 +1,9 @@
-"""Write docs/models.md: every model's parameters, the published figure, and FLOPs at 500x500.
+"""Write docs/models.md: every model's parameters, the published figure, and FLOPs at 500x500 and 1024x512.
 
     python scripts/model_table.py            # prints the table and rewrites docs/models.md
 
 Models are built at full width on the meta device (no memory, no init), so this runs in seconds on a CPU.
-FLOPs are torch.utils.flop_counter's (a multiply-add counts 2), for one 3-channel 500x500 image.
+FLOPs are torch.utils.flop_counter's (a multiply-add counts 2), for one 3-channel image of each size.
 """
 import sys
 from pathlib import Path
@@ -32,36 +32,46 @@ MODEL_FACTS = {
     "unet": (2, {}, "31,030,658 (1 input channel)", "3 input channels here; 572 -> 388 valid geometry"),
     "unet_same": (2, {"batch_norm": True}, "31,037,698", "padded convs, BN"),
     "deconvnet": (21, {}, "251,772,245 + 33,408 BN (paper 252M)", "VGG16-BN, unpooling with switches; 224 input"),
+    "frrn_a": (19, {}, "paper 17.7M", "Cityscapes' 19 classes; pooling stream to /16, 32-lane full-resolution stream; "
+               "from the release's layer table (exact in the tests)"),
+    "frrn_b": (19, {}, "paper 24.8M", "as FRRN-A with a /32 stage"),
 }
+SIZES = ((500, 500), (512, 1024))  # (height, width): VOC-sized, and a half-resolution Cityscapes frame
 
 
 def measure(name: str):
+    """(classes, trainable, all parameters, [FLOPs at each of SIZES])."""
     classes, options, _, _ = MODEL_FACTS[name]
+    flops = []
     with torch.device("meta"):
         model = build_model(name, classes, **options).eval()
-        with FlopCounterMode(display=False) as counter:
-            model(torch.empty(1, 3, 500, 500))
-    return classes, count_parameters(model), count_parameters(model, trainable_only=False), counter.get_total_flops()
+        for height, width in SIZES:
+            with FlopCounterMode(display=False) as counter:
+                model(torch.empty(1, 3, height, width))
+            flops.append(counter.get_total_flops())
+    return classes, count_parameters(model), count_parameters(model, trainable_only=False), flops
 
 
 def main():
     missing = set(MODELS) - set(MODEL_FACTS)
     if missing:
         raise SystemExit(f"add {sorted(missing)} to MODEL_FACTS")
-    rows = ["| model | classes | trainable parameters | all parameters | reference | GFLOPs at 500x500 | notes |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | classes | trainable parameters | all parameters | reference | GFLOPs at 500x500 | "
+            "GFLOPs at 1024x512 | notes |", "|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         classes, trainable, total, flops = measure(name)
         _, _, reference, note = MODEL_FACTS[name]
-        rows.append(f"| `{name}` | {classes} | {trainable:,} | {total:,} | {reference} | {flops / 1e9:,.1f} | {note} |")
+        rows.append(f"| `{name}` | {classes} | {trainable:,} | {total:,} | {reference} | "
+                    + " | ".join(f"{f / 1e9:,.1f}" for f in flops) + f" | {note} |")
     table = "\n".join(rows)
     print(table)
     (ROOT / "docs" / "models.md").write_text(f"""# Models
 
 Written by `python scripts/model_table.py`. Counts are at full
 width (`model.width=1.0`) with the model's YAML defaults; "reference" is REFERENCE.md section 3 (the papers'
-reference implementations, counted layer by layer) and a test checks each exact figure. FLOPs count a
-multiply-add as 2 for one 3-channel 500x500 image; FCN's conv1_1 padding of 100 makes it 700x700 inside.
+reference implementations, counted layer by layer; FRRN's from the authors' release) and a test checks each
+exact figure. FLOPs count a multiply-add as 2 for one 3-channel image of 500x500 and of 1024x512 (width x
+height); FCN's conv1_1 padding of 100 makes them larger inside.
 
 {table}
 

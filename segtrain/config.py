@@ -174,6 +174,7 @@ class Sampling(str, Enum):
 class LossName(str, Enum):
     cross_entropy = "cross_entropy"
     unet_weighted = "unet_weighted"
+    bootstrap = "bootstrap"
 
 
 @dataclass
@@ -185,6 +186,8 @@ class LossConfig:
     class_weights: Optional[Any] = None
     w0: float = 10.0  # unet_weighted: border weight between touching objects
     sigma: float = 5.0  # unet_weighted: its width, pixels
+    top_k: Optional[int] = None  # bootstrap: the hardest pixels per image in the loss (FRRN: 512 x 64 = 32768)
+    top_fraction: Optional[float] = None  # bootstrap: or this fraction of each image's labelled pixels
 
 
 @dataclass
@@ -314,6 +317,8 @@ VALUE_RANGES = {
     "augment.grid": (lambda v: v >= 1, ">= 1"),
     "augment.magnitude": (lambda v: v >= 0, ">= 0"),
     "loss.sigma": (lambda v: v > 0, "> 0"),
+    "loss.top_k": (lambda v: v >= 1, "a whole number of pixels >= 1"),
+    "loss.top_fraction": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
     "dataset.val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "dataset.scale": (lambda v: v > 0, "a factor > 0"),
     "dataset.short_side": (lambda v: v >= 1, "a whole number of pixels >= 1"),

@@ -1,6 +1,9 @@
-"""U-Net's weighted cross-entropy (Ronneberger et al. 2015, eq. 2): w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / 2 sigma^2),
+"""Losses beyond plain cross-entropy (segtrain.engine.segmentation_loss): FRRN's bootstrapped cross-entropy, and
+U-Net's weighted cross-entropy (Ronneberger et al. 2015, eq. 2): w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / 2 sigma^2),
 w_c balancing the class frequencies and d1, d2 the distances to the nearest and second nearest object, so the
 thin background gaps between touching objects weigh most."""
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,3 +47,20 @@ def unet_weighted_loss(logits, targets, weights, ignore_index: int, normalize: b
         return total
     count = (targets != ignore_index).sum().float()
     return total / (denominator(count) if denominator else count.clamp_min(1))
+
+
+def bootstrapped_cross_entropy(logits, targets, ignore_index: int, top_k=None, top_fraction=None,
+                               class_weights=None):
+    """FRRN's loss (Pohlen et al. 2017): per image, the mean cross-entropy of its K hardest labelled pixels, then
+    the mean over the batch. K is `top_k` pixels (the release: 512 x 64) or `top_fraction` of the image's
+    labelled pixels; an image with fewer labelled pixels than K uses them all (the release would average in
+    zeros for void pixels there)."""
+    per_pixel = F.cross_entropy(logits.float(), targets, weight=class_weights, ignore_index=ignore_index,
+                                reduction="none")
+    labelled = (targets != ignore_index) & (targets >= 0) & (targets < logits.shape[1])
+    means = []
+    for losses, mask in zip(per_pixel.flatten(1), labelled.flatten(1)):
+        values = losses[mask]
+        k = min(top_k if top_k is not None else math.ceil(top_fraction * values.numel()), values.numel())
+        means.append(values.topk(k).values.mean() if k else losses.sum() * 0)  # no labels: 0, still in the graph
+    return torch.stack(means).mean()

@@ -31,7 +31,7 @@ from .data.scan import scan_labels
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
-from .losses import collate_with_unet_weights, unet_weighted_loss
+from .losses import bootstrapped_cross_entropy, collate_with_unet_weights, unet_weighted_loss
 from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
 from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
@@ -115,10 +115,20 @@ def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float =
     if loss_cfg.name == "unet_weighted" and (dataset.tasks or weights is not None):
         raise SegtrainError("loss=unet_weighted computes its own pixel weights for one task; drop "
                             "loss.class_weights and use a single-task dataset")
+    if loss_cfg.name == "bootstrap":
+        if (loss_cfg.top_k is None) == (loss_cfg.top_fraction is None):
+            raise SegtrainError("loss=bootstrap: set exactly one of loss.top_k (pixels per image) and "
+                                "loss.top_fraction (of each image's labelled pixels)")
+        if dataset.tasks:
+            raise SegtrainError("loss=bootstrap ranks one task's pixels; use loss=cross_entropy for "
+                                f"{len(dataset.tasks)} tasks")
 
     def loss_fn(logits, targets, pixel_weights=None):
         if sample_rate < 1:
             targets = drop_cells(targets, sample_rate, cell, dataset.ignore_index)
+        if loss_cfg.name == "bootstrap":  # a mean per image, then over the batch (DDP averages the ranks)
+            return bootstrapped_cross_entropy(logits, targets, dataset.ignore_index, loss_cfg.top_k,
+                                              loss_cfg.top_fraction, weights)
         if loss_cfg.name == "unet_weighted":  # the weights come with the batch (train_collate)
             return unet_weighted_loss(logits, targets, pixel_weights, dataset.ignore_index, loss_cfg.normalize,
                                       denominator)

@@ -17,13 +17,50 @@ PARAMETERS = {**FCN_PARAMETERS, "fcn8s_atonce": 134_362_751, "fcn32s_fixed": 409
               "fcn_googlenet": 5_621_429}
 
 
+def frrn_parameters(encoder, decoder, classes: int) -> int:
+    """FRRN's count from its layer table (Pohlen et al. 2017; the release's architectures.py): 3x3 convs without
+    bias plus BN (2 per channel); each FRRU ends in a 1x1 conv to the 32 lanes with bias."""
+    def conv(k, c_in, c_out, bias=False):
+        return k * k * c_in * c_out + (c_out if bias else 0)
+
+    def conv_bn(k, c_in, c_out):
+        return conv(k, c_in, c_out) + 2 * c_out
+
+    def ru(c_in, c_out):
+        return conv_bn(3, c_in, c_out) + conv_bn(3, c_out, c_out) + (conv(1, c_in, c_out) if c_in != c_out else 0)
+
+    total = conv_bn(5, 3, 48) + 3 * ru(48, 48) + conv_bn(1, 48, 32)  # stem, then the residual stream's start
+    channels = 48
+    for stage_channels, units in encoder + decoder:
+        for _ in range(units):
+            total += conv_bn(3, channels + 32, stage_channels) + conv_bn(3, stage_channels, stage_channels)
+            total += conv(1, stage_channels, 32, bias=True)
+            channels = stage_channels
+    return total + ru(channels + 32, 48) + 2 * ru(48, 48) + conv(1, 48, classes, bias=True)
+
+
+# Cityscapes' 19 classes; the paper gives 17.7M and 24.8M
+FRRN_PARAMETERS = {
+    "frrn_a": frrn_parameters([(96, 3), (192, 4), (384, 2), (384, 2)], [(192, 2), (192, 2), (96, 2)], 19),
+    "frrn_b": frrn_parameters([(96, 3), (192, 4), (384, 2), (384, 2), (384, 2)],
+                              [(192, 2), (192, 2), (192, 2), (96, 2)], 19),
+}
+
+
 # U-Net's reference counts are for 2 classes: the original with 1 input channel, "same" with 3 and BN
 UNET_PARAMETERS = {"unet": (dict(in_channels=1), 31_030_658),
                    "unet_same": (dict(in_channels=3, batch_norm=True), 31_037_698)}
 
 
 def test_every_model_has_a_reference_count():
-    assert set(PARAMETERS) | set(UNET_PARAMETERS) == set(MODELS)
+    assert set(PARAMETERS) | set(UNET_PARAMETERS) | set(FRRN_PARAMETERS) == set(MODELS)
+
+
+@pytest.mark.parametrize("name,paper_millions", [("frrn_a", 17.7), ("frrn_b", 24.8)])
+def test_frrn_parameter_counts(name, paper_millions):
+    with torch.device("meta"):
+        assert count_parameters(build_model(name, 19)) == FRRN_PARAMETERS[name]
+    assert round(FRRN_PARAMETERS[name] / 1e6, 1) == paper_millions
 
 
 @pytest.mark.parametrize("name", sorted(UNET_PARAMETERS))
@@ -230,6 +267,10 @@ def test_options_a_model_cannot_honour_are_errors():
         build_model("deeplab_aspp", 21, dropout=0.5)
     with pytest.raises(SegtrainError, match="model.batch_norm=false"):
         build_model("fcn_googlenet", 21, batch_norm=False)
+    with pytest.raises(SegtrainError, match="FRRN is trained from scratch"):
+        build_model("frrn_a", 19, pretrained="weights.pth")
+    with pytest.raises(SegtrainError, match="model.dropout=0.5: FRRN has no dropout"):
+        build_model("frrn_b", 19, dropout=0.5)
     with pytest.raises(SegtrainError, match="no AlexNet weights with BN"):
         build_model("fcn_alexnet", 21, batch_norm=True, pretrained="alexnet-owt-7be5be79.pth")
 

@@ -352,3 +352,34 @@ def test_unet_weights_come_with_the_batch():
     per_pixel = torch.nn.functional.cross_entropy(logits, targets, ignore_index=255, reduction="none")
     expected = (per_pixel * weights).sum() / (targets != 255).sum()
     torch.testing.assert_close(unet_weighted_loss(logits, targets, weights, 255), expected)
+
+
+def test_bootstrapped_cross_entropy_by_hand():
+    from segtrain.losses import bootstrapped_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 2, 3)
+    targets = torch.tensor([[[0, 1, 2], [255, 1, 0]],  # 5 labelled pixels
+                            [[255, 255, 2], [255, 255, 255]]])  # 1 labelled pixel: fewer than K
+    log_probs = logits.log_softmax(1)
+
+    def hardest_mean(image, k):
+        losses = sorted((-log_probs[image, targets[image, y, x], y, x].item() for y in range(2) for x in range(3)
+                         if targets[image, y, x] != 255), reverse=True)
+        return sum(losses[:k]) / len(losses[:k])
+
+    expected = (hardest_mean(0, 3) + hardest_mean(1, 3)) / 2
+    assert bootstrapped_cross_entropy(logits, targets, 255, top_k=3).item() == pytest.approx(expected)
+    # a fraction of each image's labelled pixels: ceil(0.4 * 5) = 2 and ceil(0.4 * 1) = 1
+    expected = (hardest_mean(0, 2) + hardest_mean(1, 1)) / 2
+    assert bootstrapped_cross_entropy(logits, targets, 255, top_fraction=0.4).item() == pytest.approx(expected)
+    # K past every pixel is the plain per-image mean
+    assert bootstrapped_cross_entropy(logits[:1], targets[:1], 255, top_k=100).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits[:1], targets[:1], ignore_index=255).item())
+
+
+def test_training_with_the_bootstrapped_loss(tiny_cfg, tmp_path):
+    result = train(tiny_cfg("model=frrn_a", "loss=bootstrap", "loss.top_k=200", "trainer.max_iters=2"), tmp_path)
+    assert math.isfinite(result["mean_iu"])
+    with pytest.raises(SegtrainError, match="set exactly one of loss.top_k"):
+        train(tiny_cfg("loss=bootstrap", "loss.top_fraction=0.5"), tmp_path / "both")

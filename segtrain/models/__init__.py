@@ -5,6 +5,7 @@ from .deeplab import deeplab_aspp, deeplab_largefov
 from .ensemble import ProductEnsemble
 from .fusion import LateFusion
 from .fcn import fcn8s, fcn8s_atonce, fcn16s, fcn32s, fcn32s_fixed, fcn_alexnet, fcn_googlenet
+from .frrn import frrn_a, frrn_b
 from .unet import unet, unet_same
 
 # model name (the `model=` choice) -> builder(num_classes, **options)
@@ -21,6 +22,8 @@ MODELS = {
     "unet": unet,
     "unet_same": unet_same,
     "deconvnet": deconvnet,
+    "frrn_a": frrn_a,
+    "frrn_b": frrn_b,
 }
 
 __all__ = ["MODELS", "LateFusion", "ProductEnsemble", "build_model", "count_parameters"]
