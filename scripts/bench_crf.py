@@ -5,14 +5,11 @@ the speed-up from running it in parallel worker processes as segtrain-eval does 
 """
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segtrain.crf import crf_params, crf_refiner  # noqa: E402
+from segtrain.crf import crf_params, crf_refiner
 
 PRESETS = ("dense", "deeplab", "deeplab_resnet", "deconvnet")  # configs/crf/ (REFERENCE.md section 5)
 

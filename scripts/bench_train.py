@@ -3,6 +3,7 @@
     python scripts/bench_train.py                      # the default run's model and data
     python scripts/bench_train.py --iters 60 model=fcn32s trainer.batch_size=4 trainer.device=cuda
     python scripts/bench_train.py trainer.device=cuda trainer.amp=bf16 trainer.channels_last=true trainer.compile=true
+    python scripts/bench_train.py --options            # eager fp32 vs channels_last, bf16, compile (the step)
 
 The trainer runs as `segtrain` does (progress, loss logging, TensorBoard, checkpoints at their intervals);
 its validation is left out of its speed, and the bare loop has none. Both are timed from the first batch to the
@@ -11,43 +12,45 @@ median of those paired ratios is reported: a shared 2-core machine drifts by sev
 """
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segtrain.config import config_dir, register_configs  # noqa: E402
-from segtrain.data import build_dataset  # noqa: E402
-from segtrain.data.samplers import InfiniteSampler  # noqa: E402
-from segtrain.engine import autocast_context  # noqa: E402
-from segtrain.optim import build_optimizer, build_schedule  # noqa: E402
-from segtrain.train import build_model_from_config, select_amp, select_device, train  # noqa: E402
+from segtrain.config import config_dir, register_configs
+from segtrain.data import build_dataset
+from segtrain.data.samplers import InfiniteSampler
+from segtrain.engine import autocast_context
+from segtrain.optim import build_optimizer, build_schedule
+from segtrain.train import build_model_from_config, resolve_num_workers, select_amp, select_device, train
 
 
-def bare_loop(cfg, iters: int) -> float:
-    """The same work written as plainly as possible: images/s."""
+def bare_loop(cfg, iters: int, warmup: int = 0) -> float:
+    """The same work written as plainly as possible: images/s over `iters` steps after `warmup` untimed ones."""
     tc = cfg.trainer
     torch.manual_seed(cfg.seed)
     device = select_device(tc.device)
     autocast = autocast_context(device, select_amp(tc.amp, device))
     dataset = build_dataset(cfg.dataset, cfg.dataset.train_split)
     loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=InfiniteSampler(len(dataset), cfg.seed),
-                        num_workers=tc.num_workers, pin_memory=device.type == "cuda", drop_last=True)
+                        num_workers=resolve_num_workers(tc.num_workers, dataset), pin_memory=device.type == "cuda",
+                        drop_last=True)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model = build_model_from_config(cfg, cfg.dataset.num_classes).to(device, memory_format=memory_format).train()
     step_model = torch.compile(model) if tc.compile else model
     optimizer = build_optimizer(model, **cfg.optimizer)
-    scheduler = build_schedule(optimizer, iters, **cfg.schedule)
+    scheduler = build_schedule(optimizer, iters + warmup, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=tc.amp == "fp16" and device.type == "cuda")
     batches = iter(loader)
     began = time.perf_counter()
-    for _ in range(iters):
+    for step in range(warmup + iters):
+        if step == warmup:  # compile and autotuning happen in the first steps
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            began = time.perf_counter()
         images, targets = next(batches)
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
@@ -63,16 +66,53 @@ def bare_loop(cfg, iters: int) -> float:
     return iters * tc.batch_size / (time.perf_counter() - began)
 
 
+# --options: each speed option's training step against eager fp32, in the bare loop (the step itself)
+OPTIONS = {
+    "eager fp32": [],
+    "channels_last": ["trainer.channels_last=true"],
+    "bf16 autocast": ["trainer.amp=bf16"],
+    "bf16 + channels_last": ["trainer.amp=bf16", "trainer.channels_last=true"],
+    "compile": ["trainer.compile=true"],
+}
+
+
+def compose_config(overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def compare_options(args, base) -> None:
+    speeds = {name: [] for name in OPTIONS}
+    for _ in range(args.repeats):  # interleaved, so drift hits every option alike
+        for name, extra in OPTIONS.items():
+            cfg = compose_config(base + extra)
+            amp = select_amp(cfg.trainer.amp, select_device(cfg.trainer.device))
+            if "trainer.amp=bf16" in extra and amp == "off":
+                speeds.pop(name, None)  # no bfloat16 here: select_amp said so
+                continue
+            speeds[name].append(bare_loop(cfg, args.iters, warmup=args.warmup))
+    eager = speeds["eager fp32"]
+    print(f"{args.iters} timed steps after {args.warmup} warm-up, {args.repeats} interleaved repeats, "
+          f"CPU {torch.get_num_threads()} threads, torch {torch.__version__}")
+    for name, runs in speeds.items():
+        ratio = statistics.median(r / e for r, e in zip(runs, eager))
+        print(f"{name:22s} {statistics.median(runs):8.2f} images/s median  x{ratio:.2f} vs eager fp32 "
+              f"(runs: {', '.join(f'{r:.1f}' for r in runs)})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--options", action="store_true", help="compare the speed options against eager fp32")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed first steps with --options")
     parser.add_argument("overrides", nargs="*", help="segtrain config overrides")
     args = parser.parse_args()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=[f"trainer.max_iters={args.iters}", "trainer.val_interval=1000000",
-                                           "dataset.num_val=8", *args.overrides])
+    base = [f"trainer.max_iters={args.iters}", "trainer.val_interval=1000000", "dataset.num_val=8", *args.overrides]
+    if args.options:
+        return compare_options(args, base)
+    cfg = compose_config(base)
     trainer_speeds, bare_speeds = [], []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as run_dir:

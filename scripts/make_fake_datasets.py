@@ -5,11 +5,8 @@
     SEGTRAIN_DATA=OUT segtrain dataset=voc model.width=0.125 trainer.max_iters=20
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segtrain.data.fake import make_fake_datasets  # noqa: E402
+from segtrain.data.fake import make_fake_datasets
 
 
 def main():

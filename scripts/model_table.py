@@ -5,15 +5,13 @@
 Models are built at full width on the meta device (no memory, no init), so this runs in seconds on a CPU.
 FLOPs are torch.utils.flop_counter's (a multiply-add counts 2), for one 3-channel image of each size.
 """
-import sys
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from segtrain.models import MODELS, build_model, count_parameters  # noqa: E402
+from segtrain.models import MODELS, build_model, count_parameters
 
 # (classes, options, the published or REFERENCE.md figure, note)
 MODEL_FACTS = {

@@ -7,11 +7,8 @@ img_<id>.mat (40 classes, 0 = void) and OUT/{trainval,test}.txt (795 / 654 ids, 
 HHA images need Gupta et al.'s encoder (github.com/s-gupta/rcnn-depth) and go in OUT/data/hha/.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segtrain.data.nyud import convert_labeled_mat  # noqa: E402
+from segtrain.data.nyud import convert_labeled_mat
 
 
 def main():

@@ -203,13 +203,14 @@ class TrainerConfig:
     patch_size: int = 224  # sampling=patch: square patches, padded with 255 labels where the image is smaller
     sample_rate: float = 1.0  # FCN's p: each cell of the final score map is kept in the loss with probability p
     num_vis_images: int = 4  # image panels written to TensorBoard at each validation
-    num_workers: int = 0
+    num_workers: Any = "auto"  # DataLoader processes: auto (0 for generated data, else up to 8 per process) or N
     device: Device = Device.auto
-    amp: Amp = Amp.off  # CUDA only; fp16 uses a GradScaler
+    amp: Amp = Amp.off  # fp16 (CUDA, with a GradScaler) or bf16 (CUDA, or a CPU with bfloat16 instructions)
     channels_last: bool = False  # NHWC weights and inputs (faster convolutions with AMP on recent GPUs)
     compile: bool = False  # torch.compile the training forward/backward (first iterations compile)
     sync_bn: bool = False  # torchrun with several processes: BN statistics over the global batch (CUDA)
-    deterministic: bool = True
+    # auto: deterministic kernels on a CPU (free there), cuDNN autotuning on CUDA; true: bit-exact resume on CUDA too
+    deterministic: Any = "auto"
     resume: Optional[str] = None  # auto: last.pt in this run dir, or a checkpoint path
     best_with_state: bool = False  # best.pt also holds the optimizer/scheduler state (resumable, ~2x larger)
 
@@ -301,7 +302,6 @@ VALUE_RANGES = {
     "trainer.patch_size": (lambda v: v >= 1, "a whole number of pixels >= 1"),
     "trainer.sample_rate": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
     "trainer.num_vis_images": (lambda v: v >= 0, ">= 0"),
-    "trainer.num_workers": (lambda v: v >= 0, ">= 0"),
     "model.width": (lambda v: v > 0, "a channel multiplier > 0 (1.0 is the published network)"),
     "model.dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     "optimizer.lr": (lambda v: v > 0, "a learning rate > 0"),
@@ -354,6 +354,11 @@ def check_config(cfg) -> None:
         group = extra.split(".")[0]
         raise SegtrainError(f"{extra}: not a key of the {group} schema (added with +?); "
                             f"`segtrain --cfg job` lists the keys")
+    workers = cfg.trainer.num_workers
+    if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0)):
+        raise SegtrainError(f"trainer.num_workers={workers}: expected auto or a whole number >= 0")
+    if cfg.trainer.deterministic not in ("auto", True, False):
+        raise SegtrainError(f"trainer.deterministic={cfg.trainer.deterministic}: expected auto, true or false")
     for key, (test, expected) in VALUE_RANGES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not isinstance(value, bool) and not test(value):

@@ -9,10 +9,10 @@ from .metrics import ConfusionMatrix
 
 
 def autocast_context(device: torch.device, amp: str):
-    """The autocast context for trainer.amp (off | fp16 | bf16); AMP runs on CUDA only."""
-    if amp == "off" or device.type != "cuda":
+    """The autocast context for trainer.amp as select_amp resolved it: off | fp16 | bf16 (bf16 also on CPUs)."""
+    if amp == "off" or device.type not in ("cuda", "cpu"):
         return nullcontext()
-    return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
 def task_heads(num_classes: int, tasks=None):
@@ -72,7 +72,7 @@ def train_step(model, batches, optimizer, scheduler, scaler, autocast, loss_fn):
     return total
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None, predict=None,
              reduce=None):
     """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU.
@@ -110,7 +110,7 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
     return metrics, kept[:num_keep]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict, refine, to_rgb):
     """(metrics of the network's prediction, metrics after the CRF) over the whole loader. `predict(model, images)`
     gives class probabilities; `refine(jobs)` runs

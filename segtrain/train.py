@@ -48,7 +48,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)  # set both ways: sweep jobs share a process
     torch.backends.cudnn.benchmark = not deterministic
 
 
@@ -60,13 +60,43 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 arithmetic (AVX512-BF16, AMX): without it bf16 autocast on a CPU is slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def select_amp(amp: str, device: torch.device) -> str:
+    """trainer.amp as it can run here: fp16 needs CUDA; bf16 needs a GPU or a CPU with bfloat16 instructions."""
+    amp = str(getattr(amp, "value", amp))  # the config's Amp enum, as its name
+    if device.type == "cpu" and amp == "bf16" and cpu_has_bf16():
+        return amp
     if amp != "off" and device.type != "cuda":
-        log.warning("trainer.amp=%s needs CUDA; training in fp32 on %s", amp, device.type)
+        log.warning("trainer.amp=%s needs %s; training in fp32 on %s", amp,
+                    "CUDA or a CPU with bfloat16 instructions" if amp == "bf16" else "CUDA", device.type)
         return "off"
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         raise SegtrainError("trainer.amp=bf16 but this GPU has no bf16 support; use trainer.amp=fp16")
     return amp
+
+
+def resolve_deterministic(setting, device: torch.device) -> bool:
+    """trainer.deterministic=auto: deterministic kernels on a CPU, where they cost nothing measurable; on CUDA
+    cuDNN's autotuned (non-deterministic) kernels, much faster for convolutions."""
+    return device.type == "cpu" if setting == "auto" else bool(setting)
+
+
+def resolve_num_workers(setting, dataset) -> int:
+    """trainer.num_workers=auto: generated data (the synthetic scenes) renders faster in the training process
+    than it travels from a worker; files are read and decoded by up to 8 workers per training process."""
+    if setting != "auto":
+        return int(setting)
+    if not isinstance(dataset, FileDataset):
+        return 0
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return min(8, max(1, (os.cpu_count() or 1) // processes))
 
 
 def build_model_from_config(cfg, num_classes: int, input_channels=(3,)):
@@ -205,8 +235,10 @@ def train_collate(loss_cfg, ignore_index: int):
 
 
 def val_loader_for(cfg, dataset, device) -> DataLoader:
+    workers = resolve_num_workers(cfg.trainer.num_workers, dataset.dataset if isinstance(dataset, Subset)
+                                  else dataset)
     return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False, collate_fn=pad_collate,
-                      num_workers=cfg.trainer.num_workers, pin_memory=device.type == "cuda",
+                      num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
                       worker_init_fn=ignore_stop_signals)
 
 
@@ -289,7 +321,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     if resume_path is None and any(ckpt_dir.glob("*.pt")):
         raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
                             f"or choose a new hydra.run.dir (nothing was overwritten)")
-    seed_everything(cfg.seed, tc.deterministic)
+    deterministic = resolve_deterministic(tc.deterministic, device)
+    seed_everything(cfg.seed, deterministic)
     amp = select_amp(tc.amp, device)
     autocast = autocast_context(device, amp)
 
@@ -362,10 +395,12 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
         sampler = distributed.RankSlice(sampler, tc.batch_size, rank, world)
     # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
     # resumed run has just restored, and shift every later dropout mask
+    workers = resolve_num_workers(tc.num_workers, train_set)
+    log.info("device %s%s, %d DataLoader worker(s), %s kernels", device, f" with {amp} autocast" if amp != "off"
+             else "", workers, "deterministic" if deterministic else "autotuned (non-deterministic)")
     train_loader = DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler,
-                              num_workers=tc.num_workers,
-                              collate_fn=train_collate(cfg.loss, train_set.ignore_index),
-                              persistent_workers=tc.num_workers > 0, worker_init_fn=ignore_stop_signals,
+                              num_workers=workers, collate_fn=train_collate(cfg.loss, train_set.ignore_index),
+                              persistent_workers=workers > 0, worker_init_fn=ignore_stop_signals,
                               pin_memory=device.type == "cuda", drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed + start_iter))
     # each rank validates every world-th image; the confusion matrices are summed

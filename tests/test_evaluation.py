@@ -70,7 +70,34 @@ def test_sliding_window_covers_every_pixel_and_averages_overlaps():
 
     probs = predict_scores(Counter(), torch.zeros(1, 3, 50, 30), mode="slide", tile=20, overlap=0.5)
     assert torch.allclose(probs, torch.full_like(probs, 0.5))  # every pixel scored, overlaps averaged
-    assert set(calls) == {(20, 20)} and len(calls) == 4 * 2  # rows 0,10,20,30 x cols 0,10
+    assert calls == [(20, 20)] * 8  # rows 0,10,20,30 x cols 0,10: on a CPU one window per forward pass
+    calls.clear()
+    predict_scores(Counter(), torch.zeros(1, 3, 50, 30), mode="slide", tile=20, overlap=0.5, per_forward=16)
+    assert calls == [(20, 20)]  # all eight in one (a GPU's default)
+
+
+def test_batched_windows_and_flips_equal_one_forward_each():
+    """A net that is not pointwise (3x3 conv, BN in eval mode): scoring windows and mirrored copies several to a
+    forward pass gives what scoring each alone gives."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 4, 3, padding=1)).eval()
+    model[1].running_mean.uniform_(-1, 1)
+    images, tile = torch.randn(3, 3, 45, 70), 20  # windows every 10 px
+    with torch.no_grad():
+        probs, counts = torch.zeros(3, 4, 45, 70), torch.zeros(45, 70)
+        for top in [0, 10, 20, 25]:
+            for left in [0, 10, 20, 30, 40, 50]:
+                for i in range(3):  # one window of one image per forward
+                    window = images[i:i + 1, :, top:top + tile, left:left + tile]
+                    probs[i, :, top:top + tile, left:left + tile] += model(window).softmax(1)[0]
+                counts[top:top + tile, left:left + tile] += 1
+        torch.testing.assert_close(predict_scores(model, images, mode="slide", tile=tile, overlap=0.5,
+                                                  per_forward=16), probs / counts)
+        mirrored = torch.stack([model(im[None]).softmax(1)[0] + model(im[None].flip(-1)).softmax(1)[0].flip(-1)
+                                for im in images]) / 2
+        torch.testing.assert_close(predict_scores(model, images, flip=True, per_forward=16), mirrored)
+        torch.testing.assert_close(predict_scores(model, images, flip=True, per_forward=1), mirrored)
 
 
 def test_eval_with_crf_reports_both_and_keeps_the_plain_metrics(finished_run, tmp_path, capsys):

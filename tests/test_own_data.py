@@ -1,7 +1,6 @@
 """dataset=folder on data as users have it (segtrain.data.fake's layouts), the label scan, segtrain-data."""
 import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 from PIL import Image
 
 from segtrain.data import build_dataset, pad_collate
-from segtrain.data.fake import FOLDER_COLOURS, SCENE_TO_RAW, make_folder, scene
+from segtrain.data.fake import make_folder, scene
 from segtrain.data.scan import class_weights, scan_labels
 from segtrain.errors import SegtrainError
 

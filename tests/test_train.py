@@ -1,5 +1,7 @@
 import json
+import logging
 import math
+import os
 
 import pytest
 import torch
@@ -383,3 +385,46 @@ def test_training_with_the_bootstrapped_loss(tiny_cfg, tmp_path):
     assert math.isfinite(result["mean_iu"])
     with pytest.raises(SegtrainError, match="set exactly one of loss.top_k"):
         train(tiny_cfg("loss=bootstrap", "loss.top_fraction=0.5"), tmp_path / "both")
+
+
+def test_speed_defaults_resolve_for_the_machine(tmp_path):
+    from segtrain.data import build_dataset
+    from segtrain.data.fake import make_folder
+    from segtrain.train import resolve_deterministic, resolve_num_workers
+
+    from .conftest import compose_config
+
+    cfg = compose_config()
+    assert (cfg.trainer.deterministic, cfg.trainer.num_workers) == ("auto", "auto")
+    assert resolve_deterministic("auto", torch.device("cpu")) is True  # bit-exact resume on a CPU by default
+    assert resolve_deterministic("auto", torch.device("cuda")) is False  # cuDNN autotuning on a GPU
+    assert resolve_deterministic(True, torch.device("cuda")) is True
+    synthetic = build_dataset(cfg.dataset, "train")
+    assert resolve_num_workers("auto", synthetic) == 0 and resolve_num_workers(3, synthetic) == 3
+    make_folder(tmp_path, 16)
+    files = build_dataset(compose_config("dataset=folder", f"dataset.root={tmp_path / 'folder'}",
+                                         f"dataset.classes={tmp_path / 'folder' / 'classes.yaml'}").dataset, "train")
+    assert resolve_num_workers("auto", files) == min(8, os.cpu_count())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("trainer.num_workers=many", "trainer.num_workers=many: expected auto or a whole number >= 0"),
+    ("trainer.num_workers=-1", "trainer.num_workers=-1: expected auto or a whole number >= 0"),
+    ("trainer.deterministic=sometimes", "trainer.deterministic=sometimes: expected auto, true or false"),
+])
+def test_speed_settings_are_checked(override, message, tiny_cfg, tmp_path):
+    with pytest.raises(SegtrainError, match=message):
+        train(tiny_cfg(override), tmp_path)
+
+
+def test_bf16_autocast_trains_on_a_cpu_with_bfloat16(tiny_cfg, tmp_path, monkeypatch, caplog):
+    from segtrain.train import cpu_has_bf16
+
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: False)
+    assert select_amp("bf16", torch.device("cpu")) == "off"  # no bfloat16 instructions: fp32, said in one line
+    monkeypatch.undo()
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    caplog.set_level(logging.INFO, logger="segtrain")
+    result = train(tiny_cfg("trainer.amp=bf16", "trainer.max_iters=2"), tmp_path)
+    assert math.isfinite(result["mean_iu"]) and "with bf16 autocast" in caplog.text
