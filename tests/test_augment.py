@@ -38,7 +38,8 @@ def test_deeplab_scales_pads_with_ignore_and_crops():
         shapes.add(tuple(image.shape))
         if (label[-1] == 255).all():  # padded at the bottom (the scaled scene is under 80 px): image is the mean
             padded += 1
-            assert torch.equal(image[:, -1], torch.zeros(3, 80))
+            # the mean as the nearest stored (uint8) value: 0 after normalisation, within half a level
+            assert image[:, -1].abs().max() <= 0.5 / 255 / min(plain.std) + 1e-6
     assert shapes == {(3, 80, 80)} and padded > 0
 
 

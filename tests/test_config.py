@@ -85,3 +85,12 @@ def test_wheel_ships_the_configs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(str(site))
     assert "name: fcn16s" in result.stdout
+
+    # the scripts use whatever segtrain is installed, not the checkout they sit in
+    script = Path(__file__).parents[1] / "scripts" / "make_fake_datasets.py"
+    result = subprocess.run([sys.executable, "-c", f"import runpy, sys, segtrain; print(segtrain.__file__); "
+                             f"sys.argv = ['x', 'fake']; runpy.run_path({str(script)!r}, run_name='__main__')"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(str(site)) and (tmp_path / "fake" / "folder" / "classes.yaml").is_file()

@@ -1,25 +1,25 @@
 """Training augmentation on albumentations 2.0.8 (the `augment` config group).
 
-Geometric transforms act on the normalised image (any number of channels; padding with 0 is the mean) and the
-label together, labels resampled nearest-neighbour and padded with 255; photometric ones on the RGB channels in
-0..1. Each sample's transforms are seeded by (seed, its position in the sampler's endless run), so a sample is
+Transforms act on the image as stored (uint8 for image files; any number of channels), before the dataset
+normalises it: geometric ones on image and label together, labels resampled nearest-neighbour and padded with
+255, images padded with the mean; photometric ones on the RGB channels. Each sample's transforms are seeded by (seed, its position in the sampler's endless run), so a sample is
 augmented the same way in whichever DataLoader worker loads it and after a resume."""
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ..errors import SegtrainError
 from .files import IGNORE_INDEX
 
 
-def build_transforms(cfg, patch_size=None):
+def build_transforms(cfg, patch_size=None, fill=0.0):
     """(geometric, photometric) albumentations pipelines (either may be None) for an `augment` config, with a
-    random patch_size crop last when training samples patches."""
+    random patch_size crop last when training samples patches. Images are padded with `fill` (the dataset's mean,
+    as stored), labels with 255."""
     import albumentations as A
 
     def crop(size):
-        return [A.PadIfNeeded(size, size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
+        return [A.PadIfNeeded(size, size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=fill,
                               fill_mask=IGNORE_INDEX), A.RandomCrop(size, size)]
 
     def compose(transforms):
@@ -46,11 +46,13 @@ def build_transforms(cfg, patch_size=None):
 
 
 class Augmented(Dataset):
-    """`dataset` with random transforms; items are (index, position) pairs from InfiniteSampler(with_position)."""
+    """`dataset` with random transforms; items are (index, position) pairs from InfiniteSampler(with_position).
+    The transforms work on the images as stored (uint8 for image files: cheaper, and only the kept pixels are
+    normalised afterwards by the dataset's finish())."""
 
     def __init__(self, dataset, cfg, seed: int, patch_size=None):
         self.dataset, self.seed = dataset, seed
-        self.geometric, self.photometric = build_transforms(cfg, patch_size)
+        self.geometric, self.photometric = build_transforms(cfg, patch_size, fill=dataset.raw_fill())
 
     def __getattr__(self, name):  # class_names, palette, mean, std, tasks, ... of the wrapped dataset
         if name == "dataset":
@@ -62,19 +64,15 @@ class Augmented(Dataset):
 
     def __getitem__(self, item):
         index, position = item
-        image, label = self.dataset[index]
-        image, label = image.permute(1, 2, 0).numpy(), label.numpy().astype(np.uint8)
+        image, label = self.dataset.raw_item(index)
         seed = int(np.random.default_rng([self.seed, position]).integers(2 ** 31))
         if self.photometric is not None and image.shape[2] >= 3:
-            mean, std = np.asarray(self.dataset.mean[:3], np.float32), np.asarray(self.dataset.std[:3], np.float32)
-            rgb = np.clip(image[..., :3] * std + mean, 0, 1).astype(np.float32)
             self.photometric.set_random_seed(seed)
-            rgb = self.photometric(image=rgb)["image"]
-            image = np.concatenate([(rgb - mean) / std, image[..., 3:]], axis=2)
+            rgb = self.photometric(image=np.ascontiguousarray(image[..., :3]))["image"]  # uint8 RGB (or 0..255)
+            image = np.concatenate([rgb.astype(image.dtype), image[..., 3:]], axis=2)
         if self.geometric is not None:
             self.geometric.set_random_seed(seed)
             masks = label if label.ndim == 2 else np.moveaxis(label, 0, -1)  # multi-task: (H, W, tasks)
-            out = self.geometric(image=np.ascontiguousarray(image, np.float32), mask=masks)
+            out = self.geometric(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(masks))
             image, label = out["image"], out["mask"] if label.ndim == 2 else np.moveaxis(out["mask"], -1, 0)
-        return (torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1),
-                torch.from_numpy(np.ascontiguousarray(label)).long())
+        return self.dataset.finish(image, label)

@@ -122,9 +122,11 @@ class FileDataset(Dataset):
 
     def __init__(self, items: Sequence, load: Callable):
         self.items, self.load = list(items), load
-        # (C, 1, 1) each; subclasses have set scale, mean and std by now
-        self._scale, self._mean, self._std = (torch.tensor(v, dtype=torch.float32)[:, None, None]
-                                              for v in (self.scale, self.mean, self.std))
+        # (C, 1, 1) each, so that (image / scale - mean) / std is two in-place passes; subclasses have set scale,
+        # mean and std by now
+        scale, mean, std = (torch.tensor(v, dtype=torch.float64)[:, None, None] for v in (self.scale, self.mean,
+                                                                                           self.std))
+        self._offset, self._factor = (mean * scale).float(), (1 / (std * scale)).float()
 
     def set_resize(self, scale=None, short_side=None, full_size_labels: bool = False) -> None:
         """Images resized by a factor or to a short side (bilinear, antialiased), labels nearest-neighbour; with
@@ -168,20 +170,37 @@ class FileDataset(Dataset):
         image, _, _ = self.load(self.items[index])
         return np.asarray(image, np.float32) / np.asarray(self.scale, np.float32)
 
-    def __getitem__(self, index: int):
+    def raw_item(self, index: int):
+        """(image (H, W, C) as stored: uint8 for image files, float for depth; label (H, W) or (tasks, H, W)),
+        checked and resized; augmentation works on these, before finish() normalises (so it touches only the
+        pixels that are kept, and in uint8 where the files hold uint8)."""
         image, label, label_path = self.load(self.items[index])
         self.check(image.shape[:2], label, label_path)
-        image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
-        image = (image / self._scale - self._mean) / self._std
-        label = torch.from_numpy(label.astype(np.int64))
-        if self.resize is not None:
-            size = resized_size(*image.shape[-2:], *self.resize)
-            image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-            if not self.full_size_labels:
-                stacked = label.reshape(1, -1, *label.shape[-2:]).float()  # (1, tasks, H, W)
-                label = F.interpolate(stacked, size=size, mode="nearest-exact").long().reshape(
-                    *label.shape[:-2], *size)
+        if self.resize is None:
+            return image, label
+        size = resized_size(*image.shape[:2], *self.resize)
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        if pixels.dtype != torch.uint8:
+            pixels = pixels.float()
+        image = F.interpolate(pixels, size=size, mode="bilinear", antialias=True,
+                              align_corners=False)[0].permute(1, 2, 0).numpy()
+        if not self.full_size_labels:
+            stacked = torch.from_numpy(label.astype(np.float32)).reshape(1, -1, *label.shape[-2:])  # (1, tasks, H, W)
+            label = F.interpolate(stacked, size=size, mode="nearest-exact").numpy().astype(label.dtype).reshape(
+                *label.shape[:-2], *size)
         return image, label
+
+    def finish(self, image: np.ndarray, label: np.ndarray):
+        """(normalised float image (C, H, W), long label): (image / scale - mean) / std."""
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()  # one copy, in float
+        return image.sub_(self._offset).mul_(self._factor), torch.from_numpy(label.astype(np.int64))
+
+    def raw_fill(self):
+        """The stored value of the mean, per channel: what augmentation pads images with (0 once normalised)."""
+        return tuple(float(m * s) for m, s in zip(self.mean, self.scale))
+
+    def __getitem__(self, index: int):
+        return self.finish(*self.raw_item(index))
 
 
 def rgb_mean(bgr_mean_255) -> tuple:

@@ -112,6 +112,9 @@ class LabelEncoding:
     def decode_index(self, stored: np.ndarray, path) -> np.ndarray:
         if stored.dtype.kind not in "ui" or (stored.size and (stored.min() < 0 or stored.max() > 65535)):
             raise SegtrainError(f"{path}: mask values must be whole numbers 0..65535 (found {stored.dtype})")
+        if stored.dtype == np.uint8 and self.label_values is None and not self.ignore_values and stored.size \
+                and stored.max() < self.num_classes:
+            return stored  # class indices only (no void, no 255): nothing to map or ask
         stored = stored.astype(np.int64, copy=False) if stored.dtype.kind == "i" else stored
         present = np.flatnonzero(np.bincount(stored.ravel(), minlength=1))
         classes = self.lut[present]

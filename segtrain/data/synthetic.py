@@ -86,8 +86,17 @@ class SyntheticScenes(Dataset):
     def __len__(self):
         return self.num_images
 
-    def __getitem__(self, index: int):
-        image, label = render_scene(np.random.default_rng([self.seed, index]), self.image_size)
-        image = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
+    def raw_item(self, index: int):
+        """(image (H, W, 3) uint8, label (H, W) uint8): what augmentation transforms before finish()."""
+        return render_scene(np.random.default_rng([self.seed, index]), self.image_size)
+
+    def finish(self, image: np.ndarray, label: np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
         image = (image - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
-        return image, torch.from_numpy(label).long()
+        return image, torch.from_numpy(np.ascontiguousarray(label)).long()
+
+    def raw_fill(self):
+        return tuple(255 * m for m in self.mean)
+
+    def __getitem__(self, index: int):
+        return self.finish(*self.raw_item(index))
