@@ -30,7 +30,7 @@ class ModelConfig:
     batch_norm: bool = False  # BN after every backbone conv (torchvision's vgg16_bn layout)
     dropout: float = 0.5  # after fc6 and fc7
     learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
-    pretrained: Optional[str] = None  # a local torchvision ImageNet state dict, e.g. vgg16-397923af.pth
+    pretrained: Optional[str] = None  # imagenet (torchvision's weights, through its cache) or a state dict's path
     frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
     init_from: Optional[str] = None  # a segtrain checkpoint whose same-named, same-shaped weights start this model
     init_from_strict: bool = True  # a same-named weight of another shape is an error (false: it is skipped)

@@ -365,3 +365,35 @@ def test_product_ensemble_multiplies_the_members_probabilities():
     product = a.softmax(1) * b.softmax(1)
     out = ProductEnsemble([Fixed(a), Fixed(b)])(None)
     torch.testing.assert_close(out.exp(), product / product.sum(1, keepdim=True))
+
+
+def test_pretrained_imagenet_comes_through_torchvisions_cache(vgg16_file, tmp_path, monkeypatch):
+    """TORCH_HOME's hub/checkpoints holds the file under torchvision's name: used as torchvision would. Offline
+    with an empty cache: one line naming the file and where to put it."""
+    import shutil
+
+    from segtrain.errors import SegtrainError
+
+    vgg, path = vgg16_file
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # get_dir() reads TORCH_HOME again
+
+    def offline(url, dst, **kwargs):
+        with open(f"{dst}.partial", "wb"):
+            pass
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    with pytest.raises(SegtrainError) as info:
+        build_model("fcn32s", 21, pretrained="imagenet")
+    assert str(info.value) == (
+        "model.pretrained=imagenet: vgg16-397923af.pth is not in torchvision's cache and could not be downloaded "
+        "([Errno -3] Temporary failure in name resolution); put the file from "
+        f"https://download.pytorch.org/models/vgg16-397923af.pth at {cache / 'vgg16-397923af.pth'} (or set "
+        "TORCH_HOME to a folder whose hub/checkpoints/ holds it), or pass a local file as model.pretrained=PATH")
+    assert list(cache.iterdir()) == []  # no partial download left behind
+
+    shutil.copy(path, cache / "vgg16-397923af.pth")
+    model = build_model("fcn32s", 21, pretrained="imagenet")
+    assert torch.equal(model.backbone.body["28"].weight, vgg.features[28].weight)

@@ -1,4 +1,5 @@
 """Backbones built from torchvision's layer definitions, so torchvision's state dicts load into them."""
+import sys
 from pathlib import Path
 
 import torch
@@ -11,28 +12,58 @@ from torchvision.models.vgg import make_layers
 from ..errors import SegtrainError
 from ._utils import init_relu_convs
 
-# torchvision's file names for its ImageNet weights, as its cache stores them (~/.cache/torch/hub/checkpoints)
-TORCHVISION_FILES = {
-    "vgg16": "vgg16-397923af.pth",
-    "vgg16_bn": "vgg16_bn-6c64b313.pth",
-    "alexnet": "alexnet-owt-7be5be79.pth",
-    "googlenet": "googlenet-1378be20.pth",
-    "resnet101": "resnet101-63fe2227.pth",
+# torchvision's ImageNet weights for each backbone (its weights API gives the address and the cache file name)
+TORCHVISION_WEIGHTS = {
+    "vgg16": "VGG16_Weights",
+    "vgg16_bn": "VGG16_BN_Weights",
+    "alexnet": "AlexNet_Weights",
+    "googlenet": "GoogLeNet_Weights",
+    "resnet101": "ResNet101_Weights",  # IMAGENET1K_V1: the weights the DeepLab-era papers fine-tuned from
 }
+IMAGENET = "imagenet"  # model.pretrained=imagenet: torchvision's weights through its cache
 
 
 def scale_channels(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
+def imagenet_weights_file(arch: str):
+    """(the cache file for torchvision's IMAGENET1K_V1 weights of `arch`, their address): the file under
+    $TORCH_HOME/hub/checkpoints (default ~/.cache/torch) that torchvision.models.<arch>(weights=...) uses."""
+    import torchvision.models
+
+    weights = getattr(torchvision.models, TORCHVISION_WEIGHTS[arch]).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name, weights.url
+
+
+def fetch_imagenet_weights(arch: str) -> Path:
+    """The cached weights file, downloaded into the cache first when missing (needs the network)."""
+    cached, url = imagenet_weights_file(arch)
+    if cached.is_file():
+        return cached
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(cached), progress=sys.stderr.isatty())
+    except Exception as e:  # noqa: BLE001 - offline, refused, timed out, disk: all the same advice
+        Path(f"{cached}.partial").unlink(missing_ok=True)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SegtrainError(f"model.pretrained=imagenet: {cached.name} is not in torchvision's cache and could not "
+                            f"be downloaded ({reason}); put the file from {url} at {cached} (or set TORCH_HOME to a "
+                            "folder whose hub/checkpoints/ holds it), or pass a local file as model.pretrained=PATH") \
+            from None
+    return cached
+
+
 def load_torchvision_state(path: str, arch: str) -> dict:
-    """A torchvision state dict from a local file; nothing is ever downloaded."""
-    file = TORCHVISION_FILES[arch]
+    """A torchvision ImageNet state dict: `imagenet` through torchvision's weights API and cache, else a local
+    file. Read with torch.load(weights_only=True)."""
+    if path == IMAGENET:
+        path = fetch_imagenet_weights(arch)
     if not Path(path).is_file():
+        name = imagenet_weights_file(arch)[0].name
         raise SegtrainError(
-            f"model.pretrained={path}: no such file. Get torchvision's ImageNet {arch} weights ({file}, saved by "
-            f"torchvision.models.{arch}(weights='DEFAULT') under ~/.cache/torch/hub/checkpoints/ on a machine with "
-            f"internet), copy it here and pass its path")
+            f"model.pretrained={path}: no such file. Use model.pretrained=imagenet (torchvision's {arch} weights, "
+            f"{name}, through its cache), or pass the path of that file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line message
