@@ -23,7 +23,8 @@ class ConfusionMatrix:
 
 
 def metrics_from_hist(hist: torch.Tensor) -> dict:
-    """pixel_acc, mean_acc, mean_iu, fw_iu (floats) and per-class `iu` (NaN for a class absent from both)."""
+    """pixel_acc, mean_acc, mean_iu, fw_iu (floats), per-class `iu` (NaN for a class absent from both) and `acc`,
+    and the confusion matrix itself."""
     hist = hist.double().cpu()
     diag = hist.diag()
     gt_pixels, pred_pixels = hist.sum(1), hist.sum(0)
@@ -38,4 +39,6 @@ def metrics_from_hist(hist: torch.Tensor) -> dict:
         "mean_iu": iu.nanmean().item(),
         "fw_iu": (freq[seen] * iu[seen]).sum().item(),
         "iu": iu.tolist(),
+        "acc": acc.tolist(),  # per class: NaN where absent from the ground truth
+        "confusion": hist.long().tolist(),  # [true class][predicted class] pixels
     }

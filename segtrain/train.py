@@ -513,6 +513,13 @@ def log_validation(writer, metrics: dict, samples, class_names, val_set, iterati
     if samples:
         writer.add_image("val/input_gt_pred", prediction_panels(samples, val_set.mean, val_set.std, val_set.palette),
                          iteration)
+    if not isinstance(writer, NullWriter):  # pictures only where they are written (rank 0)
+        from .plots import confusion_figure, iu_bar_figure
+
+        writer.add_figure("val/confusion", confusion_figure(metrics["confusion"], class_names[:len(
+            metrics["confusion"])]), iteration)
+        writer.add_figure("val/iu_per_class", iu_bar_figure(metrics["iu"], class_names[:len(metrics["iu"])]),
+                          iteration)
 
 
 def require_writable(run_dir: Path) -> None:

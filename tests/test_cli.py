@@ -33,6 +33,10 @@ def test_train_then_eval_through_the_console_scripts(tmp_path):
         assert name in result.stdout
     evaluated = json.loads((run_dir / "checkpoints" / "last_eval.json").read_text())
     assert evaluated["mean_iu"] == logged["mean_iu"]
+    assert set(evaluated["acc"]) == set(evaluated["iu"]) and "acc." in result.stdout  # per-class accuracy too
+    confusion = (run_dir / "checkpoints" / "last_eval" / "confusion.csv").read_text().splitlines()
+    assert confusion[0] == "true \\ predicted,background,block,disc,wire,dot" and len(confusion) == 6
+    assert (run_dir / "checkpoints" / "last_eval" / "confusion.png").stat().st_size > 1000
 
 
 def test_eval_errors_are_one_line(tmp_path):

@@ -47,3 +47,38 @@ def test_accumulates_over_batches_like_one_pass():
     batched, _ = metrics_of(target, pred, chunks=4)
     assert torch.equal(one_pass, batched)
     assert one_pass.sum() == (target != 255).sum()
+
+
+def test_confusion_matrix_files_from_a_hand_made_matrix(tmp_path):
+    """3 classes: background 8 px (6 right, 2 taken for road), road 4 (all right), car absent but predicted once."""
+    import csv
+
+    from segtrain.metrics import metrics_from_hist
+    from segtrain.plots import confusion_figure, save_png, write_confusion_csv
+
+    hist = torch.tensor([[6, 2, 0], [0, 4, 0], [0, 0, 0]])
+    metrics = metrics_from_hist(hist)
+    assert metrics["acc"][:2] == [0.75, 1.0] and metrics["acc"][2] != metrics["acc"][2]  # NaN: no car pixels
+    assert metrics["confusion"] == hist.tolist()
+    names = ["background", "road", "car"]
+    write_confusion_csv(tmp_path / "confusion.csv", metrics["confusion"], names)
+    rows = list(csv.reader(open(tmp_path / "confusion.csv")))
+    assert rows == [["true \\ predicted", "background", "road", "car"], ["background", "6", "2", "0"],
+                    ["road", "0", "4", "0"], ["car", "0", "0", "0"]]
+    fig = confusion_figure(metrics["confusion"], names)
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().tolist() == [[75.0, 25.0, 0.0], [0.0, 100.0, 0.0], [0.0, 0.0, 0.0]]  # rows %
+    assert [t.get_text() for t in ax.get_xticklabels()] == names == [t.get_text() for t in ax.get_yticklabels()]
+    save_png(fig, tmp_path / "confusion.png")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "confusion.png").size == (620, 500)  # 6.2 x 5 inches at 100 dpi
+
+
+def test_confusion_figure_stays_readable_for_40_classes():
+    from segtrain.plots import confusion_figure
+
+    fig = confusion_figure(torch.eye(40, dtype=torch.long).tolist(), [f"class{i}" for i in range(40)])
+    ax = fig.axes[0]
+    assert len(ax.get_xticklabels()) == 40 and ax.get_xticklabels()[0].get_fontsize() >= 5
+    assert fig.get_size_inches()[1] >= 0.3 * 40  # about 0.3 inch per class

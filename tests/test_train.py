@@ -32,6 +32,8 @@ def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
         tags["scalars"])
     assert [e.step for e in events.Scalars("val/mean_iu")] == [3, 6]
     assert [e.value for e in events.Scalars("val/mean_iu")][-1] == pytest.approx(result["mean_iu"])
+    assert {"val/confusion", "val/iu_per_class"} <= set(tags["images"])  # figures at each validation
+    assert [e.step for e in events.Images("val/confusion")] == [3, 6]
     (image,) = [e for e in events.Images("val/input_gt_pred") if e.step == 6]
     # 2 rows of 3 tiles of 32x32 with 2 px padding
     assert (image.width, image.height) == (3 * 34 + 2, 2 * 34 + 2)

@@ -69,21 +69,38 @@ def require_writable_file(path: Path) -> None:
 
 
 def format_report(class_names, metrics, crf_metrics=None) -> str:
-    """Per-class IU and the four metrics in percent; with `crf_metrics`, a second column after the CRF."""
+    """Per-class IU and accuracy and the four metrics in percent; with `crf_metrics`, the same after the CRF."""
     width = max(12, max(len(n) for n in class_names))
     columns = [metrics] + ([crf_metrics] if crf_metrics else [])
 
     def cell(value):
         return f"{'-' if value != value else f'{100 * value:6.2f}':>7}"
 
-    lines = [f"{'class':<{width}}  {'IU':>7}" + (f"  {'+CRF':>7}" if crf_metrics else "")]
+    header = f"  {'IU':>7}  {'acc.':>7}"
+    lines = [f"{'class':<{width}}{header}" + (f"  {'+CRF IU':>7}  {'acc.':>7}" if crf_metrics else "")]
     for index, name in enumerate(class_names):
-        lines.append(f"{name:<{width}}  " + "  ".join(cell(m["iu"][index]) for m in columns))
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{cell(m['iu'][index])}  {cell(m['acc'][index])}"
+                                                      for m in columns))
     lines.append("")
     for key, label in (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
                        ("fw_iu", "f.w. IU")):
-        lines.append(f"{label:<{width}}  " + "  ".join(cell(m[key]) for m in columns))
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{cell(m[key])}  {'':>7}" for m in columns))
     return "\n".join(lines)
+
+
+def write_confusion(folder: Path, metrics: dict, class_names, tasks=None) -> list:
+    """confusion.csv and confusion.png (one pair per task, confusion_<task>.*, for multi-task data)."""
+    from ..plots import confusion_figure, save_png, write_confusion_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [(f"confusion_{name}", names, metrics["tasks"][name]) for name, names in tasks] if tasks else [
+        ("confusion", class_names, metrics)]
+    written = []
+    for stem, names, task_metrics in parts:
+        write_confusion_csv(folder / f"{stem}.csv", task_metrics["confusion"], names)
+        save_png(confusion_figure(task_metrics["confusion"], names), folder / f"{stem}.png")
+        written += [folder / f"{stem}.csv", folder / f"{stem}.png"]
+    return written
 
 
 def load_ensemble_member(path: str, cfg, input_channels):
@@ -157,7 +174,7 @@ def run(argv) -> dict:
         print(f"training logged at iteration {state['iteration']}: "
               + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
-              "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
+              "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
               "overrides": overrides, "ensemble": ensemble,
               **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
     if crf_metrics is not None:
@@ -165,7 +182,10 @@ def run(argv) -> dict:
                                                                                    crf_metrics["iu"])),
                          "params": to_plain(cfg.crf)}
     out_path.write_text(strict_json(result, indent=2))
-    print(f"wrote {out_path}")
+    # the confusion matrix beside it: <out without .json>/confusion.csv and .png (after the CRF when there is one)
+    pictures = write_confusion(out_path.with_suffix(""), crf_metrics or metrics, dataset.class_names,
+                               dataset.tasks) if out_path.is_file() else []  # not for out=/dev/null
+    print(f"wrote {', '.join(str(p) for p in [out_path, *pictures])}")
     return result
 
 
