@@ -244,6 +244,13 @@ class InferenceConfig:
 
 
 @dataclass
+class PublishedConfig:
+    """What an experiment= recipe should reach, as data (segtrain-report shows it beside the measured figure)."""
+    mean_iu: Optional[float] = None  # in percent, on the split `source` names
+    source: str = ""
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -255,6 +262,7 @@ class TrainConfig:
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
     seed: int = 0
+    published: Optional[PublishedConfig] = None  # set by experiment= recipes
 
 
 def register_configs() -> None:

@@ -73,9 +73,10 @@ def train_step(model, batches, optimizer, scheduler, scaler, autocast, loss_fn):
 
 
 @torch.inference_mode()
-def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 0, tasks=None, predict=None,
+def evaluate(model, loader, num_classes: int, device, autocast, keep=(), tasks=None, predict=None,
              reduce=None):
-    """Metrics over the whole loader, and the first `num_keep` (image, target, prediction) triples on the CPU.
+    """Metrics over the whole loader, and the (image, target, prediction) triples of the items at positions
+    `keep` (in loader order) on the CPU.
     With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task.
     `predict(model, images)` gives the scores to take the argmax of (default: the model's logits); `reduce`
     sums each confusion matrix in place across processes before the metrics are taken. Batches of resized images
@@ -86,7 +87,7 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
     model.eval()
     heads = task_heads(num_classes, tasks)
     confusions = [ConfusionMatrix(channels.stop - channels.start, device) for _, channels in heads]
-    kept = []
+    kept, seen, keep = [], 0, set(keep)
     for images, targets, *sizes in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast:
@@ -96,18 +97,19 @@ def evaluate(model, loader, num_classes: int, device, autocast, num_keep: int = 
         preds = [logits[:, channels].argmax(1) for _, channels in heads]
         for t, confusion in enumerate(confusions):
             confusion.update(task_target(targets, t, tasks), preds[t])
-        if len(kept) < num_keep and not sizes:
-            kept.extend(zip(images.cpu(), task_target(targets, 0, tasks).cpu(), preds[0].cpu()))
-        elif len(kept) < num_keep:  # panels at the label's size
-            upsampled = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-            kept.extend(zip(upsampled.cpu(), task_target(targets, 0, tasks).cpu(), preds[0].cpu()))
+        wanted = [i for i in range(len(images)) if seen + i in keep]
+        if wanted:
+            shown = images if not sizes else F.interpolate(  # panels at the label's size
+                images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+            kept += [(shown[i].cpu(), task_target(targets, 0, tasks)[i].cpu(), preds[0][i].cpu()) for i in wanted]
+        seen += len(images)
     model.train(was_training)
     for confusion in confusions:  # distributed: each rank saw a shard of the split
         reduce(confusion.hist)
     metrics = confusions[0].compute()
     if tasks:
         metrics["tasks"] = {name: confusion.compute() for (name, _), confusion in zip(heads, confusions)}
-    return metrics, kept[:num_keep]
+    return metrics, kept
 
 
 @torch.inference_mode()

@@ -3,7 +3,7 @@ off-screen), for segtrain-eval's files and TensorBoard."""
 import numpy as np
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files and TensorBoard only
@@ -20,7 +20,7 @@ def confusion_figure(confusion, class_names, title: str = "confusion (rows: grou
     percent = np.divide(100 * counts, rows, out=np.zeros_like(counts), where=rows > 0)
     n = len(class_names)
     size = max(5.0, 0.3 * n + 2.5)
-    fig = _figure(size + 1.2, size)
+    fig = figure(size + 1.2, size)
     ax = fig.add_subplot()
     image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
     fig.colorbar(image, ax=ax, shrink=0.8, label="% of the true class's pixels")
@@ -42,7 +42,7 @@ def iu_bar_figure(iu, class_names, title: str = "IU per class (%)"):
     """Horizontal bars, one per class (a class absent from both ground truth and prediction has none)."""
     values = [np.nan if v is None else 100 * float(v) for v in iu]
     n = len(class_names)
-    fig = _figure(6.0, max(2.5, 0.25 * n + 1.0))
+    fig = figure(6.0, max(2.5, 0.25 * n + 1.0))
     ax = fig.add_subplot()
     ax.barh(range(n), np.nan_to_num(values), color="tab:blue")
     ax.set_yticks(range(n), class_names, fontsize=max(5.0, min(10.0, 220 / max(n, 1))))

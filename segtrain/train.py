@@ -23,7 +23,7 @@ from torch.utils.tensorboard.summary import hparams
 from . import distributed
 from .checkpoint import load_checkpoint, remove_stale_temporaries, rng_states, save_checkpoint, set_rng_states
 from .config import check_config, strict_json, to_plain
-from .data import build_dataset, dataset_info, pad_collate
+from .data import build_dataset, dataset_info, item_name, pad_collate
 from .data.augment import Augmented
 from .data.files import FileDataset
 from .data.scan import class_weights as class_weights_from_scan
@@ -35,7 +35,7 @@ from .losses import bootstrapped_cross_entropy, collate_with_unet_weights, unet_
 from .models import LateFusion, build_model, count_parameters
 from .optim import build_optimizer, build_schedule
 from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
-from .visualize import prediction_panels
+from .visualize import evenly_spaced, prediction_panels
 
 log = logging.getLogger("segtrain")
 
@@ -406,6 +406,9 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     # each rank validates every world-th image; the confusion matrices are summed
     val_loader = val_loader_for(cfg, Subset(val_set, range(rank, len(val_set), world)) if world > 1 else val_set,
                                 device)
+    # the same evenly spaced validation images in the panels at every validation (not the first few, which in a
+    # real dataset are often neighbouring frames)
+    panel_items = evenly_spaced(tc.num_vis_images, len(val_loader.dataset))
     # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
     writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None) if main_process \
         else NullWriter()
@@ -471,10 +474,11 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
             if validate:
                 val_began = time.perf_counter()
                 metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
-                                            num_keep=tc.num_vis_images, tasks=val_set.tasks,
+                                            keep=panel_items, tasks=val_set.tasks,
                                             reduce=distributed.all_reduce_sum)
                 metrics_iter = iteration
-                log_validation(writer, metrics, samples, train_set.class_names, val_set, iteration)
+                log_validation(writer, metrics, samples, train_set.class_names, val_set, iteration,
+                               [item_name(val_loader.dataset, i) for i in panel_items])
                 improved = metrics["mean_iu"] > best_mean_iu
                 best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
                 progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
@@ -500,7 +504,7 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     return result
 
 
-def log_validation(writer, metrics: dict, samples, class_names, val_set, iteration: int) -> None:
+def log_validation(writer, metrics: dict, samples, class_names, val_set, iteration: int, names=None) -> None:
     """The four metrics, per-class IU, per-task metrics and image panels of one validation to TensorBoard."""
     for name in METRIC_NAMES:
         writer.add_scalar(f"val/{name}", metrics[name], iteration)
@@ -511,8 +515,8 @@ def log_validation(writer, metrics: dict, samples, class_names, val_set, iterati
         for name in METRIC_NAMES:
             writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
     if samples:
-        writer.add_image("val/input_gt_pred", prediction_panels(samples, val_set.mean, val_set.std, val_set.palette),
-                         iteration)
+        writer.add_image("val/input_gt_pred", prediction_panels(samples, val_set.mean, val_set.std, val_set.palette,
+                                                                names), iteration)
     if not isinstance(writer, NullWriter):  # pictures only where they are written (rank 0)
         from .plots import confusion_figure, iu_bar_figure
 

@@ -1,5 +1,6 @@
 """CRF refinement, test-time scoring modes and the evaluation CLI's handling of them."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +182,47 @@ def test_export_onnx_with_dynamic_height_and_width_matches_pytorch(finished_run,
                                    atol=1e-4)
     with pytest.raises(SegtrainError, match="format=tflite"):
         run_export([f"ckpt={ckpt}", "format=tflite"])
+
+
+def test_overlay_paints_the_classes_present_but_skipped_ones_and_adds_a_legend():
+    from segtrain.data.palette import voc_palette
+    from segtrain.visualize import overlay_with_legend
+
+    rgb = torch.full((3, 20, 30), 100, dtype=torch.uint8)
+    labels = torch.zeros(20, 30, dtype=torch.long)
+    labels[:, 10:20], labels[:, 20:] = 1, 2
+    palette = voc_palette()
+    image = overlay_with_legend(rgb, labels, palette, ["background", "road", "car", "sky"], alpha=1.0, skip={0})
+    pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+    assert (pixels[:, :20, :10] == 100).all()  # background skipped: the image as it was
+    assert (pixels[:, :20, 10:20] == palette[1][:, None, None]).all()  # alpha 1: the class colour itself
+    assert (pixels[:, :20, 20:30] == palette[2][:, None, None]).all()
+    # the legend below: one swatch per painted class (road, car; not background, not the absent sky)
+    assert image.height == 20 + 2 * 16 + 6  # 120-px columns: one entry per line on a 30-px image
+    assert tuple(pixels[:, 20 + 4 + 6, 4 + 6].tolist()) == tuple(palette[1].tolist())
+    assert tuple(pixels[:, 20 + 4 + 16 + 6, 4 + 6].tolist()) == tuple(palette[2].tolist())
+
+
+def test_panels_take_evenly_spaced_items_fixed_across_validations():
+    from segtrain.data import item_name
+    from segtrain.visualize import evenly_spaced
+
+    assert evenly_spaced(4, 100) == [0, 33, 66, 99] and evenly_spaced(4, 2) == [0, 1] and evenly_spaced(0, 9) == []
+
+    class Named(torch.utils.data.Dataset):
+        items = [(Path(f"/data/frame{i:03d}.jpg"), None) for i in range(10)]
+
+    assert [item_name(Named(), i) for i in evenly_spaced(3, 10)] == ["frame000.jpg", "frame004.jpg", "frame009.jpg"]
+
+
+def test_predict_overlay_options(finished_run, tmp_path):
+    from segtrain.cli.predict import overlay_options
+
+    names = ["background", "block", "disc"]
+    assert overlay_options({}, names) == (0.5, {0})  # the background class is left unpainted by default
+    assert overlay_options({"skip_classes": ""}, names) == (0.5, set())
+    assert overlay_options({"skip_classes": "disc,1", "alpha": "0.8"}, names) == (0.8, {1, 2})
+    with pytest.raises(SegtrainError, match="skip_classes: 'car' is not a class"):
+        overlay_options({"skip_classes": "car"}, names)
+    with pytest.raises(SegtrainError, match=r"alpha=2: expected a number in \[0, 1\]"):
+        overlay_options({"alpha": "2"}, names)

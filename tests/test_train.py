@@ -35,8 +35,8 @@ def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
     assert {"val/confusion", "val/iu_per_class"} <= set(tags["images"])  # figures at each validation
     assert [e.step for e in events.Images("val/confusion")] == [3, 6]
     (image,) = [e for e in events.Images("val/input_gt_pred") if e.step == 6]
-    # 2 rows of 3 tiles of 32x32 with 2 px padding
-    assert (image.width, image.height) == (3 * 34 + 2, 2 * 34 + 2)
+    # 2 rows of 3 tiles of 32x32, each row under a 14 px line with its name, 2 px gaps
+    assert (image.width, image.height) == (3 * 32 + 4 * 2, 2 * (32 + 14 + 2) + 2)
 
 
 def test_poly_schedule_reaches_zero(finished_run):

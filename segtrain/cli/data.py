@@ -128,18 +128,19 @@ def report_markdown(report: dict) -> str:
 
 
 def preview(cfg, out: Path, split: str, num_images: int) -> Path:
-    """image | mask | overlay rows for evenly spaced items, and a legend of the classes present."""
+    """image | mask | overlay rows for evenly spaced items, each labelled with its name, and a legend of the
+    classes present."""
     import numpy as np
     import torch
     from PIL import Image, ImageDraw
-    from torchvision.utils import draw_segmentation_masks
 
-    from ..data import build_dataset
+    from ..data import build_dataset, item_name
     from ..data.palette import colorize
     from ..data.scan import label_item, raw_image
+    from ..visualize import overlay_with_legend, stack_legend, evenly_spaced
 
     dataset = build_dataset(cfg.dataset, split)
-    picks = sorted({round(i) for i in np.linspace(0, len(dataset) - 1, min(num_images, len(dataset)))})
+    picks = evenly_spaced(num_images, len(dataset))
     palette, names = dataset.palette, list(dataset.class_names)
     rows, present = [], set()
     for index in picks:
@@ -149,35 +150,32 @@ def preview(cfg, out: Path, split: str, num_images: int) -> Path:
         rgb = torch.from_numpy((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).permute(2, 0, 1)
         present.update(c for c in [*range(len(names)), 255] if (label == c).any())
         # black (background in most palettes) is left unpainted, so the overlay does not darken the image
-        classes = [c for c in range(len(names)) if (label == c).any() and palette[c].any()]
-        drawn = draw_segmentation_masks(rgb, torch.stack([label == c for c in classes]), alpha=0.5,
-                                        colors=[tuple(int(v) for v in palette[c]) for c in classes]) \
-            if classes else rgb
-        rows.append([rgb, colorize(label, palette), drawn])
-    tile = max(160, max(r[0].shape[-2] for r in rows))  # small images are enlarged to be seen
-    scaled = [[Image.fromarray(t.permute(1, 2, 0).numpy()).resize(
-        (round(t.shape[-1] * tile / t.shape[-2]), tile), Image.NEAREST) for t in row] for row in rows]
-    gap = 4
-    width = max(sum(t.width for t in row) + gap * 2 for row in scaled)
-    legend = sorted(present)
-    grid = Image.new("RGB", (max(width, 200), len(scaled) * (tile + gap) + 22 + 18 * len(legend)), "white")
+        black = {c for c in range(len(names)) if not palette[c].any()}
+        drawn = overlay_with_legend(rgb, label, palette, names, skip=black).crop((0, 0, rgb.shape[-1], rgb.shape[-2]))
+        rows.append((item_name(dataset, index), [Image.fromarray(rgb.permute(1, 2, 0).numpy()),
+                                                 Image.fromarray(colorize(label, palette).permute(1, 2, 0).numpy()),
+                                                 drawn]))
+    tile = max(160, max(row[0].height for _, row in rows))  # small images are enlarged to be seen
+    gap, text = 4, 14
+    scaled = [(name, [t.resize((round(t.width * tile / t.height), tile), Image.NEAREST) for t in row])
+              for name, row in rows]
+    width = max(sum(t.width for t in row) + gap * 2 for _, row in scaled)
+    grid = Image.new("RGB", (max(width, 200), len(scaled) * (tile + text + gap) + 18), "white")
     draw = ImageDraw.Draw(grid)
     y = 0
-    for row in scaled:
+    for name, row in scaled:
+        draw.text((2, y), name, fill="black")
         x = 0
         for t in row:
-            grid.paste(t, (x, y))
+            grid.paste(t, (x, y + text))
             x += t.width + gap
-        y += tile + gap
-    draw.text((4, y + 4), f"{cfg.dataset.name} {split}: image | mask | overlay (items {picks})", fill="black")
-    y += 22
-    for c in legend:
-        draw.rectangle([4, y + 2, 18, y + 14], fill=tuple(int(v) for v in palette[c]), outline="black")
-        draw.text((24, y + 2), f"{c}: {names[c] if c < len(names) else 'ignored'}", fill="black")
-        y += 18
+        y += tile + text + gap
+    draw.text((4, y + 2), f"{cfg.dataset.name} {split}: image | mask | overlay", fill="black")
+    legend = [(tuple(int(v) for v in palette[c]), f"{c}: {names[c] if c < len(names) else 'ignored'}")
+              for c in sorted(present)]
     out.mkdir(parents=True, exist_ok=True)
     path = out / "preview.png"
-    grid.save(path)
+    stack_legend(grid, legend).save(path)
     return path
 
 

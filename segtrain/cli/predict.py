@@ -1,9 +1,13 @@
-"""`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [crf=dense|...] [inference=...] [KEY=VALUE ...]`
+"""`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=NAME,...] [crf=dense|...]
+[inference=...] [KEY=VALUE ...]`
 
 Segments new RGB images of any size with a trained checkpoint. For each image NAME it writes OUTPUT/NAME.png, the
 label map as a palette PNG (pixel value = class index, colours from the dataset's palette), and
-OUTPUT/NAME_overlay.png, the image with the classes drawn over it. An image that cannot be read is reported and
-skipped; the others still run (the exit status is then 1). `crf=` and `inference=` work as in segtrain-eval.
+OUTPUT/NAME_overlay.png, the image with the classes drawn over it at `alpha` (default 0.5) and a legend of the
+classes drawn below it. `skip_classes` (names or indices, comma-separated) are left unpainted; by default the
+class named "background" when the dataset has one (`skip_classes=` paints every class). An image that cannot be
+read is reported and skipped; the others still run (the exit status is then 1). `crf=` and `inference=` work as
+in segtrain-eval.
 """
 import sys
 from pathlib import Path
@@ -11,7 +15,8 @@ from pathlib import Path
 from ..errors import SegtrainError
 from . import exit_with_error, parse_key_values
 
-USAGE = "usage: segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [crf=...] [inference=...] [KEY=VALUE ...]"
+USAGE = ("usage: segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=NAME,...] "
+         "[crf=...] [inference=...] [KEY=VALUE ...]")
 
 
 def input_files(path: str):
@@ -58,21 +63,29 @@ def prepare_output(output: Path, source: Path, files) -> None:
         raise SegtrainError(f"output={output}: cannot write there ({e.strerror})") from None
 
 
-def overlay(image, labels, palette, num_classes: int):
-    """(3, H, W) uint8: the image with each present class drawn in its palette colour at 50%."""
-    import torch
-    from torchvision.utils import draw_segmentation_masks
-
-    present = [c for c in range(num_classes) if (labels == c).any()]
-    if not present:
-        return image
-    masks = torch.stack([labels == c for c in present])
-    colors = [tuple(int(v) for v in palette[c]) for c in present]
-    return draw_segmentation_masks(image, masks, alpha=0.5, colors=colors)
+def overlay_options(own: dict, class_names):
+    """(alpha, classes to leave unpainted) from alpha= and skip_classes=."""
+    try:
+        alpha = float(own.get("alpha", 0.5))
+    except ValueError:
+        alpha = -1.0
+    if not 0 <= alpha <= 1:
+        raise SegtrainError(f"alpha={own['alpha']}: expected a number in [0, 1]")
+    if "skip_classes" not in own:
+        return alpha, {class_names.index("background")} if "background" in class_names else set()
+    skip = set()
+    for entry in filter(None, (e.strip() for e in own["skip_classes"].split(","))):
+        if entry in class_names:
+            skip.add(class_names.index(entry))
+        elif entry.isdigit() and int(entry) < len(class_names):
+            skip.add(int(entry))
+        else:
+            raise SegtrainError(f"skip_classes: {entry!r} is not a class of this checkpoint ({', '.join(class_names)})")
+    return alpha, skip
 
 
 def run(argv) -> int:
-    own, overrides = parse_key_values(argv, ("ckpt", "input", "output"), USAGE, __doc__)
+    own, overrides = parse_key_values(argv, ("ckpt", "input", "output", "alpha", "skip_classes"), USAGE, __doc__)
     for key in ("input", "output"):
         if key not in own:
             raise SegtrainError(f"{key}= is required; {USAGE}")
@@ -89,6 +102,7 @@ def run(argv) -> int:
     from ..engine import autocast_context
     from ..inference import predict_scores
     from ..train import build_model_from_config, select_amp, select_device
+    from ..visualize import overlay_with_legend
     from .evaluate import compose_stored_config
 
     files = input_files(own["input"])
@@ -106,7 +120,8 @@ def run(argv) -> int:
     model.to(device).eval()
     mean, std = torch.tensor(info["mean"])[:, None, None], torch.tensor(info["std"])[:, None, None]
     palette = torch.tensor(info["palette"], dtype=torch.uint8)
-    num_classes = len(info["class_names"])
+    class_names = list(info["class_names"])
+    alpha, skip = overlay_options(own, class_names)
     use_crf = cfg.crf.name != "none"
     resize = None
     if cfg.dataset.get("scale") is not None or cfg.dataset.get("short_side") is not None:
@@ -145,9 +160,8 @@ def run(argv) -> int:
             label_png = Image.fromarray(labels.astype(np.uint8))
             label_png.putpalette(palette.flatten().tolist())
             label_png.save(output / f"{path.stem}.png")
-            drawn = overlay(torch.from_numpy(rgb).permute(2, 0, 1), torch.from_numpy(labels.astype(np.int64)),
-                            palette, num_classes)
-            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output / f"{path.stem}_overlay.png")
+            overlay_with_legend(torch.from_numpy(rgb).permute(2, 0, 1), torch.from_numpy(labels.astype(np.int64)),
+                                palette, class_names, alpha, skip).save(output / f"{path.stem}_overlay.png")
             written += 1
     print(f"wrote {written} label maps (NAME.png) and overlays (NAME_overlay.png) to {output}"
           + (f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""))

@@ -79,3 +79,16 @@ def dataset_info(dataset) -> dict:
     """What inference on new images needs from a dataset, as plain data (stored in every checkpoint)."""
     return {"class_names": list(dataset.class_names), "mean": list(dataset.mean), "std": list(dataset.std),
             "palette": dataset.palette.tolist(), "input_channels": list(dataset.input_channels)}
+
+
+def item_name(dataset, index: int) -> str:
+    """What to call item `index` in a picture: its image file's name, its id, or its position."""
+    from torch.utils.data import Subset
+
+    if isinstance(dataset, Subset):
+        return item_name(dataset.dataset, dataset.indices[index])
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return f"{getattr(dataset, 'split', 'item')} {index}"
+    item = items[index]
+    return item[0].name if isinstance(item, tuple) and hasattr(item[0], "name") else str(item)
