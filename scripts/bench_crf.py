@@ -1,4 +1,4 @@
-"""Dense CRF time per image at 500x500 with 21 classes (REFERENCE.md: about 0.5 s per VOC image on one core), and
+"""Dense CRF time per image at 500x500 with 21 classes (docs/reference.md: about 0.5 s per VOC image on one core), and
 the speed-up from running it in parallel worker processes as segtrain-eval does (crf.workers).
 
     python scripts/bench_crf.py [--images 8] [--workers 1 2] [--preset deeplab]
@@ -11,7 +11,7 @@ import numpy as np
 
 from segtrain.crf import crf_params, crf_refiner
 
-PRESETS = ("dense", "deeplab", "deeplab_resnet", "deconvnet")  # configs/crf/ (REFERENCE.md section 5)
+PRESETS = ("dense", "deeplab", "deeplab_resnet", "deconvnet")  # configs/crf/ (docs/reference.md section 5)
 
 
 def preset_params(name: str) -> dict:

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 from segtrain.models import MODELS, build_model, count_parameters
 
-# (classes, options, the published or REFERENCE.md figure, note)
+# (classes, options, the published or docs/reference.md figure, note)
 MODEL_FACTS = {
     "fcn32s": (21, {}, "134,346,581 (paper 134M)", "fixed upsampling not counted (+1,806,336)"),
     "fcn16s": (21, {}, "134,357,354", ""),
@@ -66,7 +66,7 @@ def main():
     (ROOT / "docs" / "models.md").write_text(f"""# Models
 
 Written by `python scripts/model_table.py`. Counts are at full
-width (`model.width=1.0`) with the model's YAML defaults; "reference" is REFERENCE.md section 3 (the papers'
+width (`model.width=1.0`) with the model's YAML defaults; "reference" is docs/reference.md section 3 (the papers'
 reference implementations, counted layer by layer; FRRN's from the authors' release) and a test checks each
 exact figure. FLOPs count a multiply-add as 2 for one 3-channel image of 500x500 and of 1024x512 (width x
 height); FCN's conv1_1 padding of 100 makes them larger inside.

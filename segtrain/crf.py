@@ -2,7 +2,7 @@
 
 Energy: unary -log p, plus a Gaussian (smoothness) kernel w2 exp(-|dp|^2 / 2 sigma_gamma^2) and a bilateral
 (appearance) kernel w1 exp(-|dp|^2 / 2 sigma_alpha^2 - |dI|^2 / 2 sigma_beta^2), both with Potts compatibility.
-REFERENCE.md section 5 holds the published parameters (configs/crf/)."""
+docs/reference.md section 5 holds the published parameters (configs/crf/)."""
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager

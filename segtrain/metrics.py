@@ -1,4 +1,4 @@
-"""FCN's evaluation (REFERENCE.md section 2): one confusion matrix over the whole split, four metrics from it."""
+"""FCN's evaluation (docs/reference.md section 2): one confusion matrix over the whole split, four metrics from it."""
 import torch
 
 

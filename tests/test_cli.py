@@ -104,7 +104,7 @@ def test_every_experiment_pins_a_recipe_that_composes(name):
     assert name.split("_")[0] in cfg.model.name
     assert cfg.optimizer.name == ("adamw" if name.startswith("frrn") else "sgd")  # FRRN trains with Adam
     text = (Path(__file__).parents[1] / "configs" / "experiment" / f"{name}.yaml").read_text()
-    assert "Published" in text or "REFERENCE.md gives no figure" in text  # what the recipe should reach
+    assert "Published" in text or "docs/reference.md gives no figure" in text  # what the recipe should reach
 
 
 def test_fcn_and_deeplab_recipes_carry_the_papers_settings():

@@ -4,7 +4,7 @@ import torch
 from segtrain.models import MODELS, build_model, count_parameters
 from segtrain.models.fcn import bilinear_kernel
 
-# REFERENCE.md section 3: trainable parameters at full width, 21 classes (FCN upsampling fixed, as the release)
+# docs/reference.md section 3: trainable parameters at full width, 21 classes (FCN upsampling fixed, as the release)
 FCN_PARAMETERS = {"fcn32s": 134_346_581, "fcn16s": 134_357_354, "fcn8s": 134_362_751}
 PARAMETERS = {**FCN_PARAMETERS, "fcn8s_atonce": 134_362_751, "fcn32s_fixed": 4096 * 21 + 21,
               "deeplab_largefov": 20_505_429,

@@ -174,7 +174,8 @@ def run(argv) -> dict:
         print(f"training logged at iteration {state['iteration']}: "
               + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
-              "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(ckpt), "iteration": state["iteration"], "split": cfg.dataset.val_split,
+              "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(ckpt),
+              "iteration": state["iteration"], "split": cfg.dataset.val_split,
               "overrides": overrides, "ensemble": ensemble,
               **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
     if crf_metrics is not None:

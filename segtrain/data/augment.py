@@ -2,8 +2,9 @@
 
 Transforms act on the image as stored (uint8 for image files; any number of channels), before the dataset
 normalises it: geometric ones on image and label together, labels resampled nearest-neighbour and padded with
-255, images padded with the mean; photometric ones on the RGB channels. Each sample's transforms are seeded by (seed, its position in the sampler's endless run), so a sample is
-augmented the same way in whichever DataLoader worker loads it and after a resume."""
+255, images padded with the mean; photometric ones on the RGB channels. Each sample's transforms are seeded by
+(seed, its position in the sampler's endless run), so a sample is augmented the same way in whichever DataLoader
+worker loads it and after a resume."""
 import cv2
 import numpy as np
 from torch.utils.data import Dataset

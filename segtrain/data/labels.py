@@ -123,7 +123,8 @@ class LabelEncoding:
             shown = ", ".join(str(int(v)) for v in bad[:8]) + (" ..." if bad.size > 8 else "")
             if self.label_values is None:
                 raise SegtrainError(
-                    f"{path}: mask values {shown} are outside the {self.num_classes} classes (0..{self.num_classes - 1}, "
+                    f"{path}: mask values {shown} are outside the {self.num_classes} classes "
+                    f"(0..{self.num_classes - 1}, "
                     f"{IGNORE_INDEX} = ignored); set dataset.ignore_values=[{int(bad[0])}] if {int(bad[0])} means "
                     "void, or dataset.label_values=[...] (the stored value of each class)")
             raise SegtrainError(f"{path}: mask values {shown} are neither in dataset.label_values="

@@ -1,4 +1,4 @@
-"""NYUDv2 in the layout FCN reads (REFERENCE.md 1): 40 classes, RGB, depth and HHA images per id.
+"""NYUDv2 in the layout FCN reads (docs/reference.md section 1): 40 classes, RGB, depth and HHA images per id.
 
 Modalities: rgb, depth (log depth, 1 channel), hha, rgbd (early fusion: one 4-channel input) and rgb_hha (late
 fusion: the input holds RGB then HHA and the model is one network per stream, scores summed)."""

@@ -1,4 +1,4 @@
-"""The PASCAL VOC colour map (REFERENCE.md 1) and helpers to colour label maps with it."""
+"""The PASCAL VOC colour map (docs/reference.md section 1) and helpers to colour label maps with it."""
 import torch
 
 

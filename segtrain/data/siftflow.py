@@ -1,4 +1,4 @@
-"""SIFT Flow (REFERENCE.md 1): 256x256 outdoor scenes, 33 semantic and 3 geometric classes in .mat files.
+"""SIFT Flow (docs/reference.md section 1): 256x256 outdoor scenes, 33 semantic and 3 geometric classes in .mat files.
 task=both trains FCN's two-headed net: labels (2, H, W), the network's 36 channels split 33 + 3."""
 import numpy as np
 

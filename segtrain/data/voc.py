@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012, SBD and their combinations (train_aug, seg11valid), read as they unpack (REFERENCE.md 1)."""
+"""PASCAL VOC 2012, SBD and their combinations (train_aug, seg11valid), read as they unpack (docs/reference.md 1)."""
 from pathlib import Path
 
 from ..errors import SegtrainError
