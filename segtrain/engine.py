@@ -74,7 +74,7 @@ def train_step(model, batches, optimizer, scheduler, scaler, autocast, loss_fn):
 
 @torch.inference_mode()
 def evaluate(model, loader, num_classes: int, device, autocast, keep=(), tasks=None, predict=None,
-             reduce=None):
+             reduce=None, progress=None):
     """Metrics over the whole loader, and the (image, target, prediction) triples of the items at positions
     `keep` (in loader order) on the CPU.
     With several tasks the metrics are the first task's, plus {"tasks": {name: metrics}} for every task.
@@ -88,7 +88,7 @@ def evaluate(model, loader, num_classes: int, device, autocast, keep=(), tasks=N
     heads = task_heads(num_classes, tasks)
     confusions = [ConfusionMatrix(channels.stop - channels.start, device) for _, channels in heads]
     kept, seen, keep = [], 0, set(keep)
-    for images, targets, *sizes in loader:
+    for images, targets, *sizes in (progress(loader) if progress else loader):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast:
             logits = predict(model, images)
@@ -113,7 +113,7 @@ def evaluate(model, loader, num_classes: int, device, autocast, keep=(), tasks=N
 
 
 @torch.inference_mode()
-def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict, refine, to_rgb):
+def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict, refine, to_rgb, progress=None):
     """(metrics of the network's prediction, metrics after the CRF) over the whole loader. `predict(model, images)`
     gives class probabilities; `refine(jobs)` runs
     the CRF on (rgb image, probabilities, target) jobs in parallel (segtrain.crf.crf_refiner); `to_rgb` turns a
@@ -133,6 +133,7 @@ def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict
             for image, prob, target in zip(images, probs.cpu().numpy(), targets):
                 yield to_rgb(image), prob, target
 
-    for labels, target in refine(jobs()):
+    refined_images = refine(jobs())
+    for labels, target in (progress(refined_images) if progress else refined_images):
         refined.update(target, torch.from_numpy(labels).long())
     return plain.compute(), refined.compute()

@@ -226,3 +226,13 @@ def test_predict_overlay_options(finished_run, tmp_path):
         overlay_options({"skip_classes": "car"}, names)
     with pytest.raises(SegtrainError, match=r"alpha=2: expected a number in \[0, 1\]"):
         overlay_options({"alpha": "2"}, names)
+
+
+def test_long_evaluation_shows_progress_off_a_terminal(caplog):
+    from segtrain.progress import track
+
+    caplog.set_level("INFO", logger="segtrain")
+    assert list(track(range(5), 5, "evaluating", unit="batch", every_s=0.0)) == list(range(5))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("evaluating: 1/5 batches") and "batch/s  eta 00:00:00" in lines[0]
+    assert lines[-1].startswith("evaluating: 5 batches in")

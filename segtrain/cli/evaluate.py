@@ -127,6 +127,7 @@ def run(argv) -> dict:
     from ..engine import autocast_context, evaluate, evaluate_with_crf
     from ..inference import predict_scores
     from ..models import ProductEnsemble
+    from ..progress import track
     from ..train import METRIC_NAMES, build_model_from_config, select_amp, select_device, val_loader_for
     from ..visualize import denormalize
 
@@ -149,6 +150,7 @@ def run(argv) -> dict:
     crf_metrics = None
     if cfg.crf.name == "none":
         metrics, _ = evaluate(model, loader, cfg.dataset.num_classes, device, autocast, tasks=dataset.tasks,
+                              progress=lambda batches: track(batches, len(loader), "evaluating", unit="batch"),
                               predict=lambda net, images: predict_scores(net, images, **inference))
     else:
         if dataset.tasks:
@@ -159,7 +161,8 @@ def run(argv) -> dict:
             metrics, crf_metrics = evaluate_with_crf(
                 model, loader, cfg.dataset.num_classes, device, autocast,
                 lambda net, images: predict_scores(net, images, **inference, probabilities=True), refine,
-                lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0).numpy())
+                lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0).numpy(),
+                progress=lambda images: track(images, len(dataset), f"crf={cfg.crf.name}", unit="image"))
 
     print(f"{ckpt} (iteration {state['iteration']}), {cfg.dataset.name} {cfg.dataset.val_split}: "
           f"{len(dataset)} images")
@@ -191,6 +194,9 @@ def run(argv) -> dict:
 
 
 def main(argv=None) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")  # progress lines off a terminal
     try:
         run(sys.argv[1:] if argv is None else argv)
     except SegtrainError as error:

@@ -102,6 +102,7 @@ def run(argv) -> int:
     from ..engine import autocast_context
     from ..inference import predict_scores
     from ..train import build_model_from_config, select_amp, select_device
+    from ..progress import track
     from ..visualize import overlay_with_legend
     from .evaluate import compose_stored_config
 
@@ -132,7 +133,7 @@ def run(argv) -> int:
 
     def scored():
         """(rgb (H, W, 3) uint8, class probabilities or scores (C, H, W), file) for each readable image."""
-        for path in files:
+        for path in track(files, len(files), "predicting", unit="image"):
             try:
                 rgb = read_image(path)
             except SegtrainError as error:
@@ -169,6 +170,9 @@ def run(argv) -> int:
 
 
 def main(argv=None) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")  # progress lines off a terminal
     try:
         status = run(sys.argv[1:] if argv is None else argv)
     except SegtrainError as error:
