@@ -362,5 +362,37 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_partial_file(failur
     monkeypatch.setattr(torch, "save", fail)
     with pytest.raises(SegtrainError) as info:
         save_checkpoint({"model": {}}, tmp_path / "best.pt")
-    assert str(info.value) == f"{tmp_path / 'best.pt'}: cannot write the checkpoint ({cause}); no earlier best.pt exists"
+    assert str(info.value) == (f"{tmp_path / 'best.pt'}: cannot write the checkpoint ({cause}); "
+                               "no earlier best.pt exists")
     assert list(tmp_path.iterdir()) == []
+
+
+# each rank parks in iteration 5 and writes its pid to READY<rank>
+RANK_PAUSING_RUN = PAUSING_RUN.replace(
+    'pathlib.Path(os.environ["READY"]).write_text("")',
+    'pathlib.Path(os.environ["READY"] + os.environ["RANK"]).write_text(str(os.getpid()))')
+
+
+def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_iteration(tmp_path):
+    script = tmp_path / "pausing_run.py"
+    script.write_text(RANK_PAUSING_RUN)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "READY": str(tmp_path / "ready"), "GO": str(tmp_path / "go")}
+    args = ["model.width=0.0625", "model.batch_norm=false", "model.dropout=0", "dataset.num_train=16",
+            "dataset.num_val=4", "dataset.image_size=32", "trainer.max_iters=8", "trainer.batch_size=4",
+            "trainer.val_batch_size=2", "trainer.val_interval=4", "trainer.ckpt_interval=4", "trainer.log_interval=1",
+            "trainer.device=cpu", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    deadline = time.time() + 180
+    while not all((tmp_path / f"ready{r}").exists() for r in (0, 1)) and process.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(int((tmp_path / "ready1").read_text()), signal.SIGTERM)  # rank 1 only: rank 0 hears nothing
+    time.sleep(0.3)
+    (tmp_path / "go").write_text("")
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode != 0  # torchrun reports its workers' exit 143
+    assert "interrupted at iteration 5" in output, output[-3000:]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 5  # written by rank 0
