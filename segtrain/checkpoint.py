@@ -37,12 +37,13 @@ def remove_stale_temporaries(folder: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
+def load_checkpoint(path, map_location="cpu", peek: bool = False) -> dict:
+    """A checkpoint's state; with `peek` memory-mapped, so looking at its keys or config reads no tensor data."""
     path = Path(path)
     if not path.is_file():
         raise SegtrainError(f"checkpoint {path}: no such file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=peek)
     except pickle.UnpicklingError as e:
         if "unsupported global" in str(e).lower():  # it holds objects: not ours, and not safe to unpickle
             raise SegtrainError(f"checkpoint {path}: not a safe segtrain checkpoint (it holds objects other than "

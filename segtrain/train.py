@@ -253,7 +253,7 @@ def find_resume_checkpoint(resume, ckpt_dir: Path):
             if not path.is_file():
                 continue
             try:
-                if "optimizer" in load_checkpoint(path):
+                if "optimizer" in load_checkpoint(path, peek=True):
                     return path
             except SegtrainError as error:  # e.g. truncated by a full disk: fall back to the next one
                 log.warning("trainer.resume=auto: skipping %s", error)
@@ -273,7 +273,7 @@ def kept_checkpoint(ckpt_dir: Path) -> str:
     """Which checkpoint a failed run leaves to go back to, as the end of an error line."""
     last = ckpt_dir / "last.pt"
     if last.is_file():
-        return f"the last good checkpoint is {last} (iteration {load_checkpoint(last)['iteration']})"
+        return f"the last good checkpoint is {last} (iteration {load_checkpoint(last, peek=True)['iteration']})"
     return "no checkpoint had been written yet"
 
 
@@ -439,7 +439,9 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
             last = iteration == tc.max_iters
             validate = iteration % tc.val_interval == 0 or last
             save_last = iteration % tc.ckpt_interval == 0 or last
-            signum = stop.pending(device)
+            # one process reads its flag every iteration; under torchrun the ranks agree (a collective and a host
+            # sync) only at log steps, where the loop syncs anyway
+            signum = stop.pending(device) if world == 1 or iteration % tc.log_interval == 0 or last else None
 
             if iteration % tc.log_interval == 0 or last:
                 mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval

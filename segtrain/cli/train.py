@@ -37,7 +37,7 @@ def resume_config(cfg, task_overrides, run_dir: Path):
     path = find_resume_checkpoint(cfg.trainer.resume, run_dir / "checkpoints")
     if path is None:
         return cfg
-    stored = load_checkpoint(path)["config"]
+    stored = load_checkpoint(path, peek=True)["config"]
     keys = []
     for override in job_overrides(task_overrides):
         key, _, value = override.partition("=")

@@ -52,9 +52,9 @@ def label_item(dataset, index: int):
     if hasattr(dataset, "label_item"):
         label, _, image_size = dataset.label_item(index)
         label = np.asarray(label)
-    else:  # generated data (dataset=synthetic)
-        image, label = dataset[index]
-        label, image_size = label.numpy(), tuple(image.shape[-2:])
+    else:  # generated data (dataset=synthetic): its raw item, not normalised
+        image, label = dataset.raw_item(index)
+        image_size = image.shape[:2]
     return label.reshape(-1, *label.shape[-2:]), tuple(int(v) for v in image_size)
 
 
@@ -96,9 +96,7 @@ def raw_image(dataset, index: int) -> np.ndarray:
     """(H, W, C) float in 0..1 as stored (before mean/std)."""
     if hasattr(dataset, "raw_image"):
         return dataset.raw_image(index)
-    image, _ = dataset[index]
-    mean, std = np.asarray(dataset.mean, np.float32), np.asarray(dataset.std, np.float32)
-    return image.permute(1, 2, 0).numpy() * std + mean
+    return np.asarray(dataset.raw_item(index)[0], np.float32) / 255  # generated uint8 scenes
 
 
 def _identity(batch):
