@@ -34,6 +34,12 @@ class ModelConfig:
     frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
     init_from: Optional[str] = None  # a segtrain checkpoint whose same-named, same-shaped weights start this model
     init_from_strict: bool = True  # a same-named weight of another shape is an error (false: it is skipped)
+    crf: Optional[str] = None  # crfrnn: CRF-as-RNN, mean-field iterations as the last layers, trained end to end
+    crf_iterations: int = 5  # mean-field iterations while training (the paper's 5)
+    crf_test_iterations: int = 10  # and when evaluating (the paper's 10)
+    crf_sigma_alpha: float = 160.0  # bilateral kernel's position scale, pixels (the release's theta_alpha)
+    crf_sigma_beta: float = 3.0  # its colour scale, 0..255 (theta_beta)
+    crf_sigma_gamma: float = 3.0  # spatial kernel's position scale, pixels (theta_gamma)
 
 
 @dataclass
@@ -215,17 +221,24 @@ class TrainerConfig:
     best_with_state: bool = False  # best.pt also holds the optimizer/scheduler state (resumable, ~2x larger)
 
 
+class CRFBackend(str, Enum):
+    torch = "torch"  # segtrain.meanfield: CPU or CUDA, batched (the default: as fast or faster, same answers)
+    pydensecrf = "pydensecrf"  # Krähenbühl's C++ code, CPU only: the reference
+
+
 @dataclass
 class CRFConfig:
     """segtrain-eval / segtrain-predict only: the dense CRF applied to the network's probabilities."""
     name: str = "none"  # none | dense
     w1: float = 4.0  # bilateral (appearance) kernel weight
-    sigma_alpha: float = 49.0  # its position scale (pixels)
+    sigma_alpha: float = 121.0  # its position scale (pixels)
     sigma_beta: float = 5.0  # its colour scale (0..255)
     w2: float = 3.0  # Gaussian (smoothness) kernel weight
     sigma_gamma: float = 3.0  # its position scale (pixels)
     iterations: int = 10
-    workers: int = 2  # CPU processes running the CRF in parallel; 0 runs it in the evaluating process
+    backend: CRFBackend = CRFBackend.torch
+    workers: int = 2  # CPU processes running the CRF in parallel (either backend); 0: in the evaluating process
+    batch_images: int = 4  # torch on a GPU: images refined together, on the evaluating device
 
 
 class InferenceMode(str, Enum):
@@ -263,6 +276,7 @@ class TrainConfig:
     inference: InferenceConfig = MISSING
     seed: int = 0
     published: Optional[PublishedConfig] = None  # set by experiment= recipes
+
 
 
 def register_configs() -> None:
@@ -312,6 +326,19 @@ VALUE_RANGES = {
     "trainer.num_vis_images": (lambda v: v >= 0, ">= 0"),
     "model.width": (lambda v: v > 0, "a channel multiplier > 0 (1.0 is the published network)"),
     "model.dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "model.crf_iterations": (lambda v: v >= 1, "a whole number of mean-field iterations >= 1"),
+    "model.crf_test_iterations": (lambda v: v >= 1, "a whole number of mean-field iterations >= 1"),
+    "model.crf_sigma_alpha": (lambda v: v > 0, "a scale in pixels > 0"),
+    "model.crf_sigma_beta": (lambda v: v > 0, "a colour scale > 0"),
+    "model.crf_sigma_gamma": (lambda v: v > 0, "a scale in pixels > 0"),
+    "crf.w1": (lambda v: v >= 0, "a kernel weight >= 0"),
+    "crf.w2": (lambda v: v >= 0, "a kernel weight >= 0"),
+    "crf.sigma_alpha": (lambda v: v > 0, "a scale in pixels > 0"),
+    "crf.sigma_beta": (lambda v: v > 0, "a colour scale > 0"),
+    "crf.sigma_gamma": (lambda v: v > 0, "a scale in pixels > 0"),
+    "crf.iterations": (lambda v: v >= 0, "a whole number of mean-field iterations >= 0"),
+    "crf.workers": (lambda v: v >= 0, "a whole number of processes >= 0"),
+    "crf.batch_images": (lambda v: v >= 1, "a whole number >= 1"),
     "optimizer.lr": (lambda v: v > 0, "a learning rate > 0"),
     "optimizer.weight_decay": (lambda v: v >= 0, ">= 0"),
     "schedule.step_size": (lambda v: v >= 1, "a whole number >= 1"),

@@ -115,22 +115,23 @@ def evaluate(model, loader, num_classes: int, device, autocast, keep=(), tasks=N
 @torch.inference_mode()
 def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict, refine, to_rgb, progress=None):
     """(metrics of the network's prediction, metrics after the CRF) over the whole loader. `predict(model, images)`
-    gives class probabilities; `refine(jobs)` runs
-    the CRF on (rgb image, probabilities, target) jobs in parallel (segtrain.crf.crf_refiner); `to_rgb` turns a
-    normalised image back into (H, W, 3) uint8."""
+    gives class probabilities; `refine(jobs)` runs the CRF on (rgb image, probabilities, target) jobs
+    (segtrain.crf.crf_refiner: on the evaluating device, or in CPU processes), fed lazily while the network scores;
+    `to_rgb` turns a normalised image back into (H, W, 3) uint8 on its device."""
     model.eval()
     plain, refined = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
 
     def jobs():
         for images, targets, *sizes in loader:
+            images = images.to(device, non_blocking=True)
             with autocast:
-                probs = predict(model, images.to(device, non_blocking=True)).float()
+                probs = predict(model, images).float()
             if sizes:  # resized images: the CRF runs at the label's size, on the image upsampled to it
                 probs = upsample_to_labels(probs, sizes[0], targets.shape[-2:])
                 images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear",
                                        align_corners=False)
             plain.update(targets, probs.argmax(1).cpu())
-            for image, prob, target in zip(images, probs.cpu().numpy(), targets):
+            for image, prob, target in zip(images, probs, targets):
                 yield to_rgb(image), prob, target
 
     refined_images = refine(jobs())

@@ -33,6 +33,7 @@ from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
 from .losses import bootstrapped_cross_entropy, collate_with_unet_weights, unet_weighted_loss
 from .models import LateFusion, build_model, count_parameters
+from .models.crfrnn import CRFasRNN
 from .optim import build_optimizer, build_schedule
 from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
 from .visualize import evenly_spaced, prediction_panels
@@ -99,17 +100,30 @@ def resolve_num_workers(setting, dataset) -> int:
     return min(8, max(1, (os.cpu_count() or 1) // processes))
 
 
-def build_model_from_config(cfg, num_classes: int, input_channels=(3,)):
+def build_model_from_config(cfg, num_classes: int, input_channels=(3,), image_stats=None):
     """The configured model for a dataset whose input has one stream per entry of `input_channels` (e.g. (4,)
-    for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed)."""
-    options = {k: v for k, v in cfg.model.items() if k not in ("name", "init_from", "init_from_strict")}
+    for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed).
+    model.crf=crfrnn appends CRF-as-RNN's mean-field layers, which undo the normalisation `image_stats`
+    ((mean, std); a checkpoint's weights restore them)."""
+    options = {k: v for k, v in cfg.model.items()
+               if k not in ("name", "init_from", "init_from_strict") and not k.startswith("crf")}
+    if cfg.model.crf not in (None, "crfrnn"):
+        raise SegtrainError(f"model.crf={cfg.model.crf}: expected crfrnn (CRF-as-RNN) or null")
+    if cfg.model.crf and list(input_channels) != [3]:
+        raise SegtrainError(f"model.crf=crfrnn compares RGB colours; {cfg.dataset.name} gives "
+                            f"{'+'.join(str(c) for c in input_channels)}-channel input")
     if cfg.model.pretrained and any(c != 3 for c in input_channels):
         log.warning("model.pretrained=%s expects 3-channel RGB input; for %s-channel input its first convolution is "
                     "adapted (RGB filters summed for 1 channel, their mean for extra channels), so normalise "
                     "with the data's own dataset.mean/std", cfg.model.pretrained,
                     "/".join(str(c) for c in input_channels))
     streams = [build_model(cfg.model.name, num_classes, in_channels=c, **options) for c in input_channels]
-    return streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
+    model = streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
+    if cfg.model.crf:
+        m = cfg.model
+        model = CRFasRNN(model, num_classes, m.crf_iterations, m.crf_test_iterations, m.crf_sigma_alpha,
+                         m.crf_sigma_beta, m.crf_sigma_gamma, *(image_stats or ()))
+    return model
 
 
 def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int) -> torch.Tensor:
@@ -170,11 +184,14 @@ def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float =
 
 def init_from_checkpoint(model, path: str, strict: bool = True) -> None:
     """Copies every weight of a segtrain checkpoint whose name and shape match (FCN-16s from a trained FCN-32s:
-    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets. A trainable
+    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets; CRF-as-RNN
+    takes its network's weights from a run of that network, as the paper starts from a trained FCN-8s. A trainable
     weight of the same name and another shape (another width, another class count) is an error unless
     `strict` is false; fixed buffers of another shape (e.g. a bilinear upsampling kernel) are left as built."""
     source = load_checkpoint(path)["model"]
     target = model.state_dict()
+    if isinstance(model, CRFasRNN) and not any(k.startswith("network.") for k in source):
+        source = {f"network.{k}": v for k, v in source.items()}  # CRF-as-RNN from the plain network's run
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
     mismatched = [k for k in source if k in target and k not in matched]
@@ -343,7 +360,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     if main_process and cfg.dataset.get("val_fraction") is not None:
         write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
 
-    model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels).to(device)
+    model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels,
+                                    (train_set.mean, train_set.std)).to(device)
     if cfg.model.init_from:
         init_from_checkpoint(model, cfg.model.init_from, cfg.model.init_from_strict)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
@@ -356,7 +374,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     train_model = torch.compile(train_model) if tc.compile else train_model
-    log.info("model: %s, %s trainable parameters", cfg.model.name, f"{count_parameters(model):,}")
+    log.info("model: %s%s, %s trainable parameters", cfg.model.name, " + CRF-as-RNN" if cfg.model.crf else "",
+             f"{count_parameters(model):,}")
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")

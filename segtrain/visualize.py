@@ -9,14 +9,15 @@ IGNORE_COLOUR = (255, 255, 255)  # void (255) in legends
 
 
 def denormalize(image: torch.Tensor, mean, std) -> torch.Tensor:
-    """(C, H, W) normalised float -> (3, H, W) uint8: the first three channels (RGB, or HHA), or a single
-    channel (depth) stretched to grey."""
-    image = image.float().cpu()
+    """(C, H, W) normalised float -> (3, H, W) uint8 on the same device: the first three channels (RGB, or HHA),
+    or a single channel (depth) stretched to grey."""
+    image = image.float()
     if image.shape[0] < 3:
         grey = image[:1]
         grey = (grey - grey.min()) / (grey.max() - grey.min()).clamp_min(1e-6)
         return (grey.expand(3, -1, -1) * 255).round().to(torch.uint8)
-    image = image[:3] * torch.tensor(std[:3])[:, None, None] + torch.tensor(mean[:3])[:, None, None]
+    image = (image[:3] * torch.tensor(std[:3], device=image.device)[:, None, None]
+             + torch.tensor(mean[:3], device=image.device)[:, None, None])
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 

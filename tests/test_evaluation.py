@@ -35,9 +35,9 @@ def test_dense_crf_cleans_up_noisy_probabilities_along_image_edges():
 
 def test_parallel_crf_workers_give_the_in_process_results_in_order():
     jobs = [two_region_problem(seed)[:2] + (seed,) for seed in range(5)]
-    with crf_refiner(PARAMS, 0) as refine:
+    with crf_refiner(PARAMS, "pydensecrf", 0) as refine:
         serial = list(refine(iter(jobs)))
-    with crf_refiner(PARAMS, 2) as refine:
+    with crf_refiner(PARAMS, "pydensecrf", 2) as refine:
         parallel = list(refine(iter(jobs)))
     assert [extra for _, extra in parallel] == list(range(5))
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(serial, parallel))
@@ -112,6 +112,9 @@ def test_eval_with_crf_reports_both_and_keeps_the_plain_metrics(finished_run, tm
     stored = json.loads((tmp_path / "crf.json").read_text())
     assert stored["crf"]["params"]["w1"] == 5.0 and stored["crf"]["params"]["sigma_alpha"] == 20.0
     assert 0 <= stored["crf"]["mean_iu"] <= 1 and set(stored["crf"]["iu"]) == set(result["iu"])
+    reference = run_eval([f"ckpt={ckpt}", "crf=deconvnet", "crf.workers=0", "crf.backend=pydensecrf",
+                          "out=/dev/null"])
+    assert abs(reference["crf"]["mean_iu"] - stored["crf"]["mean_iu"]) <= 0.001  # the torch backend's, within 0.1
     multiscale = run_eval([f"ckpt={ckpt}", "inference=multiscale", "inference.scales=[1.0,1.5]", "out=/dev/null"])
     assert 0 <= multiscale["mean_iu"] <= 1
     with pytest.raises(SegtrainError, match="crf"):

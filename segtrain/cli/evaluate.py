@@ -157,11 +157,11 @@ def run(argv) -> dict:
             raise SegtrainError(f"crf={cfg.crf.name}: the CRF refines one task's labels; {cfg.dataset.name} with "
                                 f"several tasks is evaluated without it (crf=none)")
         params = crf_params(cfg.crf)
-        with crf_refiner(params, cfg.crf.workers) as refine:
+        with crf_refiner(params, cfg.crf.backend, cfg.crf.workers, cfg.crf.batch_images) as refine:
             metrics, crf_metrics = evaluate_with_crf(
                 model, loader, cfg.dataset.num_classes, device, autocast,
                 lambda net, images: predict_scores(net, images, **inference, probabilities=True), refine,
-                lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0).numpy(),
+                lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0),
                 progress=lambda images: track(images, len(dataset), f"crf={cfg.crf.name}", unit="image"))
 
     print(f"{ckpt} (iteration {state['iteration']}), {cfg.dataset.name} {cfg.dataset.val_split}: "

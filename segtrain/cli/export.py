@@ -56,6 +56,10 @@ def run(argv) -> Path:
     state = load_checkpoint(own["ckpt"])
     cfg = compose_stored_config(state["config"], overrides)
     info = checkpoint_dataset_info(state, cfg)
+    if cfg.model.get("crf"):
+        raise SegtrainError(f"ckpt={own['ckpt']}: model.crf={cfg.model.crf} builds its CRF lattice from each "
+                            "image's pixels (sizes known only at run time), which ONNX cannot express; evaluate "
+                            "and predict with segtrain-eval and segtrain-predict")
     model = build_model_from_config(cfg, cfg.dataset.num_classes, info["input_channels"])
     model.load_state_dict(state["model"])
     model.eval()

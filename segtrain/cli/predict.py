@@ -148,14 +148,14 @@ def run(argv) -> int:
                 scores = predict_scores(model, image.to(device), **inference, probabilities=use_crf)
             if scores.shape[-2:] != rgb.shape[:2]:
                 scores = F.interpolate(scores.float(), size=rgb.shape[:2], mode="bilinear", align_corners=False)
-            yield rgb, scores[0].float().cpu().numpy(), path
+            yield rgb, scores[0].float(), path
 
     params = crf_params(cfg.crf)
-    with crf_refiner(params, cfg.crf.workers if use_crf else 0) as refine:
+    with crf_refiner(params, cfg.crf.backend, cfg.crf.workers if use_crf else 0, cfg.crf.batch_images) as refine:
         if use_crf:
             labelled = refine((rgb, probs, (rgb, path)) for rgb, probs, path in scored())
         else:
-            labelled = ((scores.argmax(0), (rgb, path)) for rgb, scores, path in scored())
+            labelled = ((scores.argmax(0).cpu().numpy(), (rgb, path)) for rgb, scores, path in scored())
         written = 0
         for labels, (rgb, path) in labelled:
             label_png = Image.fromarray(labels.astype(np.uint8))
