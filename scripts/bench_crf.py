@@ -15,18 +15,14 @@ import torch
 
 from segtrain.crf import crf_params, crf_refiner
 
-PRESETS = ("dense", "deeplab", "deeplab_resnet", "deconvnet")  # configs/crf/
+PRESETS = ("dense", "deeplab", "deeplab_v2_vgg", "deeplab_resnet", "deconvnet")  # configs/crf/
 
 
 def preset_params(name: str) -> dict:
     """The parameters of a `crf=` preset, read from the configs segtrain-eval uses."""
-    from hydra import compose, initialize_config_dir
+    from segtrain.cli import compose_app
 
-    from segtrain.config import config_dir, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return crf_params(compose("config", overrides=[f"crf={name}"]).crf)
+    return crf_params(compose_app("eval", ["ckpt=unused.pt", f"crf={name}"])[0].crf)
 
 
 def fake_job(seed: int, size: int, classes: int):

@@ -17,7 +17,8 @@ from segtrain.config import config_dir, register_configs, to_plain
 from segtrain.data import build_dataset
 from segtrain.engine import autocast_context, evaluate
 from segtrain.inference import predict_scores
-from segtrain.train import build_model_from_config, select_amp, select_device, val_loader_for
+from segtrain.models import build_model_from_config
+from segtrain.runtime import select_amp, select_device, val_loader_for
 
 
 def bare_loop(model, loader, num_classes: int, device, predict) -> float:

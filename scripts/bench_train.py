@@ -25,7 +25,9 @@ from segtrain.data import build_dataset
 from segtrain.data.samplers import InfiniteSampler
 from segtrain.engine import autocast_context
 from segtrain.optim import build_optimizer, build_schedule
-from segtrain.train import build_model_from_config, resolve_num_workers, select_amp, select_device, train
+from segtrain.models import build_model_from_config
+from segtrain.runtime import resolve_num_workers, select_amp, select_device
+from segtrain.train import train
 
 
 def bare_loop(cfg, iters: int, warmup: int = 0) -> float:

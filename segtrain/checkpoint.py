@@ -1,4 +1,5 @@
 """Checkpoints: plain tensors and Python values only, written atomically, read with weights_only=True."""
+import logging
 import os
 import pickle
 import random
@@ -8,6 +9,8 @@ import numpy as np
 import torch
 
 from .errors import SegtrainError
+
+log = logging.getLogger("segtrain")
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -75,3 +78,52 @@ def set_rng_states(states: dict) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+def find_resume_checkpoint(resume, ckpt_dir: Path):
+    """trainer.resume: auto takes the newest checkpoint that holds the training state (last.pt, else a best.pt
+    written with trainer.best_with_state=true), or a path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        for name in ("last.pt", "best.pt"):
+            path = ckpt_dir / name
+            if not path.is_file():
+                continue
+            try:
+                if "optimizer" in load_checkpoint(path, peek=True):
+                    return path
+            except SegtrainError as error:  # e.g. truncated by a full disk: fall back to the next one
+                log.warning("trainer.resume=auto: skipping %s", error)
+        if (ckpt_dir / "best.pt").is_file():
+            raise SegtrainError(f"trainer.resume=auto: {ckpt_dir} has no last.pt and its best.pt holds only the "
+                                "weights (trainer.best_with_state=false); start a new run with "
+                                f"model.init_from={ckpt_dir / 'best.pt'} instead")
+        log.info("trainer.resume=auto: no checkpoint in %s yet, starting from scratch", ckpt_dir)
+        return None
+    path = Path(resume)
+    if not path.is_file():
+        raise SegtrainError(f"trainer.resume={resume}: no such checkpoint file")
+    return path
+
+
+def restore(ckpt, overrides=(), input_channels=None):
+    """(cfg, model, state) from a checkpoint: its stored training config with `overrides` (dotlist strings) checked
+    against the training schemas, the configured network with the stored weights, on the CPU, in eval mode, and
+    the whole checkpoint. `input_channels` defaults to what the checkpoint records."""
+    from .config import compose_stored_config
+    from .data import checkpoint_dataset_info
+    from .models import build_model_from_config
+
+    state = load_checkpoint(ckpt)
+    cfg = compose_stored_config(state["config"], overrides)
+    if input_channels is None:
+        input_channels = checkpoint_dataset_info(state, cfg)["input_channels"]
+    model = build_model_from_config(cfg, cfg.dataset.num_classes, input_channels)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:  # weights of another shape than the stored config describes (an edited file)
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise SegtrainError(f"checkpoint {ckpt}: its weights do not fit the model its config describes "
+                            f"({detail})") from None
+    return cfg, model.eval(), state

@@ -5,10 +5,10 @@ the wrong type fails while Hydra composes the config, before any work starts.
 """
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class Amp(str, Enum):
@@ -272,16 +272,95 @@ class TrainConfig:
     loss: LossConfig = MISSING
     augment: AugmentConfig = MISSING
     trainer: TrainerConfig = MISSING
-    crf: CRFConfig = MISSING
-    inference: InferenceConfig = MISSING
     seed: int = 0
     published: Optional[PublishedConfig] = None  # set by experiment= recipes
 
 
+# The training config's groups a checkpoint stores; segtrain-eval, -predict and -export take overrides of them
+# (`dataset.val_split=train`) on their command line, checked against these schemas once the checkpoint is read.
+STORED_GROUPS = ("model", "dataset", "optimizer", "schedule", "loss", "augment", "trainer")
+
+
+@dataclass
+class CheckpointAppConfig:
+    """What segtrain-eval, segtrain-predict and segtrain-export share: the checkpoint, and overrides of the
+    training config stored in it (open here; checked against the training schemas when applied)."""
+    ckpt: str = MISSING
+    model: Dict[str, Any] = field(default_factory=dict)
+    dataset: Dict[str, Any] = field(default_factory=dict)
+    optimizer: Dict[str, Any] = field(default_factory=dict)
+    schedule: Dict[str, Any] = field(default_factory=dict)
+    loss: Dict[str, Any] = field(default_factory=dict)
+    augment: Dict[str, Any] = field(default_factory=dict)
+    trainer: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig(CheckpointAppConfig):
+    ensemble: List[str] = field(default_factory=list)  # more checkpoints: the product of their probabilities
+    name: Optional[str] = None  # the output folder's name before its time stamp (default: the checkpoint's stem)
+    crf: CRFConfig = MISSING
+    inference: InferenceConfig = MISSING
+
+
+@dataclass
+class PredictConfig(CheckpointAppConfig):
+    input: str = MISSING  # an image or a folder of images
+    output: str = MISSING  # the folder for NAME.png and NAME_overlay.png
+    alpha: float = 0.5  # the overlay's opacity
+    skip_classes: Optional[List[str]] = None  # names or indices left unpainted (default: background)
+    crf: CRFConfig = MISSING
+    inference: InferenceConfig = MISSING
+
+
+@dataclass
+class ExportConfig(CheckpointAppConfig):
+    format: str = "onnx"
+    out: Optional[str] = None  # default: the checkpoint's path with .onnx
+    height: int = 512  # the example input's size
+    width: int = 512
+    dynamic: bool = True  # batch, height and width dynamic (false: fixed at height x width)
+
+
+def path_stem(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).stem
+
+
+def checkpoint_run_dir(ckpt: str) -> str:
+    """The run a checkpoint belongs to: RUN for RUN/checkpoints/NAME.pt, else the checkpoint's own folder."""
+    from pathlib import Path
+
+    folder = Path(ckpt).resolve().parent
+    return str(folder.parent if folder.name == "checkpoints" else folder)
+
+
+def help_groups(*groups) -> str:
+    """`--help`'s list of `groups` and their choices (the YAML files under configs/; the typed schemas the
+    choices build on are not choices and are left out)."""
+    from pathlib import Path
+
+    lines = []
+    for group in groups:
+        choices = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+        lines.append(f"{group}: {', '.join(choices)}")
+    return "\n".join(lines)
+
 
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("segtrain_help_groups", help_groups, replace=True)
+    # segtrain-eval's output folder, RUN/eval/<name>-<time> (configs/eval.yaml)
+    OmegaConf.register_new_resolver("segtrain_run_dir", checkpoint_run_dir, replace=True)
+    OmegaConf.register_new_resolver("segtrain_eval_name", lambda ckpt, name: name or path_stem(ckpt), replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    for name, schema in (("eval_schema", EvalConfig), ("predict_schema", PredictConfig),
+                         ("export_schema", ExportConfig)):
+        node = OmegaConf.structured(schema)
+        for group in STORED_GROUPS:  # open: any key of the stored config, checked when the checkpoint is read
+            OmegaConf.set_struct(node[group], False)
+        cs.store(name=name, node=node)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
     cs.store(group="dataset", name="voc_schema", node=VOCDatasetConfig)
@@ -394,13 +473,52 @@ def check_config(cfg) -> None:
         raise SegtrainError(f"trainer.num_workers={workers}: expected auto or a whole number >= 0")
     if cfg.trainer.deterministic not in ("auto", True, False):
         raise SegtrainError(f"trainer.deterministic={cfg.trainer.deterministic}: expected auto, true or false")
+    check_ranges(cfg)
+    if cfg.augment.scale_min > cfg.augment.scale_max:
+        raise SegtrainError(f"augment.scale_min={cfg.augment.scale_min} is above augment.scale_max="
+                            f"{cfg.augment.scale_max}")
+
+
+def compose_stored_config(stored: dict, overrides):
+    """The stored config re-validated by the same schemas `segtrain` composes with, then the overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import SegtrainError
+
+    register_configs()
+    choices = [f"{group}={stored[group]['name']}" for group in ("model", "dataset", "optimizer", "schedule")]
+    # checkpoints written before evaluation had its own config stored these groups; they are not training's
+    stored = {k: v for k, v in stored.items() if k not in ("crf", "inference")}
+    dotlist = list(overrides)
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside `segtrain` (resuming): its Hydra composes
+            cfg = compose("config", overrides=choices)
+        else:
+            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                cfg = compose("config", overrides=choices)
+        cfg = OmegaConf.merge(cfg, stored)
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+    check_config(cfg)
+    return cfg
+
+
+def check_ranges(cfg) -> None:
+    """Every key of VALUE_RANGES that `cfg` has (a training config, or segtrain-eval's and -predict's crf.*) in
+    its range, else a one-line SegtrainError naming the key and the range."""
+    from omegaconf import OmegaConf
+
+    from .errors import SegtrainError
+
     for key, (test, expected) in VALUE_RANGES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not isinstance(value, bool) and not test(value):
             raise SegtrainError(f"{key}={value}: expected {expected}")
-    if cfg.augment.scale_min > cfg.augment.scale_max:
-        raise SegtrainError(f"augment.scale_min={cfg.augment.scale_min} is above augment.scale_max="
-                            f"{cfg.augment.scale_max}")
 
 
 def strict_json(value, **kwargs) -> str:

@@ -113,26 +113,33 @@ def evaluate(model, loader, num_classes: int, device, autocast, keep=(), tasks=N
 
 
 @torch.inference_mode()
-def evaluate_with_crf(model, loader, num_classes: int, device, autocast, predict, refine, to_rgb, progress=None):
-    """(metrics of the network's prediction, metrics after the CRF) over the whole loader. `predict(model, images)`
-    gives class probabilities; `refine(jobs)` runs the CRF on (rgb image, probabilities, target) jobs
-    (segtrain.crf.crf_refiner: on the evaluating device, or in CPU processes), fed lazily while the network scores;
-    `to_rgb` turns a normalised image back into (H, W, 3) uint8 on its device."""
+def score_for_crf(model, loader, device, autocast, predict, to_rgb):
+    """(rgb image, class probabilities, target) for every image of the loader, the probabilities on the
+    evaluating device and at the label's size (resized images: upsampled, with the image). `predict(model,
+    images)` gives class probabilities; `to_rgb` turns a normalised image back into (H, W, 3) uint8."""
     model.eval()
+    for images, targets, *sizes in loader:
+        images = images.to(device, non_blocking=True)
+        with autocast:
+            probs = predict(model, images).float()
+        if sizes:  # resized images: the CRF runs at the label's size, on the image upsampled to it
+            probs = upsample_to_labels(probs, sizes[0], targets.shape[-2:])
+            images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        for image, prob, target in zip(images, probs, targets):
+            yield to_rgb(image), prob, target
+
+
+@torch.inference_mode()
+def evaluate_with_crf(scored, num_classes: int, refine, progress=None):
+    """(metrics of the network's prediction, metrics after the CRF) over `scored` (rgb, probabilities, target)
+    items (score_for_crf's). `refine(jobs)` runs the CRF (segtrain.crf.crf_refiner: on the evaluating device, or
+    in CPU processes), fed lazily while the network scores."""
     plain, refined = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
 
     def jobs():
-        for images, targets, *sizes in loader:
-            images = images.to(device, non_blocking=True)
-            with autocast:
-                probs = predict(model, images).float()
-            if sizes:  # resized images: the CRF runs at the label's size, on the image upsampled to it
-                probs = upsample_to_labels(probs, sizes[0], targets.shape[-2:])
-                images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear",
-                                       align_corners=False)
-            plain.update(targets, probs.argmax(1).cpu())
-            for image, prob, target in zip(images, probs, targets):
-                yield to_rgb(image), prob, target
+        for rgb, probs, target in scored:
+            plain.update(target, probs.argmax(0).cpu())
+            yield rgb, probs, target
 
     refined_images = refine(jobs())
     for labels, target in (progress(refined_images) if progress else refined_images):

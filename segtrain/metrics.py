@@ -1,6 +1,8 @@
 """FCN's evaluation (docs/reference.md section 2): one confusion matrix over the whole split, four metrics from it."""
 import torch
 
+METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+
 
 class ConfusionMatrix:
     """hist[i, j] = pixels of true class i predicted as j, kept on the model's device.
@@ -42,3 +44,10 @@ def metrics_from_hist(hist: torch.Tensor) -> dict:
         "acc": acc.tolist(),  # per class: NaN where absent from the ground truth
         "confusion": hist.long().tolist(),  # [true class][predicted class] pixels
     }
+
+
+def format_metrics(metrics: dict) -> str:
+    line = "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
+    for task, task_metrics in list(metrics.get("tasks", {}).items())[1:]:
+        line += f"  | {task}: " + "  ".join(f"{k} {task_metrics[k]:.4f}" for k in METRIC_NAMES)
+    return line

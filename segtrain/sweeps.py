@@ -1,4 +1,4 @@
-"""Sweeps that finish: each job records its outcome in <job dir>/job_status.json (finished, failed with its error
+"""Sweeps that finish (segtrain's and segtrain-eval's): each job records its outcome in <job dir>/job_status.json (finished, failed with its error
 line, or interrupted), a failing job does not end the sweep, and at the end SweepSummary (a Hydra callback,
 configs/config.yaml) writes sweep_summary.md and .json into the sweep dir and exits 1 if any job failed.
 Re-running the same `-m` command with `hydra.sweep.dir=SAME trainer.resume=auto` skips the jobs that finished
@@ -31,6 +31,8 @@ def record_job(run_dir: Path, overrides, status: str, error: str = None, result:
         iteration = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]
     record = {"status": status, "overrides": job_overrides(overrides), "error": error,
               "best_mean_iu": result.get("best_mean_iu"), "iteration": iteration, "run_dir": str(run_dir)}
+    if "crf_mean_iu" in result:  # segtrain-eval's jobs: the network's mean IU, and after the CRF (or None)
+        record.update(mean_iu=result["mean_iu"], crf_mean_iu=result["crf_mean_iu"])
     try:
         (run_dir / STATUS_FILE).write_text(strict_json(record, indent=2))
     except OSError as e:
@@ -58,12 +60,18 @@ def summarize(sweep_dir: Path):
             records.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    lines = ["| job | overrides | status | best mean IU | iterations | error |", "|---|---|---|---|---|---|"]
+    def percent(value):
+        return f"{100 * value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+    evaluation = any("crf_mean_iu" in record for record in records)  # segtrain-eval's sweep, else segtrain's
+    scores = "mean IU | + CRF" if evaluation else "best mean IU"
+    lines = [f"| job | overrides | status | {scores} | iterations | error |",
+             "|---|---|---|---|---|---|" + ("---|" if evaluation else "")]
     for record in records:
-        best = record.get("best_mean_iu")
-        best = f"{100 * best:.2f}" if isinstance(best, (int, float)) and math.isfinite(best) else "-"
+        score = (f"{percent(record.get('mean_iu'))} | {percent(record.get('crf_mean_iu'))}" if evaluation
+                 else percent(record.get("best_mean_iu")))
         lines.append(f"| {Path(record['run_dir']).name} | {' '.join(record['overrides']) or '(defaults)'} | "
-                     f"{record['status']} | {best} | {record.get('iteration') or '-'} | "
+                     f"{record['status']} | {score} | {record.get('iteration') or '-'} | "
                      f"{(record.get('error') or '').replace('|', '/')} |")
     return records, "\n".join(lines) + "\n"
 

@@ -8,7 +8,6 @@
 import gc
 import logging
 import os
-import random
 import sys
 import time
 from functools import partial
@@ -21,7 +20,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from . import distributed
-from .checkpoint import load_checkpoint, remove_stale_temporaries, rng_states, save_checkpoint, set_rng_states
+from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, rng_states,
+                         save_checkpoint, set_rng_states)
 from .config import check_config, strict_json, to_plain
 from .data import build_dataset, dataset_info, item_name, pad_collate
 from .data.augment import Augmented
@@ -32,99 +32,15 @@ from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, segmentation_loss, train_step
 from .errors import SegtrainError
 from .losses import bootstrapped_cross_entropy, collate_with_unet_weights, unet_weighted_loss
-from .models import LateFusion, build_model, count_parameters
-from .models.crfrnn import CRFasRNN
+from .metrics import METRIC_NAMES, format_metrics
+from .models import CRFasRNN, build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
+from .runtime import (resolve_deterministic, resolve_num_workers, seed_everything, select_amp, select_device,
+                      val_loader_for)
 from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
 from .visualize import evenly_spaced, prediction_panels
 
 log = logging.getLogger("segtrain")
-
-METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)  # set both ways: sweep jobs share a process
-    torch.backends.cudnn.benchmark = not deterministic
-
-
-def select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SegtrainError("trainer.device=cuda but no CUDA device is available; use trainer.device=cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """Native bfloat16 arithmetic (AVX512-BF16, AMX): without it bf16 autocast on a CPU is slower than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def select_amp(amp: str, device: torch.device) -> str:
-    """trainer.amp as it can run here: fp16 needs CUDA; bf16 needs a GPU or a CPU with bfloat16 instructions."""
-    amp = str(getattr(amp, "value", amp))  # the config's Amp enum, as its name
-    if device.type == "cpu" and amp == "bf16" and cpu_has_bf16():
-        return amp
-    if amp != "off" and device.type != "cuda":
-        log.warning("trainer.amp=%s needs %s; training in fp32 on %s", amp,
-                    "CUDA or a CPU with bfloat16 instructions" if amp == "bf16" else "CUDA", device.type)
-        return "off"
-    if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise SegtrainError("trainer.amp=bf16 but this GPU has no bf16 support; use trainer.amp=fp16")
-    return amp
-
-
-def resolve_deterministic(setting, device: torch.device) -> bool:
-    """trainer.deterministic=auto: deterministic kernels on a CPU, where they cost nothing measurable; on CUDA
-    cuDNN's autotuned (non-deterministic) kernels, much faster for convolutions."""
-    return device.type == "cpu" if setting == "auto" else bool(setting)
-
-
-def resolve_num_workers(setting, dataset) -> int:
-    """trainer.num_workers=auto: generated data (the synthetic scenes) renders faster in the training process
-    than it travels from a worker; files are read and decoded by up to 8 workers per training process."""
-    if setting != "auto":
-        return int(setting)
-    if not isinstance(dataset, FileDataset):
-        return 0
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return min(8, max(1, (os.cpu_count() or 1) // processes))
-
-
-def build_model_from_config(cfg, num_classes: int, input_channels=(3,), image_stats=None):
-    """The configured model for a dataset whose input has one stream per entry of `input_channels` (e.g. (4,)
-    for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed).
-    model.crf=crfrnn appends CRF-as-RNN's mean-field layers, which undo the normalisation `image_stats`
-    ((mean, std); a checkpoint's weights restore them)."""
-    options = {k: v for k, v in cfg.model.items()
-               if k not in ("name", "init_from", "init_from_strict") and not k.startswith("crf")}
-    if cfg.model.crf not in (None, "crfrnn"):
-        raise SegtrainError(f"model.crf={cfg.model.crf}: expected crfrnn (CRF-as-RNN) or null")
-    if cfg.model.crf and list(input_channels) != [3]:
-        raise SegtrainError(f"model.crf=crfrnn compares RGB colours; {cfg.dataset.name} gives "
-                            f"{'+'.join(str(c) for c in input_channels)}-channel input")
-    if cfg.model.pretrained and any(c != 3 for c in input_channels):
-        log.warning("model.pretrained=%s expects 3-channel RGB input; for %s-channel input its first convolution is "
-                    "adapted (RGB filters summed for 1 channel, their mean for extra channels), so normalise "
-                    "with the data's own dataset.mean/std", cfg.model.pretrained,
-                    "/".join(str(c) for c in input_channels))
-    streams = [build_model(cfg.model.name, num_classes, in_channels=c, **options) for c in input_channels]
-    model = streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)
-    if cfg.model.crf:
-        m = cfg.model
-        model = CRFasRNN(model, num_classes, m.crf_iterations, m.crf_test_iterations, m.crf_sigma_alpha,
-                         m.crf_sigma_beta, m.crf_sigma_gamma, *(image_stats or ()))
-    return model
-
 
 def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int) -> torch.Tensor:
     """FCN's sampling rate: each cell x cell block (a cell of the final score map) stays in the loss with
@@ -251,54 +167,12 @@ def train_collate(loss_cfg, ignore_index: int):
     return pad_collate
 
 
-def val_loader_for(cfg, dataset, device) -> DataLoader:
-    workers = resolve_num_workers(cfg.trainer.num_workers, dataset.dataset if isinstance(dataset, Subset)
-                                  else dataset)
-    return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False, collate_fn=pad_collate,
-                      num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                      worker_init_fn=ignore_stop_signals)
-
-
-def find_resume_checkpoint(resume, ckpt_dir: Path):
-    """trainer.resume: auto takes the newest checkpoint that holds the training state (last.pt, else a best.pt
-    written with trainer.best_with_state=true), or a path."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        for name in ("last.pt", "best.pt"):
-            path = ckpt_dir / name
-            if not path.is_file():
-                continue
-            try:
-                if "optimizer" in load_checkpoint(path, peek=True):
-                    return path
-            except SegtrainError as error:  # e.g. truncated by a full disk: fall back to the next one
-                log.warning("trainer.resume=auto: skipping %s", error)
-        if (ckpt_dir / "best.pt").is_file():
-            raise SegtrainError(f"trainer.resume=auto: {ckpt_dir} has no last.pt and its best.pt holds only the "
-                                "weights (trainer.best_with_state=false); start a new run with "
-                                f"model.init_from={ckpt_dir / 'best.pt'} instead")
-        log.info("trainer.resume=auto: no checkpoint in %s yet, starting from scratch", ckpt_dir)
-        return None
-    path = Path(resume)
-    if not path.is_file():
-        raise SegtrainError(f"trainer.resume={resume}: no such checkpoint file")
-    return path
-
-
 def kept_checkpoint(ckpt_dir: Path) -> str:
     """Which checkpoint a failed run leaves to go back to, as the end of an error line."""
     last = ckpt_dir / "last.pt"
     if last.is_file():
         return f"the last good checkpoint is {last} (iteration {load_checkpoint(last, peek=True)['iteration']})"
     return "no checkpoint had been written yet"
-
-
-def format_metrics(metrics: dict) -> str:
-    line = "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
-    for task, task_metrics in list(metrics.get("tasks", {}).items())[1:]:
-        line += f"  | {task}: " + "  ".join(f"{k} {task_metrics[k]:.4f}" for k in METRIC_NAMES)
-    return line
 
 
 # what resuming restores from the checkpoint: a different value on the command line would be recorded but ignored

@@ -31,12 +31,17 @@ def test_train_then_eval_through_the_console_scripts(tmp_path):
     assert "identical" in result.stdout
     for name in ("background", "block", "disc", "wire", "dot", "mean IU", "f.w. IU"):
         assert name in result.stdout
-    evaluated = json.loads((run_dir / "checkpoints" / "last_eval.json").read_text())
+    folder, = (run_dir / "eval").iterdir()  # RUN/eval/<checkpoint stem>-<time>
+    assert folder.name.startswith("last-")
+    evaluated = json.loads((folder / "metrics.json").read_text())
     assert evaluated["mean_iu"] == logged["mean_iu"]
     assert set(evaluated["acc"]) == set(evaluated["iu"]) and "acc." in result.stdout  # per-class accuracy too
-    confusion = (run_dir / "checkpoints" / "last_eval" / "confusion.csv").read_text().splitlines()
+    confusion = (folder / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "true \\ predicted,background,block,disc,wire,dot" and len(confusion) == 6
-    assert (run_dir / "checkpoints" / "last_eval" / "confusion.png").stat().st_size > 1000
+    assert (folder / "confusion.png").stat().st_size > 1000
+    stored = (folder / "config.yaml").read_text()  # the training config as evaluated, and the evaluation's keys
+    assert "evaluation:" in stored and "training:" in stored and "crf:" in stored
+    assert (folder / ".hydra" / "config.yaml").is_file()
 
 
 def test_eval_errors_are_one_line(tmp_path):
@@ -46,6 +51,47 @@ def test_eval_errors_are_one_line(tmp_path):
                                                   "no such file"]
     result = run("segtrain-eval", cwd=tmp_path)
     assert result.returncode == 2 and "ckpt=PATH is required" in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before Hydra made any folder
+
+
+@pytest.mark.parametrize("app,groups", [
+    ("segtrain", ["model", "dataset", "optimizer", "schedule", "loss", "augment", "trainer", "experiment"]),
+    ("segtrain-eval", ["crf", "inference", "eval_sweep"]), ("segtrain-predict", ["crf", "inference"]),
+    ("segtrain-export", [])])
+def test_every_app_lists_its_own_groups_and_their_choices_in_help(app, groups, tmp_path):
+    result = run(app, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    groups_part = result.stdout.partition("== Config ==")[0]
+    listed = {line.partition(":")[0]: line.partition(": ")[2].split(", ") for line in groups_part.splitlines()
+              if line.partition(":")[0] in ("model", "dataset", "optimizer", "schedule", "loss", "augment", "trainer",
+                                            "experiment", "crf", "inference", "eval_sweep", "sweep", "launcher")}
+    assert [group for group in listed if group in groups] == groups
+    configs = Path(__file__).parents[1] / "configs"
+    for group in groups:  # every choice, and no schema among them
+        assert listed[group] == sorted(p.stem for p in (configs / group).glob("*.yaml")), group
+    assert "_schema" not in result.stdout.partition("== Config ==")[0]
+    if app != "segtrain":
+        assert "ckpt: ???" in result.stdout
+
+
+def test_eval_sweeps_two_checkpoints_by_two_crf_settings_with_one_scoring_each(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    ckpts = ",".join(str(run_dir / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    result = run("segtrain-eval", "-m", f"ckpt={ckpts}", "crf=dense", "crf.w1=3,5", "crf.workers=0",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    results = [json.loads((job / "metrics.json").read_text()) for job in jobs]
+    assert [(Path(r["checkpoint"]).name, r["crf"]["params"]["w1"]) for r in results] == [
+        ("best.pt", 3.0), ("best.pt", 5.0), ("last.pt", 3.0), ("last.pt", 5.0)]
+    # the network scored each checkpoint's split once: the second CRF setting reused the scores
+    reused = ["reused" in (job / "segtrain-eval.log").read_text() for job in jobs]
+    assert reused == [False, True, False, True]
+    summary = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    assert "| mean IU | + CRF |" in summary and summary.count("| finished |") == 4
+    rows = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    assert [row["crf_mean_iu"] for row in rows] == [r["crf"]["mean_iu"] for r in results]
 
 
 def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):

@@ -71,8 +71,8 @@ def test_wheel_ships_the_configs(tmp_path):
     assert {"segtrain/configs/config.yaml", "segtrain/configs/dataset_preset/synthetic.yaml"} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("segtrain = segtrain.cli.train:run", "segtrain-eval = segtrain.cli.evaluate:main",
-                   "segtrain-predict = segtrain.cli.predict:main", "segtrain-export = segtrain.cli.export:main"):
+    for script in ("segtrain = segtrain.cli.train:run", "segtrain-eval = segtrain.cli.evaluate:cli",
+                   "segtrain-predict = segtrain.cli.predict:cli", "segtrain-export = segtrain.cli.export:cli"):
         assert script in scripts
 
     # installed from the wheel (not the checkout) and run from elsewhere, the CLI finds its configs

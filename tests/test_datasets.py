@@ -160,7 +160,7 @@ def test_siftflow_both_trains_two_heads_and_reports_each_task(fake, tmp_path, ca
     assert result["mean_iu"] == result["tasks"]["semantic"]["mean_iu"]
     assert len(result["tasks"]["geometric"]["iu"]) == 3
     capsys.readouterr()
-    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}", "out=/dev/null"])
+    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}"])
     out = capsys.readouterr().out
     assert "[semantic]" in out and "[geometric]" in out and "horizontal" in out and "identical" in out
     assert evaluated["tasks"]["geometric"] == result["tasks"]["geometric"]

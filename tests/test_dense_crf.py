@@ -143,11 +143,13 @@ def test_cuda_gives_the_cpus_labels_and_gradients():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-4)
 
 
-def test_crf_presets_are_the_published_parameters(tiny_cfg):
+def test_crf_presets_are_the_published_parameters():
+    from segtrain.cli import compose_app
+
     published = {"deeplab": (4, 121, 5, 3, 3), "dense": (4, 121, 5, 3, 3), "deeplab_v2_vgg": (4, 65, 3, 2, 2),
                  "deeplab_resnet": (4, 67, 3, 3, 1), "deconvnet": (5, 20, 3, 3, 3)}
     for preset, values in published.items():
-        crf = tiny_cfg(f"crf={preset}").crf
+        crf = compose_app("eval", ["ckpt=unused.pt", f"crf={preset}"])[0].crf
         assert (crf.w1, crf.sigma_alpha, crf.sigma_beta, crf.w2, crf.sigma_gamma) == values, preset
         assert crf.iterations == 10 and crf.backend == "torch"
 
@@ -165,12 +167,13 @@ def test_crfrnn_trains_its_kernel_weights_checkpoints_and_evaluates(tiny_cfg, tm
     assert not torch.equal(weights, 5.0 * torch.eye(len(weights)))  # a training step moved the kernel weights
     assert not torch.equal(state["model"]["crf.compatibility"], -torch.eye(len(weights)))
     assert state["model"]["image_mean"].shape == (1, 3, 1, 1)
-    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}", "out=/dev/null"])
+    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}"])
     assert math.isclose(evaluated["mean_iu"], result["mean_iu"])  # same 10-iteration CRF as validation
 
 
 def test_crfrnn_starts_from_a_plain_networks_checkpoint(finished_run, tiny_cfg):
-    from segtrain.train import build_model_from_config, init_from_checkpoint
+    from segtrain.models import build_model_from_config
+    from segtrain.train import init_from_checkpoint
 
     run_dir, _ = finished_run
     cfg = tiny_cfg("model.crf=crfrnn")

@@ -104,18 +104,20 @@ def test_batched_windows_and_flips_equal_one_forward_each():
 def test_eval_with_crf_reports_both_and_keeps_the_plain_metrics(finished_run, tmp_path, capsys):
     run_dir, _ = finished_run
     ckpt = run_dir / "checkpoints" / "last.pt"
-    plain = run_eval([f"ckpt={ckpt}", "out=/dev/null"])
-    result = run_eval([f"ckpt={ckpt}", "crf=deconvnet", "crf.workers=0", f"out={tmp_path / 'crf.json'}"])
+    plain = run_eval([f"ckpt={ckpt}"])
+    result = run_eval([f"ckpt={ckpt}", "crf=deconvnet", "crf.workers=0", f"hydra.run.dir={tmp_path / 'crf'}"])
     out = capsys.readouterr().out
     assert "+CRF" in out
     assert {k: result[k] for k in ("pixel_acc", "mean_iu")} == {k: plain[k] for k in ("pixel_acc", "mean_iu")}
-    stored = json.loads((tmp_path / "crf.json").read_text())
+    stored = json.loads((tmp_path / "crf" / "metrics.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "crf").iterdir()) == [
+        "config.yaml", "confusion.csv", "confusion.png", "metrics.json", "metrics.md"]
+    assert "+CRF IU" in (tmp_path / "crf" / "metrics.md").read_text()
     assert stored["crf"]["params"]["w1"] == 5.0 and stored["crf"]["params"]["sigma_alpha"] == 20.0
     assert 0 <= stored["crf"]["mean_iu"] <= 1 and set(stored["crf"]["iu"]) == set(result["iu"])
-    reference = run_eval([f"ckpt={ckpt}", "crf=deconvnet", "crf.workers=0", "crf.backend=pydensecrf",
-                          "out=/dev/null"])
+    reference = run_eval([f"ckpt={ckpt}", "crf=deconvnet", "crf.workers=0", "crf.backend=pydensecrf"])
     assert abs(reference["crf"]["mean_iu"] - stored["crf"]["mean_iu"]) <= 0.001  # the torch backend's, within 0.1
-    multiscale = run_eval([f"ckpt={ckpt}", "inference=multiscale", "inference.scales=[1.0,1.5]", "out=/dev/null"])
+    multiscale = run_eval([f"ckpt={ckpt}", "inference=multiscale", "inference.scales=[1.0,1.5]"])
     assert 0 <= multiscale["mean_iu"] <= 1
     with pytest.raises(SegtrainError, match="crf"):
         run_eval([f"ckpt={ckpt}", "crf=bogus"])
@@ -145,8 +147,8 @@ def test_predict_writes_palette_label_maps_and_overlays_and_skips_unreadable_ima
 
     # the same labels as the model's argmax on the normalised image
     from segtrain.checkpoint import load_checkpoint
-    from segtrain.cli.evaluate import compose_stored_config
-    from segtrain.train import build_model_from_config
+    from segtrain.config import compose_stored_config
+    from segtrain.models import build_model_from_config
 
     state = load_checkpoint(ckpt)
     model = build_model_from_config(compose_stored_config(state["config"], []), 5)
@@ -168,9 +170,9 @@ def test_export_onnx_with_dynamic_height_and_width_matches_pytorch(finished_run,
     import onnxruntime
 
     from segtrain.checkpoint import load_checkpoint
-    from segtrain.cli.evaluate import compose_stored_config
+    from segtrain.config import compose_stored_config
     from segtrain.cli.export import run as run_export
-    from segtrain.train import build_model_from_config
+    from segtrain.models import build_model_from_config
 
     run_dir, _ = finished_run
     ckpt = run_dir / "checkpoints" / "last.pt"
@@ -222,13 +224,13 @@ def test_predict_overlay_options(finished_run, tmp_path):
     from segtrain.cli.predict import overlay_options
 
     names = ["background", "block", "disc"]
-    assert overlay_options({}, names) == (0.5, {0})  # the background class is left unpainted by default
-    assert overlay_options({"skip_classes": ""}, names) == (0.5, set())
-    assert overlay_options({"skip_classes": "disc,1", "alpha": "0.8"}, names) == (0.8, {1, 2})
+    assert overlay_options(0.5, None, names) == (0.5, {0})  # the background class is left unpainted by default
+    assert overlay_options(0.5, [], names) == (0.5, set())
+    assert overlay_options(0.8, ["disc", "1"], names) == (0.8, {1, 2})
     with pytest.raises(SegtrainError, match="skip_classes: 'car' is not a class"):
-        overlay_options({"skip_classes": "car"}, names)
-    with pytest.raises(SegtrainError, match=r"alpha=2: expected a number in \[0, 1\]"):
-        overlay_options({"alpha": "2"}, names)
+        overlay_options(0.5, ["car"], names)
+    with pytest.raises(SegtrainError, match=r"alpha=2.0: expected a number in \[0, 1\]"):
+        overlay_options(2.0, None, names)
 
 
 def test_long_evaluation_shows_progress_off_a_terminal(caplog):

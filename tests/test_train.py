@@ -12,7 +12,8 @@ from segtrain.checkpoint import load_checkpoint, save_checkpoint
 from segtrain.cli.evaluate import run as run_eval
 from segtrain.errors import SegtrainError
 from segtrain.models import MODELS
-from segtrain.train import select_amp, train
+from segtrain.runtime import select_amp
+from segtrain.train import train
 
 
 def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
@@ -76,11 +77,11 @@ def test_eval_reproduces_the_logged_metrics(finished_run, tmp_path, capsys):
     run_dir, _ = finished_run
     for name in ("best.pt", "last.pt"):
         ckpt = load_checkpoint(run_dir / "checkpoints" / name)
-        result = run_eval([f"ckpt={run_dir / 'checkpoints' / name}", f"out={tmp_path / 'eval.json'}"])
+        result = run_eval([f"ckpt={run_dir / 'checkpoints' / name}", f"hydra.run.dir={tmp_path / name}"])
         for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
             assert result[key] == ckpt["metrics"][key]
         assert "identical" in capsys.readouterr().out
-    assert json.loads((tmp_path / "eval.json").read_text())["mean_iu"] == result["mean_iu"]
+        assert json.loads((tmp_path / name / "metrics.json").read_text())["mean_iu"] == result["mean_iu"]
 
 
 def test_eval_overrides_are_validated(finished_run):
@@ -88,10 +89,14 @@ def test_eval_overrides_are_validated(finished_run):
     ckpt = f"ckpt={run_dir / 'checkpoints' / 'last.pt'}"
     with pytest.raises(SegtrainError, match="num_vall"):
         run_eval([ckpt, "dataset.num_vall=2"])
-    with pytest.raises(SegtrainError, match="not KEY=VALUE"):
+    with pytest.raises(SegtrainError, match="trainer.val_batch_size=0: expected a whole number >= 1"):
+        run_eval([ckpt, "trainer.val_batch_size=0"])
+    with pytest.raises(SegtrainError, match="split"):
         run_eval([ckpt, "--split"])
-    result = run_eval([ckpt, "dataset.num_val=2", "out=/dev/null"])
-    assert 0 <= result["mean_iu"] <= 1
+    with pytest.raises(SegtrainError, match="crf"):
+        run_eval([ckpt, "crf=bogus"])
+    result = run_eval([ckpt, "dataset.num_val=2"])
+    assert 0 <= result["mean_iu"] <= 1 and result["overrides"] == ["dataset.num_val=2"]
 
 
 def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
@@ -171,32 +176,32 @@ def test_cuda_speed_options_together(tiny_cfg, tmp_path):
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_model_trains_and_evaluates_from_its_checkpoint(tiny_cfg, tmp_path, model):
     result = train(tiny_cfg(f"model={model}", "model.width=0.0625", "trainer.max_iters=2"), tmp_path)
-    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}", f"out={tmp_path / 'eval.json'}"])
+    evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}"])
     assert evaluated["mean_iu"] == result["mean_iu"]
 
 
 def test_edeconvnet_ensemble_of_checkpoints(finished_run, tiny_cfg, tmp_path, capsys):
     run_dir, _ = finished_run
     fcn8s = run_dir / "checkpoints" / "last.pt"
-    alone = run_eval([f"ckpt={fcn8s}", "out=/dev/null"])
+    alone = run_eval([f"ckpt={fcn8s}"])
     # A network with itself: squared probabilities keep every argmax, so the metrics cannot change
-    doubled = run_eval([f"ckpt={fcn8s}", f"ensemble={fcn8s}", "out=/dev/null"])
+    doubled = run_eval([f"ckpt={fcn8s}", f"ensemble=[{fcn8s}]"])
     assert {k: doubled[k] for k in ("pixel_acc", "mean_iu")} == {k: alone[k] for k in ("pixel_acc", "mean_iu")}
 
     train(tiny_cfg("model=deconvnet", "trainer.max_iters=2"), tmp_path / "deconvnet")
     deconvnet = tmp_path / "deconvnet" / "checkpoints" / "last.pt"
     capsys.readouterr()
-    result = run_eval([f"ckpt={deconvnet}", f"ensemble={fcn8s}", f"out={tmp_path / 'e.json'}"])
+    result = run_eval([f"ckpt={deconvnet}", f"ensemble=[{fcn8s}]", f"hydra.run.dir={tmp_path / 'e'}"])
     out = capsys.readouterr().out
     assert "product of the class probabilities of deconvnet x fcn8s" in out and "identical" not in out
-    assert json.loads((tmp_path / "e.json").read_text())["ensemble"] == [str(fcn8s)]
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["ensemble"] == [str(fcn8s)]
     assert 0 <= result["mean_iu"] <= 1
 
     other = load_checkpoint(fcn8s)
     other["config"]["dataset"]["num_classes"] = 4
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(SegtrainError, match="must share the dataset"):
-        run_eval([f"ckpt={deconvnet}", f"ensemble={tmp_path / 'other.pt'}"])
+        run_eval([f"ckpt={deconvnet}", f"ensemble=[{tmp_path / 'other.pt'}]"])
 
 
 def test_accumulating_two_half_batches_is_one_full_batch_step():
@@ -392,7 +397,7 @@ def test_training_with_the_bootstrapped_loss(tiny_cfg, tmp_path):
 def test_speed_defaults_resolve_for_the_machine(tmp_path):
     from segtrain.data import build_dataset
     from segtrain.data.fake import make_folder
-    from segtrain.train import resolve_deterministic, resolve_num_workers
+    from segtrain.runtime import resolve_deterministic, resolve_num_workers
 
     from .conftest import compose_config
 
@@ -420,9 +425,9 @@ def test_speed_settings_are_checked(override, message, tiny_cfg, tmp_path):
 
 
 def test_bf16_autocast_trains_on_a_cpu_with_bfloat16(tiny_cfg, tmp_path, monkeypatch, caplog):
-    from segtrain.train import cpu_has_bf16
+    from segtrain.runtime import cpu_has_bf16
 
-    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("segtrain.runtime.cpu_has_bf16", lambda: False)
     assert select_amp("bf16", torch.device("cpu")) == "off"  # no bfloat16 instructions: fp32, said in one line
     monkeypatch.undo()
     if not cpu_has_bf16():

@@ -1,6 +1,7 @@
 """Console entry points. Hydra and argument parsing live here only; everything below takes plain arguments."""
 import logging
 import sys
+from pathlib import Path
 
 from ..errors import SegtrainError
 
@@ -28,20 +29,55 @@ def log_error_to_file(line: str) -> None:
             handler.handle(record)
 
 
-def parse_key_values(argv, own_keys, usage: str, doc: str):
-    """`KEY=VALUE` arguments split into this program's own keys (a dict) and config overrides (a list)."""
-    own, overrides = {}, []
-    for arg in argv:
-        if arg in ("-h", "--help"):
-            print(doc.strip())
-            sys.exit(0)
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise SegtrainError(f"argument {arg!r} is not KEY=VALUE; {usage}")
-        if key in own_keys:
-            own[key] = value
-        else:
-            overrides.append(arg)
-    if "ckpt" not in own:
-        raise SegtrainError(f"ckpt=PATH is required; {usage}")
-    return own, overrides
+def stored_overrides(cfg) -> list:
+    """The command line's overrides of the training config stored in a checkpoint (segtrain-eval, -predict and
+    -export collect them in open nodes named after the training groups), as dotlist strings."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from ..config import STORED_GROUPS
+
+    def flatten(prefix, value):
+        if isinstance(value, dict):
+            return [item for key, child in value.items() for item in flatten(f"{prefix}.{key}", child)]
+        return [f"{prefix}={json.dumps(value)}"]  # JSON is YAML: strings stay strings ("null", "{split}annot")
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return [item for group in STORED_GROUPS for item in flatten(group, plain.get(group) or {})]
+
+
+def compose_app(config_name: str, argv):
+    """(config, its run folder) of a segtrain-eval/-predict/-export command line, composed as the app's
+    @hydra.main would (for tests and scripts); a bad override is a one-line SegtrainError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import config_dir, register_configs
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name, overrides=list(argv), return_hydra_config=True)
+        run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise SegtrainError(f"{' '.join(argv)}: {str(e).strip().splitlines()[0]}") from None
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, run_dir
+
+
+def require_checkpoints(program: str, argv) -> None:
+    """Before Hydra creates any folder: every `ckpt=` on the command line (a comma list in a -m sweep) is a file;
+    without one, a one-line error (--help and --cfg need none)."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return
+    values = [a.partition("=")[2] for a in argv if a.partition("=")[0] == "ckpt"]
+    if not values:
+        exit_with_error(program, SegtrainError("ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)"))
+    sweeping = "-m" in argv or "--multirun" in argv
+    for path in (p for value in values for p in (value.split(",") if sweeping else [value])):
+        if not Path(path).is_file():
+            exit_with_error(program, SegtrainError(f"checkpoint {path}: no such file"))

@@ -1,71 +1,37 @@
-"""`segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [crf=dense|deeplab|deeplab_resnet|deconvnet]
-[inference=whole|slide|multiscale] [out=FILE.json] [KEY=VALUE ...]`
+"""`segtrain-eval ckpt=PATH [crf=dense|...] [inference=whole|slide|multiscale] [ensemble=[PATH,...]] [KEY=VALUE ...]`
 
-Rebuilds the model and dataset from the config stored in the checkpoint, evaluates on the validation split and
-prints a per-class table and the four metrics. Any other KEY=VALUE overrides the stored training config and is
-checked against its schema (e.g. `dataset.val_split=train`, `trainer.device=cpu`, `trainer.val_batch_size=1`).
+A Hydra app (configs/eval.yaml): `segtrain-eval --help` lists its groups, `--cfg job` shows the composed config,
+`-m` sweeps. It rebuilds the model and dataset from the config stored in the checkpoint, evaluates on the
+validation split and prints a per-class table and the four metrics. Keys of the stored training config can be
+overridden (dataset.val_split=train, trainer.device=cpu) and are checked against the training schemas.
 
-`ensemble=` adds more checkpoints trained on the same dataset and scores the product of all the networks' class
-probabilities: `ckpt=DECONVNET.pt ensemble=FCN8S.pt` is the DeconvNet paper's EDeconvNet.
+Each evaluation writes into its own folder, by default RUN/eval/<name>-<time>/ (RUN: the checkpoint's run;
+<name>: name=, default the checkpoint's stem): metrics.json, metrics.md (the table), config.yaml (the training
+config as evaluated, with the evaluation's own keys), and the confusion matrix (confusion.csv, confusion.png).
 
-`crf=...` refines the probabilities with a fully connected CRF (crf.workers CPU processes) and reports the metrics
-without and with it side by side; `inference=slide` scores tiles (inference.tile, inference.overlap),
-`inference=multiscale` averages scales and flips (inference.scales, inference.flip).
+`ensemble=[B.pt]` adds checkpoints trained on the same dataset and scores the product of all the networks' class
+probabilities: `ckpt=DECONVNET.pt ensemble=[FCN8S.pt]` is the DeconvNet paper's EDeconvNet. `crf=...` refines
+the probabilities with a fully connected CRF and reports the metrics without and with it side by side.
+
+Sweeps: `segtrain-eval -m ckpt=A.pt,B.pt crf=dense crf.w1=3,4,5` runs each combination; the network scores each
+checkpoint's split once and the later jobs only rerun the CRF. `-m eval_sweep=optuna_crf` searches the CRF's
+parameters with Optuna, maximising the mean IU after the CRF. The sweep folder gets sweep_summary.md and .json.
 """
+import json
+import logging
+import math
 import sys
 from pathlib import Path
 
-from ..config import strict_json, to_plain
+import hydra
+
+from ..config import check_ranges, config_dir, register_configs, strict_json, to_plain
 from ..errors import SegtrainError
-from . import exit_with_error, parse_key_values
+from . import compose_app, exit_with_error, log_error_to_file, one_line, require_checkpoints, stored_overrides
 
-EVAL_GROUPS = ("crf", "inference")
-USAGE = "usage: segtrain-eval ckpt=PATH [ensemble=PATH[,PATH...]] [out=FILE.json] [KEY=VALUE ...]"
-
-
-def parse_args(argv):
-    own, overrides = parse_key_values(argv, ("ckpt", "out", "ensemble"), USAGE, __doc__)
-    ensemble = [path for path in own.get("ensemble", "").split(",") if path]
-    return own["ckpt"], ensemble, own.get("out"), overrides
-
-
-def compose_stored_config(stored: dict, overrides):
-    """The stored config re-validated by the same schemas `segtrain` composes with, then the overrides."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ..config import config_dir, register_configs
-
-    register_configs()
-    choices = [f"{group}={stored[group]['name']}" for group in ("model", "dataset", "optimizer", "schedule")]
-    # evaluation-only groups are picked on this command line (crf=deeplab, inference=multiscale), never stored
-    group_choices = [o for o in overrides if o.partition("=")[0] in EVAL_GROUPS]
-    dotlist = [o for o in overrides if o not in group_choices]
-    stored = {k: v for k, v in stored.items() if k not in EVAL_GROUPS}
-    try:
-        if GlobalHydra.instance().is_initialized():  # inside `segtrain` (resuming): its Hydra composes
-            cfg = compose("config", overrides=choices + group_choices)
-        else:
-            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-                cfg = compose("config", overrides=choices + group_choices)
-        cfg = OmegaConf.merge(cfg, stored)
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    except (HydraException, OmegaConfBaseException) as e:
-        raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
-
-
-def require_writable_file(path: Path) -> None:
-    existed = path.exists()
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as e:
-        raise SegtrainError(f"out={path}: cannot write there ({e.strerror})") from None
-    if not existed:
-        path.unlink()
+register_configs()
+log = logging.getLogger("segtrain")
+SCORE_CACHE_BYTES = 2 * 1024 ** 3  # a split's network probabilities kept for the next job of a sweep, up to this
 
 
 def format_report(class_names, metrics, crf_metrics=None) -> str:
@@ -105,103 +71,184 @@ def write_confusion(folder: Path, metrics: dict, class_names, tasks=None) -> lis
 
 def load_ensemble_member(path: str, cfg, input_channels):
     """The network of another checkpoint, which must have been trained on the same dataset and classes."""
-    from ..checkpoint import load_checkpoint
-    from ..train import build_model_from_config
+    from ..checkpoint import load_checkpoint, restore
+    from ..config import compose_stored_config
 
-    state = load_checkpoint(path)
-    member_cfg = compose_stored_config(state["config"], [])
+    member_cfg = compose_stored_config(load_checkpoint(path, peek=True)["config"], [])
     for key in ("name", "num_classes"):
         if member_cfg.dataset[key] != cfg.dataset[key]:
             raise SegtrainError(f"ensemble={path}: trained with dataset.{key}={member_cfg.dataset[key]}, but ckpt "
                                 f"has {cfg.dataset[key]}; ensemble members must share the dataset")
-    model = build_model_from_config(member_cfg, cfg.dataset.num_classes, input_channels)
-    model.load_state_dict(state["model"])
-    return model, member_cfg.model.name
+    return restore(path, input_channels=input_channels)[1], member_cfg.model.name
 
 
-def run(argv) -> dict:
-    ckpt, ensemble, out, overrides = parse_args(argv)
-    from ..checkpoint import load_checkpoint
+# The network's scores of the last split evaluated with a CRF, so that the next job of a sweep over CRF
+# parameters (run in this same process by Hydra's launcher) only reruns the CRF.
+_scored = {"key": None, "items": None}
+
+
+def scored_once(key, produce, device):
+    """`produce()`'s (rgb, probabilities, target) items, kept on the CPU while they fit SCORE_CACHE_BYTES and
+    given again when the same `key` comes back."""
+    if _scored["key"] == key:
+        log.info("network scores of this split reused from the previous job (only the CRF runs)")
+        return ((rgb, probs.to(device), target) for rgb, probs, target in _scored["items"])
+    _scored.update(key=None, items=None)
+
+    def keep():
+        items, size = [], 0
+        for rgb, probs, target in produce():
+            if items is not None:
+                size += probs.numel() * probs.element_size() + rgb.numel() + target.numel() * target.element_size()
+                items = items + [(rgb.cpu(), probs.cpu(), target.cpu())] if size <= SCORE_CACHE_BYTES else None
+            yield rgb, probs, target
+        if items is not None:
+            _scored.update(key=key, items=items)
+
+    return keep()
+
+
+def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
+    """Evaluate as the composed segtrain-eval config `cfg` says, writing into `out_dir`; returns the results."""
+    from ..checkpoint import restore
     from ..crf import crf_params, crf_refiner
     from ..data import build_dataset
-    from ..engine import autocast_context, evaluate, evaluate_with_crf
+    from ..engine import autocast_context, evaluate, evaluate_with_crf, score_for_crf
     from ..inference import predict_scores
+    from ..metrics import METRIC_NAMES
     from ..models import ProductEnsemble
     from ..progress import track
-    from ..train import METRIC_NAMES, build_model_from_config, select_amp, select_device, val_loader_for
+    from ..runtime import select_amp, select_device, val_loader_for
     from ..visualize import denormalize
 
-    state = load_checkpoint(ckpt)
-    out_path = Path(out) if out else Path(ckpt).with_name(f"{Path(ckpt).stem}_eval.json")
-    require_writable_file(out_path)  # before the evaluation, not after it
-    cfg = compose_stored_config(state["config"], overrides)
-    device = select_device(cfg.trainer.device)
-    autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
-    dataset = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)  # metrics at the labels' size
-    model = build_model_from_config(cfg, cfg.dataset.num_classes, dataset.input_channels)
-    model.load_state_dict(state["model"])
+    if (out_dir / "metrics.json").exists():
+        raise SegtrainError(f"{out_dir} already holds an evaluation (metrics.json); give another name= or "
+                            "hydra.run.dir=")
+    check_ranges(cfg)
+    overrides = stored_overrides(cfg)
+    train_cfg, model, state = restore(cfg.ckpt, overrides)
+    device = select_device(train_cfg.trainer.device)
+    autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
+    dataset = build_dataset(train_cfg.dataset, train_cfg.dataset.val_split, evaluation=True)  # labels' own size
+    ensemble = list(cfg.ensemble)
     if ensemble:
-        members, names = zip(*[load_ensemble_member(path, cfg, dataset.input_channels) for path in ensemble])
+        members, names = zip(*[load_ensemble_member(path, train_cfg, dataset.input_channels) for path in ensemble])
         model = ProductEnsemble([model, *members])
-        print(f"ensemble: product of the class probabilities of {' x '.join([cfg.model.name, *names])}")
+        print(f"ensemble: product of the class probabilities of {' x '.join([train_cfg.model.name, *names])}")
     model.to(device)
     inference = to_plain(cfg.inference)
-    loader = val_loader_for(cfg, dataset, device)
+    loader = val_loader_for(train_cfg, dataset, device)
     crf_metrics = None
     if cfg.crf.name == "none":
-        metrics, _ = evaluate(model, loader, cfg.dataset.num_classes, device, autocast, tasks=dataset.tasks,
+        metrics, _ = evaluate(model, loader, train_cfg.dataset.num_classes, device, autocast, tasks=dataset.tasks,
                               progress=lambda batches: track(batches, len(loader), "evaluating", unit="batch"),
                               predict=lambda net, images: predict_scores(net, images, **inference))
     else:
         if dataset.tasks:
-            raise SegtrainError(f"crf={cfg.crf.name}: the CRF refines one task's labels; {cfg.dataset.name} with "
-                                f"several tasks is evaluated without it (crf=none)")
-        params = crf_params(cfg.crf)
-        with crf_refiner(params, cfg.crf.backend, cfg.crf.workers, cfg.crf.batch_images) as refine:
+            raise SegtrainError(f"crf={cfg.crf.name}: the CRF refines one task's labels; {train_cfg.dataset.name} "
+                                "with several tasks is evaluated without it (crf=none)")
+        ckpt = Path(cfg.ckpt).resolve()
+        key = (str(ckpt), ckpt.stat().st_mtime_ns, tuple(overrides), tuple(ensemble), json.dumps(inference))
+        scored = scored_once(key, lambda: score_for_crf(
+            model, loader, device, autocast,
+            lambda net, images: predict_scores(net, images, **inference, probabilities=True),
+            lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0)), device)
+        with crf_refiner(crf_params(cfg.crf), cfg.crf.backend, cfg.crf.workers, cfg.crf.batch_images) as refine:
             metrics, crf_metrics = evaluate_with_crf(
-                model, loader, cfg.dataset.num_classes, device, autocast,
-                lambda net, images: predict_scores(net, images, **inference, probabilities=True), refine,
-                lambda image: denormalize(image, dataset.mean, dataset.std).permute(1, 2, 0),
+                scored, train_cfg.dataset.num_classes, refine,
                 progress=lambda images: track(images, len(dataset), f"crf={cfg.crf.name}", unit="image"))
 
-    print(f"{ckpt} (iteration {state['iteration']}), {cfg.dataset.name} {cfg.dataset.val_split}: "
-          f"{len(dataset)} images")
+    split = train_cfg.dataset.val_split
+    print(f"{cfg.ckpt} (iteration {state['iteration']}), {train_cfg.dataset.name} {split}: {len(dataset)} images")
     if dataset.tasks:  # one table per task (SIFT Flow's semantic and geometric heads)
-        for name, class_names in dataset.tasks:
-            print(f"\n[{name}]\n" + format_report(class_names, metrics["tasks"][name]))
+        report = "\n\n".join(f"[{name}]\n" + format_report(class_names, metrics["tasks"][name])
+                              for name, class_names in dataset.tasks)
     else:
-        print(format_report(dataset.class_names, metrics, crf_metrics))
+        report = format_report(dataset.class_names, metrics, crf_metrics)
+    print(report)
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
     if logged is not None and not overrides and not ensemble:
         same = all(logged[k] == metrics[k] for k in METRIC_NAMES)
         print(f"training logged at iteration {state['iteration']}: "
               + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
-              "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(ckpt),
-              "iteration": state["iteration"], "split": cfg.dataset.val_split,
-              "overrides": overrides, "ensemble": ensemble,
-              **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
+              "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(cfg.ckpt),
+              "iteration": state["iteration"], "split": split, "overrides": overrides, "ensemble": ensemble,
+              "inference": inference, **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
     if crf_metrics is not None:
-        result["crf"] = {**{k: crf_metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names,
-                                                                                   crf_metrics["iu"])),
-                         "params": to_plain(cfg.crf)}
-    out_path.write_text(strict_json(result, indent=2))
-    # the confusion matrix beside it: <out without .json>/confusion.csv and .png (after the CRF when there is one)
-    pictures = write_confusion(out_path.with_suffix(""), crf_metrics or metrics, dataset.class_names,
-                               dataset.tasks) if out_path.is_file() else []  # not for out=/dev/null
-    print(f"wrote {', '.join(str(p) for p in [out_path, *pictures])}")
+        result["crf"] = {**{k: crf_metrics[k] for k in METRIC_NAMES},
+                         "iu": dict(zip(dataset.class_names, crf_metrics["iu"])), "params": to_plain(cfg.crf)}
+    write_results(out_dir, result, report, cfg, train_cfg, crf_metrics or metrics, dataset)
     return result
 
 
-def main(argv=None) -> None:
-    import logging
+def write_results(out_dir: Path, result: dict, report: str, cfg, train_cfg, shown_metrics, dataset) -> None:
+    """metrics.json, metrics.md, config.yaml and the confusion matrix (after the CRF when there is one)."""
+    from omegaconf import OmegaConf
 
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")  # progress lines off a terminal
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(strict_json(result, indent=2))
+    title = f"# {result['checkpoint']} (iteration {result['iteration']}), {result['split']}"
+    (out_dir / "metrics.md").write_text(f"{title}\n\n```\n{report}\n```\n")
+    evaluated = {"evaluation": {k: v for k, v in to_plain(cfg).items() if k != "hydra"},
+                 "training": to_plain(train_cfg)}
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(evaluated)))
+    pictures = write_confusion(out_dir, shown_metrics, dataset.class_names, dataset.tasks)
+    print(f"wrote {out_dir}: metrics.json, metrics.md, config.yaml, {', '.join(p.name for p in pictures)}")
+
+
+def objective(result: dict) -> float:
+    """What a sweep maximises: the mean IU after the CRF when there is one, else the network's."""
+    return result["crf"]["mean_iu"] if "crf" in result else result["mean_iu"]
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def main(cfg) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ..sweeps import record_job
+
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run(sys.argv[1:] if argv is None else argv)
-    except SegtrainError as error:
-        exit_with_error("segtrain-eval", error)
+        result = evaluate_checkpoint(cfg, out_dir)
+    except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
+        if not sweeping and not isinstance(error, SegtrainError):
+            raise
+        if not isinstance(error, SegtrainError):
+            log.exception("job failed")
+        log_error_to_file(f"segtrain-eval: error: {one_line(error)}")
+        if not sweeping:
+            exit_with_error("segtrain-eval", error)
+        print(f"segtrain-eval: error: {one_line(error)}", file=sys.stderr)
+        record_job(out_dir, overrides, "failed", one_line(error))
+        return math.nan
+    if sweeping:
+        record_job(out_dir, overrides, "finished", result={
+            "mean_iu": result["mean_iu"], "crf_mean_iu": result.get("crf", {}).get("mean_iu"),
+            "iteration": result["iteration"]})
+    return objective(result)
+
+
+def run(argv) -> dict:
+    """segtrain-eval's work for an argument list, without Hydra's command line (tests, scripts): the same
+    config, the same output folder."""
+    cfg, out_dir = compose_app("eval", argv)
+    base, number = out_dir, 1
+    while (out_dir / "metrics.json").exists():  # several evaluations within one second: numbered folders
+        number += 1
+        out_dir = base.with_name(f"{base.name}-{number}")
+    return evaluate_checkpoint(cfg, out_dir)
+
+
+def cli() -> None:
+    """The console script: checks the checkpoint paths, then hands the command line to Hydra."""
+    require_checkpoints("segtrain-eval", sys.argv[1:])
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

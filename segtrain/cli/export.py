@@ -1,17 +1,23 @@
-"""`segtrain-export ckpt=PATH [format=onnx] [out=FILE.onnx] [height=512] [width=512] [dynamic=true]`
+"""`segtrain-export ckpt=PATH [format=onnx] [out=FILE.onnx] [height=512] [width=512] [dynamic=true]`: a Hydra app
+(configs/export.yaml; `--help`, `--cfg job`).
 
 Exports a checkpoint's network to ONNX (torch.onnx's dynamo exporter) with the batch, height and width dynamic,
 then runs the file with onnxruntime at the example size and at another size and checks that it matches PyTorch.
 Networks whose padding depends on the input size in Python (U-Net's overlap-tile mirroring, DeconvNet's mirroring
 to 224) export with dynamic=false at the given height and width only.
 """
+import logging
 import sys
 from pathlib import Path
 
-from ..errors import SegtrainError
-from . import exit_with_error, parse_key_values
+import hydra
 
-USAGE = "usage: segtrain-export ckpt=PATH [format=onnx] [out=FILE.onnx] [height=512] [width=512] [dynamic=true]"
+from ..config import config_dir, register_configs
+from ..errors import SegtrainError
+from . import compose_app, exit_with_error, require_checkpoints, stored_overrides
+
+register_configs()
+log = logging.getLogger("segtrain")
 
 
 def check_onnx(path, model, inputs, tolerance: float) -> float:
@@ -37,48 +43,44 @@ def check_onnx(path, model, inputs, tolerance: float) -> float:
     return worst
 
 
-def run(argv) -> Path:
-    own, overrides = parse_key_values(argv, ("ckpt", "format", "out", "height", "width", "dynamic"), USAGE, __doc__)
-    if own.get("format", "onnx") != "onnx":
-        raise SegtrainError(f"format={own['format']}: only onnx is supported; {USAGE}")
-    try:
-        height, width = int(own.get("height", 512)), int(own.get("width", 512))
-    except ValueError:
-        raise SegtrainError(f"height= and width= take whole numbers of pixels; {USAGE}") from None
-    dynamic = own.get("dynamic", "true").lower() in ("true", "1", "yes")
+def export_checkpoint(cfg) -> Path:
+    """Export as the composed segtrain-export config says; the ONNX file's path."""
+    if cfg.format != "onnx":
+        raise SegtrainError(f"format={cfg.format}: only onnx is supported")
+    if cfg.height < 1 or cfg.width < 1:
+        raise SegtrainError(f"height={cfg.height} width={cfg.width}: expected whole numbers of pixels >= 1")
+    height, width, dynamic = cfg.height, cfg.width, cfg.dynamic
     import torch
 
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import restore
     from ..data import checkpoint_dataset_info
-    from ..train import build_model_from_config
-    from .evaluate import compose_stored_config
 
-    state = load_checkpoint(own["ckpt"])
-    cfg = compose_stored_config(state["config"], overrides)
-    info = checkpoint_dataset_info(state, cfg)
-    if cfg.model.get("crf"):
-        raise SegtrainError(f"ckpt={own['ckpt']}: model.crf={cfg.model.crf} builds its CRF lattice from each "
+    log.info("reading %s", cfg.ckpt)
+    train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))
+    if train_cfg.model.get("crf"):
+        raise SegtrainError(f"ckpt={cfg.ckpt}: model.crf={train_cfg.model.crf} builds its CRF lattice from each "
                             "image's pixels (sizes known only at run time), which ONNX cannot express; evaluate "
                             "and predict with segtrain-eval and segtrain-predict")
-    model = build_model_from_config(cfg, cfg.dataset.num_classes, info["input_channels"])
-    model.load_state_dict(state["model"])
-    model.eval()
+    info = checkpoint_dataset_info(state, train_cfg)
     channels = sum(info["input_channels"])
-    out = Path(own.get("out") or Path(own["ckpt"]).with_suffix(".onnx"))
+    out = Path(cfg.out or Path(cfg.ckpt).with_suffix(".onnx"))
     example = torch.randn(1, channels, height, width)
     shapes = None
     if dynamic:
         shapes = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim("height", min=1, max=8192),
                         3: torch.export.Dim("width", min=1, max=8192)}}
+    log.info("exporting %s to %s (%s)", train_cfg.model.name, out,
+             "dynamic batch, height and width" if dynamic else f"fixed {height}x{width}")
     try:
         with torch.no_grad():
             torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=["scores"],
                               dynamic_shapes=shapes, dynamo=True, verbose=False)
     except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the first line says which
         hint = " Try dynamic=false with height= and width=." if dynamic else ""
-        raise SegtrainError(f"cannot export {cfg.model.name} to ONNX ({type(e).__name__}: "
+        raise SegtrainError(f"cannot export {train_cfg.model.name} to ONNX ({type(e).__name__}: "
                             f"{str(e).strip().splitlines()[0][:200]}).{hint}") from None
     inputs = [example] + ([torch.randn(2, channels, height // 2 + 7, width // 2 + 3)] if dynamic else [])
+    log.info("checking %s with onnxruntime at %s", out.name, " and ".join(str(tuple(x.shape)) for x in inputs))
     worst = check_onnx(out, model, inputs, tolerance=1e-3)
     sizes = " and ".join(f"{tuple(x.shape)}" for x in inputs)
     print(f"wrote {out} ({'dynamic batch, height and width' if dynamic else f'fixed {height}x{width}'}); "
@@ -86,12 +88,25 @@ def run(argv) -> Path:
     return out
 
 
-def main(argv=None) -> None:
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+def main(cfg) -> None:
     try:
-        run(sys.argv[1:] if argv is None else argv)
+        export_checkpoint(cfg)
     except SegtrainError as error:
         exit_with_error("segtrain-export", error)
 
 
-if __name__ == "__main__":
+def run(argv) -> Path:
+    """segtrain-export's work for an argument list, without Hydra's command line (tests, scripts)."""
+    cfg, _ = compose_app("export", argv)
+    return export_checkpoint(cfg)
+
+
+def cli() -> None:
+    """The console script: checks the checkpoint paths, then hands the command line to Hydra."""
+    require_checkpoints("segtrain-export", sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

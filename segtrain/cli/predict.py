@@ -1,5 +1,5 @@
-"""`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=NAME,...] [crf=dense|...]
-[inference=...] [KEY=VALUE ...]`
+"""`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=[NAME,...]] [crf=dense|...]
+[inference=...] [KEY=VALUE ...]`: a Hydra app (configs/predict.yaml; `--help`, `--cfg job`).
 
 Segments new RGB images of any size with a trained checkpoint. For each image NAME it writes OUTPUT/NAME.png, the
 label map as a palette PNG (pixel value = class index, colours from the dataset's palette), and
@@ -7,16 +7,18 @@ OUTPUT/NAME_overlay.png, the image with the classes drawn over it at `alpha` (de
 classes drawn below it. `skip_classes` (names or indices, comma-separated) are left unpainted; by default the
 class named "background" when the dataset has one (`skip_classes=` paints every class). An image that cannot be
 read is reported and skipped; the others still run (the exit status is then 1). `crf=` and `inference=` work as
-in segtrain-eval.
+in segtrain-eval, and so do overrides of the stored training config.
 """
 import sys
 from pathlib import Path
 
-from ..errors import SegtrainError
-from . import exit_with_error, parse_key_values
+import hydra
 
-USAGE = ("usage: segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=NAME,...] "
-         "[crf=...] [inference=...] [KEY=VALUE ...]")
+from ..config import check_ranges, config_dir, register_configs
+from ..errors import SegtrainError
+from . import compose_app, exit_with_error, require_checkpoints, stored_overrides
+
+register_configs()
 
 
 def input_files(path: str):
@@ -63,18 +65,14 @@ def prepare_output(output: Path, source: Path, files) -> None:
         raise SegtrainError(f"output={output}: cannot write there ({e.strerror})") from None
 
 
-def overlay_options(own: dict, class_names):
-    """(alpha, classes to leave unpainted) from alpha= and skip_classes=."""
-    try:
-        alpha = float(own.get("alpha", 0.5))
-    except ValueError:
-        alpha = -1.0
+def overlay_options(alpha: float, skip_classes, class_names):
+    """(alpha, classes to leave unpainted) from alpha= and skip_classes= (None: the background class)."""
     if not 0 <= alpha <= 1:
-        raise SegtrainError(f"alpha={own['alpha']}: expected a number in [0, 1]")
-    if "skip_classes" not in own:
+        raise SegtrainError(f"alpha={alpha}: expected a number in [0, 1]")
+    if skip_classes is None:
         return alpha, {class_names.index("background")} if "background" in class_names else set()
     skip = set()
-    for entry in filter(None, (e.strip() for e in own["skip_classes"].split(","))):
+    for entry in (str(e).strip() for e in skip_classes):
         if entry in class_names:
             skip.add(class_names.index(entry))
         elif entry.isdigit() and int(entry) < len(class_names):
@@ -84,51 +82,45 @@ def overlay_options(own: dict, class_names):
     return alpha, skip
 
 
-def run(argv) -> int:
-    own, overrides = parse_key_values(argv, ("ckpt", "input", "output", "alpha", "skip_classes"), USAGE, __doc__)
-    for key in ("input", "output"):
-        if key not in own:
-            raise SegtrainError(f"{key}= is required; {USAGE}")
+def predict_images(cfg) -> int:
+    """Label every image of cfg.input into cfg.output; the exit status (1 when an image was skipped)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
     from PIL import Image
 
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import restore
     from ..config import to_plain
     from ..crf import crf_params, crf_refiner
     from ..data import checkpoint_dataset_info
     from ..data.files import read_image, resized_size
     from ..engine import autocast_context
     from ..inference import predict_scores
-    from ..train import build_model_from_config, select_amp, select_device
     from ..progress import track
+    from ..runtime import select_amp, select_device
     from ..visualize import overlay_with_legend
-    from .evaluate import compose_stored_config
 
-    files = input_files(own["input"])
-    prepare_output(Path(own["output"]), Path(own["input"]), files)
-    state = load_checkpoint(own["ckpt"])
-    cfg = compose_stored_config(state["config"], overrides)
-    info = checkpoint_dataset_info(state, cfg)
+    check_ranges(cfg)
+    files = input_files(cfg.input)
+    prepare_output(Path(cfg.output), Path(cfg.input), files)
+    train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))
+    info = checkpoint_dataset_info(state, train_cfg)
     if info["input_channels"] != [3]:
-        raise SegtrainError(f"ckpt={own['ckpt']}: the model takes {info['input_channels']} input channels "
-                            f"({cfg.dataset.name}); segtrain-predict reads RGB images")
-    device = select_device(cfg.trainer.device)
-    autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
-    model = build_model_from_config(cfg, cfg.dataset.num_classes)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
+        raise SegtrainError(f"ckpt={cfg.ckpt}: the model takes {info['input_channels']} input channels "
+                            f"({train_cfg.dataset.name}); segtrain-predict reads RGB images")
+    device = select_device(train_cfg.trainer.device)
+    autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
+    model.to(device)
     mean, std = torch.tensor(info["mean"])[:, None, None], torch.tensor(info["std"])[:, None, None]
     palette = torch.tensor(info["palette"], dtype=torch.uint8)
     class_names = list(info["class_names"])
-    alpha, skip = overlay_options(own, class_names)
+    alpha, skip = overlay_options(cfg.alpha, cfg.skip_classes, class_names)
     use_crf = cfg.crf.name != "none"
     resize = None
-    if cfg.dataset.get("scale") is not None or cfg.dataset.get("short_side") is not None:
-        resize = (cfg.dataset.get("scale"), cfg.dataset.get("short_side"))
+    if train_cfg.dataset.get("scale") is not None or train_cfg.dataset.get("short_side") is not None:
+        resize = (train_cfg.dataset.get("scale"), train_cfg.dataset.get("short_side"))
     inference = to_plain(cfg.inference)
-    output = Path(own["output"])
+    output = Path(cfg.output)
     skipped = []
 
     def scored():
@@ -169,16 +161,26 @@ def run(argv) -> int:
     return 1 if skipped else 0
 
 
-def main(argv=None) -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")  # progress lines off a terminal
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def main(cfg) -> None:
     try:
-        status = run(sys.argv[1:] if argv is None else argv)
+        status = predict_images(cfg)
     except SegtrainError as error:
         exit_with_error("segtrain-predict", error)
     sys.exit(status)
 
 
-if __name__ == "__main__":
+def run(argv) -> int:
+    """segtrain-predict's work for an argument list, without Hydra's command line (tests, scripts)."""
+    cfg, _ = compose_app("predict", argv)
+    return predict_images(cfg)
+
+
+def cli() -> None:
+    """The console script: checks the checkpoint paths, then hands the command line to Hydra."""
+    require_checkpoints("segtrain-predict", sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

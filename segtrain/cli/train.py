@@ -31,8 +31,8 @@ def resume_config(cfg, task_overrides, run_dir: Path):
     checkpoint to resume from yet)."""
     from ..checkpoint import load_checkpoint
     from ..sweeps import job_overrides
-    from ..train import find_resume_checkpoint
-    from .evaluate import compose_stored_config
+    from ..checkpoint import find_resume_checkpoint
+    from ..config import compose_stored_config
 
     path = find_resume_checkpoint(cfg.trainer.resume, run_dir / "checkpoints")
     if path is None:
