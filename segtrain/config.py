@@ -194,6 +194,7 @@ class LossConfig:
     sigma: float = 5.0  # unet_weighted: its width, pixels
     top_k: Optional[int] = None  # bootstrap: the hardest pixels per image in the loss (FRRN: 512 x 64 = 32768)
     top_fraction: Optional[float] = None  # bootstrap: or this fraction of each image's labelled pixels
+    sample_rate: float = 1.0  # FCN's p: each cell of the final score map is kept in the loss with probability p
 
 
 @dataclass
@@ -207,7 +208,6 @@ class TrainerConfig:
     accumulate: int = 1  # batches whose gradients are summed per optimizer step (Caffe's iter_size)
     sampling: Sampling = Sampling.whole  # whole images (a batch padded with 255 labels) or random patches
     patch_size: int = 224  # sampling=patch: square patches, padded with 255 labels where the image is smaller
-    sample_rate: float = 1.0  # FCN's p: each cell of the final score map is kept in the loss with probability p
     num_vis_images: int = 4  # image panels written to TensorBoard at each validation
     num_workers: Any = "auto"  # DataLoader processes: auto (0 for generated data, else up to 8 per process) or N
     device: Device = Device.auto
@@ -401,7 +401,7 @@ VALUE_RANGES = {
     "trainer.log_interval": (lambda v: v >= 1, "a whole number >= 1"),
     "trainer.accumulate": (lambda v: v >= 1, "a whole number >= 1"),
     "trainer.patch_size": (lambda v: v >= 1, "a whole number of pixels >= 1"),
-    "trainer.sample_rate": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
+    "loss.sample_rate": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
     "trainer.num_vis_images": (lambda v: v >= 0, ">= 0"),
     "model.width": (lambda v: v > 0, "a channel multiplier > 0 (1.0 is the published network)"),
     "model.dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
@@ -493,6 +493,10 @@ def compose_stored_config(stored: dict, overrides):
     choices = [f"{group}={stored[group]['name']}" for group in ("model", "dataset", "optimizer", "schedule")]
     # checkpoints written before evaluation had its own config stored these groups; they are not training's
     stored = {k: v for k, v in stored.items() if k not in ("crf", "inference")}
+    if "sample_rate" in stored.get("trainer", {}):  # and FCN's sample rate among the trainer's keys
+        trainer = dict(stored["trainer"])
+        stored["loss"] = {**stored.get("loss", {}), "sample_rate": trainer.pop("sample_rate")}
+        stored["trainer"] = trainer
     dotlist = list(overrides)
     try:
         if GlobalHydra.instance().is_initialized():  # inside `segtrain` (resuming): its Hydra composes

@@ -1,4 +1,5 @@
-"""One training step and one evaluation pass, on plain arguments (no config objects below this line)."""
+"""One training step and one evaluation pass, on plain arguments (no config objects below this line). The losses
+are segtrain.losses'."""
 from contextlib import nullcontext
 
 import torch
@@ -30,29 +31,6 @@ def task_heads(num_classes: int, tasks=None):
 def task_target(targets: torch.Tensor, index: int, tasks) -> torch.Tensor:
     """Multi-task labels are (N, tasks, H, W); single-task (N, H, W)."""
     return targets[:, index] if tasks else targets
-
-
-def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, tasks=None, normalize: bool = True,
-                      class_weights=None, denominator=None):
-    """Cross-entropy over the pixels that are not ignored: their mean, or with normalize=False their sum (the
-    FCN release's unnormalised loss); `class_weights` weight each class. With several tasks, the sum of theirs.
-    `denominator(local)` turns this batch's labelled-pixel count (or weight) into the one to divide by
-    (distributed training: the whole global batch's, over the number of ranks)."""
-    loss = 0
-    for t, (_, channels) in enumerate(task_heads(num_classes, tasks)):
-        target = task_target(targets, t, tasks)
-        weight = None if class_weights is None else class_weights[channels]
-        scores = logits[:, channels].float()
-        if normalize and denominator is None:
-            loss = loss + F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index)
-            continue
-        total = F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index, reduction="sum")
-        if normalize:
-            labelled = target[(target != ignore_index) & (target >= 0) & (target < scores.shape[1])]
-            local = labelled.numel() if weight is None else weight[labelled].sum()
-            total = total / denominator(torch.as_tensor(local, dtype=torch.float32, device=scores.device))
-        loss = loss + total
-    return loss
 
 
 def train_step(model, batches, optimizer, scheduler, scaler, autocast, loss_fn):

@@ -1,12 +1,19 @@
-"""Losses beyond plain cross-entropy (segtrain.engine.segmentation_loss): FRRN's bootstrapped cross-entropy, and
-U-Net's weighted cross-entropy (Ronneberger et al. 2015, eq. 2): w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / 2 sigma^2),
+"""The training losses and what they need: cross-entropy over the labelled pixels (per task for multi-task data,
+mean or FCN's sum, class weights), FCN's cell sampling, FRRN's bootstrapped cross-entropy, U-Net's weighted
+cross-entropy (Ronneberger et al. 2015, eq. 2): w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / 2 sigma^2),
 w_c balancing the class frequencies and d1, d2 the distances to the nearest and second nearest object, so the
 thin background gaps between touching objects weigh most."""
 import math
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from . import distributed
+from .data import pad_collate
+from .engine import task_heads, task_target
+from .errors import SegtrainError
 
 
 def unet_weight_map(label: np.ndarray, ignore_index: int = 255, w0: float = 10.0, sigma: float = 5.0,
@@ -64,3 +71,86 @@ def bootstrapped_cross_entropy(logits, targets, ignore_index: int, top_k=None, t
         k = min(top_k if top_k is not None else math.ceil(top_fraction * values.numel()), values.numel())
         means.append(values.topk(k).values.mean() if k else losses.sum() * 0)  # no labels: 0, still in the graph
     return torch.stack(means).mean()
+
+
+def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, tasks=None, normalize: bool = True,
+                      class_weights=None, denominator=None):
+    """Cross-entropy over the pixels that are not ignored: their mean, or with normalize=False their sum (the
+    FCN release's unnormalised loss); `class_weights` weight each class. With several tasks, the sum of theirs.
+    `denominator(local)` turns this batch's labelled-pixel count (or weight) into the one to divide by
+    (distributed training: the whole global batch's, over the number of ranks)."""
+    loss = 0
+    for t, (_, channels) in enumerate(task_heads(num_classes, tasks)):
+        target = task_target(targets, t, tasks)
+        weight = None if class_weights is None else class_weights[channels]
+        scores = logits[:, channels].float()
+        if normalize and denominator is None:
+            loss = loss + F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index)
+            continue
+        total = F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index, reduction="sum")
+        if normalize:
+            labelled = target[(target != ignore_index) & (target >= 0) & (target < scores.shape[1])]
+            local = labelled.numel() if weight is None else weight[labelled].sum()
+            total = total / denominator(torch.as_tensor(local, dtype=torch.float32, device=scores.device))
+        loss = loss + total
+    return loss
+
+
+def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int) -> torch.Tensor:
+    """FCN's sampling rate: each cell x cell block (a cell of the final score map) stays in the loss with
+    probability `rate`; the others become ignored."""
+    height, width = targets.shape[-2:]
+    keep = torch.rand(targets.shape[0], -(-height // cell), -(-width // cell), device=targets.device) < rate
+    keep = keep.repeat_interleave(cell, 1).repeat_interleave(cell, 2)[:, :height, :width]
+    return targets.masked_fill(~(keep if targets.dim() == 3 else keep[:, None]), ignore_index)
+
+
+def build_loss(loss_cfg, num_classes: int, dataset, device, cell: int = 1, world: int = 1, class_weights=None):
+    """(loss_fn(logits, targets[, pixel weights]), the collate its batches need) as the `loss` config says, with
+    FCN's cell sampling when loss.sample_rate < 1 (`cell`: the network's output stride). With `world` processes
+    the mean is over the global batch's labelled pixels (DDP then averages the gradients). `class_weights` are
+    loss.class_weights as numbers (segtrain.train.resolve_class_weights)."""
+    sample_rate = loss_cfg.sample_rate
+    weights = None
+    if class_weights is None and loss_cfg.class_weights is not None:
+        class_weights = list(loss_cfg.class_weights)
+    if class_weights is not None:
+        if len(class_weights) != num_classes:
+            raise SegtrainError(f"loss.class_weights has {len(class_weights)} entries; expected one per "
+                                f"class ({num_classes}: {', '.join(dataset.class_names)})")
+        weights = torch.tensor(class_weights, dtype=torch.float32, device=device)
+    if not 0 < sample_rate <= 1:
+        raise SegtrainError(f"loss.sample_rate={sample_rate}: expected a probability in (0, 1]")
+
+    def global_denominator(local: torch.Tensor) -> torch.Tensor:
+        return distributed.all_reduce_sum(local.clone()) / world
+
+    denominator = global_denominator if world > 1 else None
+
+    if loss_cfg.name == "unet_weighted" and (dataset.tasks or weights is not None):
+        raise SegtrainError("loss=unet_weighted computes its own pixel weights for one task; drop "
+                            "loss.class_weights and use a single-task dataset")
+    if loss_cfg.name == "bootstrap":
+        if (loss_cfg.top_k is None) == (loss_cfg.top_fraction is None):
+            raise SegtrainError("loss=bootstrap: set exactly one of loss.top_k (pixels per image) and "
+                                "loss.top_fraction (of each image's labelled pixels)")
+        if dataset.tasks:
+            raise SegtrainError("loss=bootstrap ranks one task's pixels; use loss=cross_entropy for "
+                                f"{len(dataset.tasks)} tasks")
+
+    def loss_fn(logits, targets, pixel_weights=None):
+        if sample_rate < 1:
+            targets = drop_cells(targets, sample_rate, cell, dataset.ignore_index)
+        if loss_cfg.name == "bootstrap":  # a mean per image, then over the batch (DDP averages the ranks)
+            return bootstrapped_cross_entropy(logits, targets, dataset.ignore_index, loss_cfg.top_k,
+                                              loss_cfg.top_fraction, weights)
+        if loss_cfg.name == "unet_weighted":  # the weights come with the batch (the collate below)
+            return unet_weighted_loss(logits, targets, pixel_weights, dataset.ignore_index, loss_cfg.normalize,
+                                      denominator)
+        return segmentation_loss(logits, targets, num_classes, dataset.ignore_index, dataset.tasks,
+                                 loss_cfg.normalize, weights, denominator)
+
+    if loss_cfg.name == "unet_weighted":
+        return loss_fn, partial(collate_with_unet_weights, collate=pad_collate, ignore_index=dataset.ignore_index,
+                                w0=loss_cfg.w0, sigma=loss_cfg.sigma)
+    return loss_fn, pad_collate

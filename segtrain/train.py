@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +22,15 @@ from . import distributed
 from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, rng_states,
                          save_checkpoint, set_rng_states)
 from .config import check_config, strict_json, to_plain
-from .data import build_dataset, dataset_info, item_name, pad_collate
+from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
 from .data.files import FileDataset
 from .data.scan import class_weights as class_weights_from_scan
 from .data.scan import scan_labels
 from .data.samplers import InfiniteSampler
-from .engine import autocast_context, evaluate, segmentation_loss, train_step
+from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
-from .losses import bootstrapped_cross_entropy, collate_with_unet_weights, unet_weighted_loss
+from .losses import build_loss
 from .metrics import METRIC_NAMES, format_metrics
 from .models import CRFasRNN, build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
@@ -41,62 +40,6 @@ from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
 from .visualize import evenly_spaced, prediction_panels
 
 log = logging.getLogger("segtrain")
-
-def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int) -> torch.Tensor:
-    """FCN's sampling rate: each cell x cell block (a cell of the final score map) stays in the loss with
-    probability `rate`; the others become ignored."""
-    height, width = targets.shape[-2:]
-    keep = torch.rand(targets.shape[0], -(-height // cell), -(-width // cell), device=targets.device) < rate
-    keep = keep.repeat_interleave(cell, 1).repeat_interleave(cell, 2)[:, :height, :width]
-    return targets.masked_fill(~(keep if targets.dim() == 3 else keep[:, None]), ignore_index)
-
-
-def build_loss(loss_cfg, num_classes: int, dataset, device, sample_rate: float = 1.0, cell: int = 1,
-               world: int = 1, class_weights=None):
-    """loss_fn(logits, targets) as the `loss` config says, with FCN's cell sampling when sample_rate < 1. With
-    `world` processes the mean is over the global batch's labelled pixels (DDP then averages the gradients).
-    `class_weights` are loss.class_weights as numbers (resolve_class_weights)."""
-    weights = None
-    if class_weights is None and loss_cfg.class_weights is not None:
-        class_weights = list(loss_cfg.class_weights)
-    if class_weights is not None:
-        if len(class_weights) != num_classes:
-            raise SegtrainError(f"loss.class_weights has {len(class_weights)} entries; expected one per "
-                                f"class ({num_classes}: {', '.join(dataset.class_names)})")
-        weights = torch.tensor(class_weights, dtype=torch.float32, device=device)
-    if not 0 < sample_rate <= 1:
-        raise SegtrainError(f"trainer.sample_rate={sample_rate}: expected a probability in (0, 1]")
-
-    def global_denominator(local: torch.Tensor) -> torch.Tensor:
-        return distributed.all_reduce_sum(local.clone()) / world
-
-    denominator = global_denominator if world > 1 else None
-
-    if loss_cfg.name == "unet_weighted" and (dataset.tasks or weights is not None):
-        raise SegtrainError("loss=unet_weighted computes its own pixel weights for one task; drop "
-                            "loss.class_weights and use a single-task dataset")
-    if loss_cfg.name == "bootstrap":
-        if (loss_cfg.top_k is None) == (loss_cfg.top_fraction is None):
-            raise SegtrainError("loss=bootstrap: set exactly one of loss.top_k (pixels per image) and "
-                                "loss.top_fraction (of each image's labelled pixels)")
-        if dataset.tasks:
-            raise SegtrainError("loss=bootstrap ranks one task's pixels; use loss=cross_entropy for "
-                                f"{len(dataset.tasks)} tasks")
-
-    def loss_fn(logits, targets, pixel_weights=None):
-        if sample_rate < 1:
-            targets = drop_cells(targets, sample_rate, cell, dataset.ignore_index)
-        if loss_cfg.name == "bootstrap":  # a mean per image, then over the batch (DDP averages the ranks)
-            return bootstrapped_cross_entropy(logits, targets, dataset.ignore_index, loss_cfg.top_k,
-                                              loss_cfg.top_fraction, weights)
-        if loss_cfg.name == "unet_weighted":  # the weights come with the batch (train_collate)
-            return unet_weighted_loss(logits, targets, pixel_weights, dataset.ignore_index, loss_cfg.normalize,
-                                      denominator)
-        return segmentation_loss(logits, targets, num_classes, dataset.ignore_index, dataset.tasks,
-                                 loss_cfg.normalize, weights, denominator)
-
-    return loss_fn
-
 
 def init_from_checkpoint(model, path: str, strict: bool = True) -> None:
     """Copies every weight of a segtrain checkpoint whose name and shape match (FCN-16s from a trained FCN-32s:
@@ -157,14 +100,6 @@ def warn_if_long_on_cpu(progress, remaining_iters: int) -> None:
         log.warning("on this CPU the remaining %d iterations take about %.1f hours (%.1f img/s); shrink the run with "
                     "trainer.max_iters, model.width (e.g. 0.25), dataset.scale or dataset.short_side, or "
                     "trainer.batch_size", remaining_iters, seconds / 3600, progress.images_per_second())
-
-
-def train_collate(loss_cfg, ignore_index: int):
-    """Batches of (images, targets), plus U-Net's pixel weights when the loss needs them."""
-    if loss_cfg.name == "unet_weighted":
-        return partial(collate_with_unet_weights, collate=pad_collate, ignore_index=ignore_index, w0=loss_cfg.w0,
-                       sigma=loss_cfg.sigma)
-    return pad_collate
 
 
 def kept_checkpoint(ckpt_dir: Path) -> str:
@@ -253,8 +188,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
-    loss_fn = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device, tc.sample_rate,
-                         getattr(model, "output_stride", 1), world, class_weights)
+    loss_fn, collate = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device,
+                                  getattr(model, "output_stride", 1), world, class_weights)
 
     config_plain = to_plain(cfg)  # what checkpoints store
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
@@ -292,7 +227,7 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     log.info("device %s%s, %d DataLoader worker(s), %s kernels", device, f" with {amp} autocast" if amp != "off"
              else "", workers, "deterministic" if deterministic else "autotuned (non-deterministic)")
     train_loader = DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler,
-                              num_workers=workers, collate_fn=train_collate(cfg.loss, train_set.ignore_index),
+                              num_workers=workers, collate_fn=collate,
                               persistent_workers=workers > 0, worker_init_fn=ignore_stop_signals,
                               pin_memory=device.type == "cuda", drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed + start_iter))

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from segtrain.data import build_dataset, pad_collate
 from segtrain.data.augment import Augmented
 from segtrain.data.samplers import InfiniteSampler
-from segtrain.train import drop_cells
+from segtrain.losses import drop_cells
 
 from .conftest import compose_config
 
@@ -87,5 +87,5 @@ def test_training_with_augmentation_patches_and_cell_sampling(tiny_cfg, tmp_path
     from segtrain.train import train
 
     result = train(tiny_cfg("augment=deeplab", "augment.crop_size=24", "trainer.sampling=patch",
-                            "trainer.patch_size=24", "trainer.sample_rate=0.5"), tmp_path)
+                            "trainer.patch_size=24", "loss.sample_rate=0.5"), tmp_path)
     assert np.isfinite(result["mean_iu"])

@@ -138,7 +138,7 @@ def test_siftflow_semantic_and_geometric_encodings(fake):
 
 def test_siftflow_both_trains_two_heads_and_reports_each_task(fake, tmp_path, capsys):
     from segtrain.cli.evaluate import run as run_eval
-    from segtrain.engine import segmentation_loss
+    from segtrain.losses import segmentation_loss
     from segtrain.train import train
 
     both = dataset(fake, "siftflow", None, "dataset.task=both")

@@ -82,7 +82,7 @@ def test_a_stop_signal_saves_the_iteration_and_the_run_resumes_bit_exact(signum,
     ("trainer.batch_size=0", "trainer.batch_size=0: expected a whole number >= 1"),
     ("optimizer.lr=-1", "optimizer.lr=-1.0: expected a learning rate > 0"),
     ("model.width=0", "model.width=0.0: expected a channel multiplier > 0"),
-    ("trainer.sample_rate=1.5", "trainer.sample_rate=1.5: expected a probability in (0, 1]"),
+    ("loss.sample_rate=1.5", "loss.sample_rate=1.5: expected a probability in (0, 1]"),
     ("augment.crop_size=0", "augment.crop_size=0: expected a whole number of pixels >= 1"),
     ("+dataset.ignore_index=11", "dataset.ignore_index: not a key of the dataset schema"),
 ])

@@ -206,7 +206,8 @@ def test_edeconvnet_ensemble_of_checkpoints(finished_run, tiny_cfg, tmp_path, ca
 
 def test_accumulating_two_half_batches_is_one_full_batch_step():
     """Caffe's iter_size: gradients of N batches, each loss divided by N, equal one batch N times larger."""
-    from segtrain.engine import segmentation_loss, train_step
+    from segtrain.engine import train_step
+    from segtrain.losses import segmentation_loss
     from segtrain.models import build_model
 
     torch.manual_seed(0)
@@ -232,7 +233,7 @@ def test_accumulating_two_half_batches_is_one_full_batch_step():
 
 
 def test_summed_loss_and_class_weights():
-    from segtrain.engine import segmentation_loss
+    from segtrain.losses import segmentation_loss
 
     logits, targets = torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
     targets[0, 0] = 255
