@@ -29,6 +29,34 @@ def log_error_to_file(line: str) -> None:
             handler.handle(record)
 
 
+def hydra_job():
+    """(output folder, task overrides, whether it is a job of a -m sweep) of the running Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    return Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), hydra_cfg.mode == RunMode.MULTIRUN
+
+
+def failed_job(program: str, error: Exception, run_dir: Path, overrides, sweeping: bool) -> float:
+    """A job's error, as one line on stderr and at the end of its log. Alone: exit 2 (an error that is not a
+    SegtrainError, a bug, propagates with its traceback). In a sweep: recorded in its job_status.json and NaN
+    returned (Optuna marks the trial failed), so the next job runs."""
+    from ..sweeps import record_job
+
+    if not sweeping and not isinstance(error, SegtrainError):
+        raise error
+    line = f"{program}: error: {one_line(error)}"
+    if not isinstance(error, SegtrainError):  # a bug or the machine (e.g. out of memory): keep the details
+        logging.getLogger("segtrain").exception("job failed")
+    log_error_to_file(line)
+    if not sweeping:
+        exit_with_error(program, error)
+    print(line, file=sys.stderr)
+    record_job(run_dir, overrides, "failed", one_line(error))
+    return float("nan")
+
+
 def stored_overrides(cfg) -> list:
     """The command line's overrides of the training config stored in a checkpoint (segtrain-eval, -predict and
     -export collect them in open nodes named after the training groups), as dotlist strings."""

@@ -19,7 +19,6 @@ parameters with Optuna, maximising the mean IU after the CRF. The sweep folder g
 """
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import hydra
 
 from ..config import check_ranges, config_dir, register_configs, strict_json, to_plain
 from ..errors import SegtrainError
-from . import compose_app, exit_with_error, log_error_to_file, one_line, require_checkpoints, stored_overrides
+from . import compose_app, failed_job, hydra_job, require_checkpoints, stored_overrides
 
 register_configs()
 log = logging.getLogger("segtrain")
@@ -204,28 +203,13 @@ def objective(result: dict) -> float:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     from ..sweeps import record_job
 
-    hydra_cfg = HydraConfig.get()
-    out_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
-    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    out_dir, overrides, sweeping = hydra_job()
     try:
         result = evaluate_checkpoint(cfg, out_dir)
     except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
-        if not sweeping and not isinstance(error, SegtrainError):
-            raise
-        if not isinstance(error, SegtrainError):
-            log.exception("job failed")
-        log_error_to_file(f"segtrain-eval: error: {one_line(error)}")
-        if not sweeping:
-            exit_with_error("segtrain-eval", error)
-        print(f"segtrain-eval: error: {one_line(error)}", file=sys.stderr)
-        record_job(out_dir, overrides, "failed", one_line(error))
-        return math.nan
+        return failed_job("segtrain-eval", error, out_dir, overrides, sweeping)
     if sweeping:
         record_job(out_dir, overrides, "finished", result={
             "mean_iu": result["mean_iu"], "crf_mean_iu": result.get("crf", {}).get("mean_iu"),

@@ -5,7 +5,6 @@ given on the same command line apply on top and are listed in the log. In a swee
 recorded and the next one runs (segtrain.sweeps)."""
 import atexit
 import logging
-import math
 import os
 import shutil
 import sys
@@ -13,12 +12,10 @@ import tempfile
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 
 from ..config import config_dir, register_configs
 from ..errors import SegtrainError
-from . import exit_with_error, log_error_to_file, one_line
+from . import exit_with_error, failed_job, hydra_job, log_error_to_file
 
 register_configs()
 log = logging.getLogger("segtrain")
@@ -62,10 +59,7 @@ def main(cfg) -> float:
     from ..sweeps import finished_before, record_job
     from ..train import train  # torch is imported only once the config is known to be valid
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
-    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir, overrides, sweeping = hydra_job()
     if sweeping and cfg.trainer.resume:
         done = finished_before(run_dir, overrides)
         if done is not None:
@@ -86,17 +80,7 @@ def main(cfg) -> float:
         stop.chain()
         sys.exit(stop.exit_code)
     except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
-        if not sweeping and not isinstance(error, SegtrainError):
-            raise
-        line = f"segtrain: error: {one_line(error)}"
-        if not isinstance(error, SegtrainError):  # a bug or the machine (e.g. out of memory): keep the details
-            log.exception("job failed")
-        log_error_to_file(line)
-        if not sweeping:
-            exit_with_error("segtrain", error)
-        print(line, file=sys.stderr)
-        record_job(run_dir, overrides, "failed", one_line(error))
-        return math.nan  # Optuna records the trial as failed
+        return failed_job("segtrain", error, run_dir, overrides, sweeping)
     if sweeping:
         record_job(run_dir, overrides, "finished", result=result)
     return result["best_mean_iu"]  # what a Hydra sweeper (e.g. Optuna) maximises
