@@ -338,12 +338,12 @@ def checkpoint_run_dir(ckpt: str) -> str:
 
 def help_groups(*groups) -> str:
     """`--help`'s list of `groups` and their choices (the YAML files under configs/; the typed schemas the
-    choices build on are not choices and are left out)."""
+    choices build on, and bases such as experiment/_fcn_caffe.yaml, are not choices and are left out)."""
     from pathlib import Path
 
     lines = []
     for group in groups:
-        choices = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+        choices = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml") if not p.stem.startswith("_"))
         lines.append(f"{group}: {', '.join(choices)}")
     return "\n".join(lines)
 

@@ -94,3 +94,21 @@ def test_wheel_ships_the_configs(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(str(site)) and (tmp_path / "fake" / "folder" / "classes.yaml").is_file()
+
+
+def test_choices_state_only_what_differs():
+    """Model YAMLs restate no schema default, voc_aug extends voc, the FCN recipes share one Caffe solver, and the
+    dataset presets for whole images of varying sizes are one file."""
+    from segtrain.config import ModelConfig
+
+    configs = Path(config_dir())
+    schema = ModelConfig()
+    for path in sorted((configs / "model").glob("*.yaml")):
+        for key, value in OmegaConf.load(path).items():
+            if key not in ("defaults", "name"):
+                assert value != getattr(schema, key), f"{path.name}: {key}={value} is the schema's default"
+    assert list(OmegaConf.load(configs / "dataset" / "voc_aug.yaml").defaults) == ["voc", "_self_"]
+    for path in sorted((configs / "experiment").glob("fcn*.yaml")):
+        assert "_fcn_caffe" in OmegaConf.load(path).defaults, path.name
+    for name in ("folder", "nyud", "voc", "voc_aug"):
+        assert list(OmegaConf.load(configs / "dataset_preset" / f"{name}.yaml").defaults) == ["varying_sizes"]
