@@ -5,6 +5,7 @@
     segtrain -m optimizer.lr=1e-3,1e-4         # a sweep: one run dir (and TensorBoard run) per job
     segtrain hydra.run.dir=outputs/RUN trainer.resume=auto   # continue RUN from its last.pt
 """
+import copy
 import gc
 import logging
 import os
@@ -130,61 +131,18 @@ def train(cfg, run_dir) -> dict:
 
 
 def _train(cfg, run_dir: Path, device: torch.device) -> dict:
-    check_config(cfg)
     tc = cfg.trainer
     ckpt_dir = run_dir / "checkpoints"
     rank, world = distributed.rank(), distributed.world_size()
     main_process = rank == 0
-    if not main_process:
-        log.setLevel(logging.WARNING)  # rank 0 reports for everyone
-    if tc.batch_size % world:
-        raise SegtrainError(f"trainer.batch_size={tc.batch_size} is the global batch and must divide evenly over "
-                            f"the {world} processes")
-    if main_process:
-        require_writable(run_dir)
-        remove_stale_temporaries(ckpt_dir)
-    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
-    if resume_path is None and any(ckpt_dir.glob("*.pt")):
-        raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
-                            f"or choose a new hydra.run.dir (nothing was overwritten)")
+    resume_path = start_run(cfg, run_dir, world, main_process)
     deterministic = resolve_deterministic(tc.deterministic, device)
     seed_everything(cfg.seed, deterministic)
     amp = select_amp(tc.amp, device)
     autocast = autocast_context(device, amp)
 
-    train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
-    val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
-    if cfg.dataset.num_classes is None:  # the dataset's own count, stored resolved in every checkpoint
-        cfg.dataset.num_classes = len(train_set.class_names)
-    log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
-             cfg.dataset.num_classes)
-    # every label file read once before any work: a bad one stops the run here, not at the first validation
-    train_scan = scan_labels(train_set, "checking train labels") if isinstance(train_set, FileDataset) else None
-    if isinstance(val_set, FileDataset):
-        scan_labels(val_set, "checking val labels")
-    if train_scan is not None:
-        log.info("labels checked: %d train (%d cached) and %d val files", len(train_set), train_scan.cached,
-                 len(val_set))
-    class_weights = resolve_class_weights(cfg.loss.class_weights, train_set, train_scan)
-    if main_process and cfg.dataset.get("val_fraction") is not None:
-        write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
-
-    model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels,
-                                    (train_set.mean, train_set.std)).to(device)
-    if cfg.model.init_from:
-        init_from_checkpoint(model, cfg.model.init_from, cfg.model.init_from_strict)
-    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    if world > 1 and tc.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # DDP and/or the compiled module train; `model` (the same parameters) is what gets evaluated and saved
-    train_model = model
-    if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_model = torch.compile(train_model) if tc.compile else train_model
-    log.info("model: %s%s, %s trainable parameters", cfg.model.name, " + CRF-as-RNN" if cfg.model.crf else "",
-             f"{count_parameters(model):,}")
+    cfg, train_set, val_set, class_weights = load_data(cfg, run_dir, main_process)
+    model, train_model, memory_format = build_network(cfg, train_set, device, world)
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
@@ -194,43 +152,14 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     config_plain = to_plain(cfg)  # what checkpoints store
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
     if resume_path is not None:
-        state = load_checkpoint(resume_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_states(state["rng"])
-        start_iter, best_mean_iu = state["iteration"], state["best_mean_iu"]
-        metrics, metrics_iter = state["metrics"], state["metrics_iteration"]
-        stored = _flatten(state["config"])
-        changed = sorted(k for k, v in _flatten(config_plain).items()
-                         if k != "trainer.resume" and k in stored and stored[k] != v)
-        frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
-        if frozen:
-            raise SegtrainError(f"{frozen[0]}={_flatten(config_plain)[frozen[0]]}: {resume_path} was trained with "
-                                f"{stored[frozen[0]]}, and a resumed run restores the model, optimizer and schedule "
-                                f"as they were; start a new run (model.init_from={resume_path}) to change it")
-        if changed:
-            log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
-        log.info("resumed from %s at iteration %d", resume_path, start_iter)
+        start_iter, best_mean_iu, metrics, metrics_iter = resume_training(
+            resume_path, device, model, optimizer, scheduler, scaler, config_plain)
 
     images_per_step = tc.batch_size * tc.accumulate
-    patch_size = tc.patch_size if tc.sampling == "patch" else None
-    augmenting = cfg.augment.name != "none" or patch_size is not None
-    train_items = Augmented(train_set, cfg.augment, cfg.seed, patch_size) if augmenting else train_set
-    sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * images_per_step, with_position=augmenting)
-    if world > 1:
-        sampler = distributed.RankSlice(sampler, tc.batch_size, rank, world)
-    # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
-    # resumed run has just restored, and shift every later dropout mask
     workers = resolve_num_workers(tc.num_workers, train_set)
     log.info("device %s%s, %d DataLoader worker(s), %s kernels", device, f" with {amp} autocast" if amp != "off"
              else "", workers, "deterministic" if deterministic else "autotuned (non-deterministic)")
-    train_loader = DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler,
-                              num_workers=workers, collate_fn=collate,
-                              persistent_workers=workers > 0, worker_init_fn=ignore_stop_signals,
-                              pin_memory=device.type == "cuda", drop_last=True,
-                              generator=torch.Generator().manual_seed(cfg.seed + start_iter))
+    train_loader = train_loader_for(cfg, train_set, collate, start_iter, workers, rank, world, device)
     # each rank validates every world-th image; the confusion matrices are summed
     val_loader = val_loader_for(cfg, Subset(val_set, range(rank, len(val_set), world)) if world > 1 else val_set,
                                 device)
@@ -319,10 +248,124 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
                 progress.exclude(time.perf_counter() - val_began)
     progress.close()
 
+    return finish_run(cfg, run_dir, writer, metrics, best_mean_iu, train_set.class_names, config_plain,
+                      progress.images_per_second(), main_process)
+
+
+def start_run(cfg, run_dir: Path, world: int, main_process: bool):
+    """The checks before any work, and the checkpoint to resume from (None: a new run)."""
+    check_config(cfg)
+    tc = cfg.trainer
+    ckpt_dir = run_dir / "checkpoints"
+    if not main_process:
+        log.setLevel(logging.WARNING)  # rank 0 reports for everyone
+    if tc.batch_size % world:
+        raise SegtrainError(f"trainer.batch_size={tc.batch_size} is the global batch and must divide evenly over "
+                            f"the {world} processes")
+    if main_process:
+        require_writable(run_dir)
+        remove_stale_temporaries(ckpt_dir)
+    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
+    if resume_path is None and any(ckpt_dir.glob("*.pt")):
+        raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
+                            f"or choose a new hydra.run.dir (nothing was overwritten)")
+    return resume_path
+
+
+def load_data(cfg, run_dir: Path, main_process: bool):
+    """(cfg with dataset.num_classes resolved, train set, val set, class weights as numbers). Every label file is
+    read once here: a bad one stops the run before any training, not at the first validation. `cfg` itself is
+    left as it was."""
+    train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
+    val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
+    if cfg.dataset.num_classes is None:  # the dataset's own count, stored resolved in every checkpoint
+        cfg = copy.deepcopy(cfg)
+        cfg.dataset.num_classes = len(train_set.class_names)
+    log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
+             cfg.dataset.num_classes)
+    train_scan = scan_labels(train_set, "checking train labels") if isinstance(train_set, FileDataset) else None
+    if isinstance(val_set, FileDataset):
+        scan_labels(val_set, "checking val labels")
+    if train_scan is not None:
+        log.info("labels checked: %d train (%d cached) and %d val files", len(train_set), train_scan.cached,
+                 len(val_set))
+    class_weights = resolve_class_weights(cfg.loss.class_weights, train_set, train_scan)
+    if main_process and cfg.dataset.get("val_fraction") is not None:
+        write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
+    return cfg, train_set, val_set, class_weights
+
+
+def build_network(cfg, train_set, device, world: int):
+    """(model, the module that trains it, memory format): `model` is what gets evaluated and saved; DDP and/or
+    torch.compile wrap the same parameters for training."""
+    tc = cfg.trainer
+    model = build_model_from_config(cfg, cfg.dataset.num_classes, train_set.input_channels,
+                                    (train_set.mean, train_set.std)).to(device)
+    if cfg.model.init_from:
+        init_from_checkpoint(model, cfg.model.init_from, cfg.model.init_from_strict)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    if world > 1 and tc.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = torch.compile(train_model) if tc.compile else train_model
+    log.info("model: %s%s, %s trainable parameters", cfg.model.name, " + CRF-as-RNN" if cfg.model.crf else "",
+             f"{count_parameters(model):,}")
+    return model, train_model, memory_format
+
+
+def resume_training(path: Path, device, model, optimizer, scheduler, scaler, config_plain: dict):
+    """Restore a checkpoint's training state into these objects (and the RNGs); (iteration, best mean IU, last
+    metrics, their iteration). A config that changes what resuming restores is an error."""
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_states(state["rng"])
+    stored = _flatten(state["config"])
+    changed = sorted(k for k, v in _flatten(config_plain).items()
+                     if k != "trainer.resume" and k in stored and stored[k] != v)
+    frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
+    if frozen:
+        raise SegtrainError(f"{frozen[0]}={_flatten(config_plain)[frozen[0]]}: {path} was trained with "
+                            f"{stored[frozen[0]]}, and a resumed run restores the model, optimizer and schedule "
+                            f"as they were; start a new run (model.init_from={path}) to change it")
+    if changed:
+        log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
+    log.info("resumed from %s at iteration %d", path, state["iteration"])
+    return state["iteration"], state["best_mean_iu"], state["metrics"], state["metrics_iteration"]
+
+
+def train_loader_for(cfg, train_set, collate, start_iter: int, workers: int, rank: int, world: int, device):
+    """The endless training batches from `start_iter` on: augmented (and patch-cropped) items in the sampler's
+    order, each rank its slice of the global batch."""
+    tc = cfg.trainer
+    images_per_step = tc.batch_size * tc.accumulate
+    patch_size = tc.patch_size if tc.sampling == "patch" else None
+    augmenting = cfg.augment.name != "none" or patch_size is not None
+    train_items = Augmented(train_set, cfg.augment, cfg.seed, patch_size) if augmenting else train_set
+    sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * images_per_step, with_position=augmenting)
+    if world > 1:
+        sampler = distributed.RankSlice(sampler, tc.batch_size, rank, world)
+    # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
+    # resumed run has just restored, and shift every later dropout mask
+    return DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler, num_workers=workers,
+                      collate_fn=collate, persistent_workers=workers > 0, worker_init_fn=ignore_stop_signals,
+                      pin_memory=device.type == "cuda", drop_last=True,
+                      generator=torch.Generator().manual_seed(cfg.seed + start_iter))
+
+
+def finish_run(cfg, run_dir: Path, writer, metrics: dict, best_mean_iu: float, class_names, config_plain: dict,
+               images_per_second: float, main_process: bool) -> dict:
+    """The run's result (final metrics, best mean IU), into metrics.json and TensorBoard's HPARAMS tab."""
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
-              "iu": dict(zip(train_set.class_names, metrics["iu"])), "iteration": tc.max_iters,
+              "iu": dict(zip(class_names, metrics["iu"])), "iteration": cfg.trainer.max_iters,
               **({"tasks": metrics["tasks"]} if "tasks" in metrics else {}),
-              "train_images_per_s": progress.images_per_second()}
+              "train_images_per_s": images_per_second}
     # the HPARAMS tab of `tensorboard --logdir multirun/...` then compares the jobs of a sweep side by side
     hparam_values = {k: v for k, v in _flatten(config_plain).items() if isinstance(v, (int, float, str, bool))}
     for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
@@ -330,7 +373,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     writer.close()
     if main_process:
         (run_dir / "metrics.json").write_text(strict_json(result, indent=2))
-    log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu, ckpt_dir)
+    log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu,
+             run_dir / "checkpoints")
     return result
 
 
