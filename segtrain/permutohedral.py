@@ -52,9 +52,9 @@ class PermutohedralLattice:
         up, down = torch.ceil(v) * (d + 1), torch.floor(v) * (d + 1)
         rem0 = torch.where(up - elevated < elevated - down, up, down)
         coordinate_sum = torch.round(rem0 / (d + 1)).sum(1, keepdim=True).long()
-        # rank of each coordinate's residual (ties: the later coordinate ranks higher, as densecrf's loop does)
+        # rank of each coordinate's residual: the larger residuals, and the equal ones before it (densecrf's loop
+        # breaks ties so), which is its position in a stable descending sort
         residual = elevated - rem0
-        # (rank k counts the larger residuals and the equal ones before k: a stable descending sort's position)
         by_size = torch.sort(residual, dim=1, descending=True, stable=True).indices
         rank = torch.empty_like(by_size).scatter_(1, by_size, torch.arange(d + 1, device=device).expand_as(by_size))
         # bring the point back onto the plane when the rounded coordinates do not sum to zero
