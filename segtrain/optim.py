@@ -14,7 +14,7 @@ def parameter_groups(model, lr: float, weight_decay: float, bias_lr_mult: float,
     "Head" parameters are those below the model's `new_layers` (module paths of the layers a pretrained backbone
     does not provide: FCN's score layers, DeepLab's classifier). A group's lr is lr x head_lr_mult (head) x bias_lr_mult (bias),
     so FCN's recipe is bias_lr_mult=2 with bias_decay=false and DeepLab's is head_lr_mult=10, bias_lr_mult=2."""
-    new_layers = getattr(model, "new_layers", ())
+    new_layers = model.new_layers
     grouped = {}
     for name, param in model.named_parameters():
         if param.requires_grad:

@@ -147,7 +147,7 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
     loss_fn, collate = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device,
-                                  getattr(model, "output_stride", 1), world, class_weights)
+                                  model.output_stride, world, class_weights)
 
     config_plain = to_plain(cfg)  # what checkpoints store
     start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None

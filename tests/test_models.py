@@ -397,3 +397,18 @@ def test_pretrained_imagenet_comes_through_torchvisions_cache(vgg16_file, tmp_pa
     shutil.copy(path, cache / "vgg16-397923af.pth")
     model = build_model("fcn32s", 21, pretrained="imagenet")
     assert torch.equal(model.backbone.body["28"].weight, vgg.features[28].weight)
+
+
+def test_every_network_declares_its_output_stride_and_new_layers():
+    """A SegmentationModel says what the loss's cell sampling and the optimizer's head lr read, and the declared
+    new layers are modules the network has."""
+    from segtrain.models._utils import SegmentationModel
+
+    strides = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn8s_atonce": 8, "fcn32s_fixed": 32, "fcn_alexnet": 32,
+               "fcn_googlenet": 32, "deeplab_largefov": 8, "deeplab_aspp": 8}
+    for name in MODELS:
+        model = build_model(name, 3, width=0.0625)
+        assert isinstance(model, SegmentationModel), name
+        assert model.output_stride == strides.get(name, 1), name
+        modules = dict(model.named_modules())
+        assert all(layer in modules for layer in model.new_layers), name

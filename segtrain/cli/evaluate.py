@@ -53,8 +53,9 @@ def format_report(class_names, metrics, crf_metrics=None) -> str:
     return "\n".join(lines)
 
 
-def write_confusion(folder: Path, metrics: dict, class_names, tasks=None) -> list:
-    """confusion.csv and confusion.png (one pair per task, confusion_<task>.*, for multi-task data)."""
+def write_confusion(folder: Path, metrics: dict, class_names, tasks=None, title=None) -> list:
+    """confusion.csv and confusion.png (one pair per task, confusion_<task>.*, for multi-task data); `title`
+    replaces the picture's default one."""
     from ..plots import confusion_figure, save_png, write_confusion_csv
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,8 @@ def write_confusion(folder: Path, metrics: dict, class_names, tasks=None) -> lis
     written = []
     for stem, names, task_metrics in parts:
         write_confusion_csv(folder / f"{stem}.csv", task_metrics["confusion"], names)
-        save_png(confusion_figure(task_metrics["confusion"], names), folder / f"{stem}.png")
+        figure = confusion_figure(task_metrics["confusion"], names, **({"title": title} if title else {}))
+        save_png(figure, folder / f"{stem}.png")
         written += [folder / f"{stem}.csv", folder / f"{stem}.png"]
     return written
 
@@ -192,7 +194,14 @@ def write_results(out_dir: Path, result: dict, report: str, cfg, train_cfg, show
     evaluated = {"evaluation": {k: v for k, v in to_plain(cfg).items() if k != "hydra"},
                  "training": to_plain(train_cfg)}
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(evaluated)))
-    pictures = write_confusion(out_dir, shown_metrics, dataset.class_names, dataset.tasks)
+    crf = result.get("crf")
+    title = None
+    if crf:
+        p = crf["params"]
+        title = (f"confusion after the CRF, rows: ground truth (% of its pixels)\nw1 {p['w1']:g}, "
+                 f"sigma_alpha {p['sigma_alpha']:g}, sigma_beta {p['sigma_beta']:g}, w2 {p['w2']:g}, "
+                 f"sigma_gamma {p['sigma_gamma']:g}")
+    pictures = write_confusion(out_dir, shown_metrics, dataset.class_names, dataset.tasks, title)
     print(f"wrote {out_dir}: metrics.json, metrics.md, config.yaml, {', '.join(p.name for p in pictures)}")
 
 

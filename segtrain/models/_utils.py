@@ -3,6 +3,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class SegmentationModel(nn.Module):
+    """What every segtrain network declares beside forward(images) -> class scores at the images' size: its
+    `output_stride` (input pixels per cell of its coarsest score map, the cell of FCN's loss sampling) and
+    `new_layers`, the module paths a pretrained backbone does not provide (trained at optimizer.head_lr_mult)."""
+    output_stride: int = 1
+    new_layers: tuple = ()
+
+
 def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
     """Reflect padding of any size, reflecting again while the pad is larger than the image."""
     while top or bottom or left or right:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..meanfield import crf_lattices, mean_field
+from ._utils import SegmentationModel
 
 
 class MeanFieldCRF(nn.Module):
@@ -21,7 +22,7 @@ class MeanFieldCRF(nn.Module):
         self.compatibility = nn.Parameter(-eye)
 
 
-class CRFasRNN(nn.Module):
+class CRFasRNN(SegmentationModel):
     """`network` (normalised images -> logits at the input's size) followed by the CRF's mean-field iterations.
     The bilateral kernel compares RGB colours, so the module keeps the normalisation it undoes (`image_mean`,
     `image_std`: buffers, stored with the weights)."""
@@ -39,7 +40,7 @@ class CRFasRNN(nn.Module):
         # the CRF's parameters train at optimizer.head_lr_mult (the release: lr_mult 1000 and 10000 on them alone);
         # the network is fine-tuned from its own run, every layer at the base lr
         self.new_layers = ("crf",)
-        self.output_stride = getattr(network, "output_stride", 1)
+        self.output_stride = network.output_stride
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.network(images)

@@ -13,7 +13,7 @@ from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
 from ..errors import SegtrainError
-from ._utils import init_relu_convs, mirror_pad
+from ._utils import SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import convolutionalise, load_pretrained, load_vgg16_state, scale_channels, vgg16_features_state
 
 # (in, out) channels of the 3x3 deconvolutions after each unpooling, from pool5's back to pool1's
@@ -30,7 +30,7 @@ def conv_bn_relu(conv: nn.Module, channels: int, batch_norm: bool) -> list:
     return [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
 
 
-class DeconvNet(nn.Module):
+class DeconvNet(SegmentationModel):
     new_layers = ("fc6_deconv", "decoder", "score")  # not in a pretrained VGG16
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5,

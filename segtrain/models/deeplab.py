@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegtrainError
-from ._utils import init_relu_convs
+from ._utils import SegmentationModel, init_relu_convs
 from .backbones import VGG16Features, load_vgg16_state, resnet101_dilated, scale_channels
 
 
-class DeepLabLargeFOV(nn.Module):
+class DeepLabLargeFOV(SegmentationModel):
     new_layers = ("classifier",)  # fc8; fc6/fc7 come decimated from VGG16's classifier
     output_stride = 8
 
@@ -75,7 +75,7 @@ class ASPP(nn.Module):
         return sum(branch(x) for branch in self.branches)
 
 
-class DeepLabASPP(nn.Module):
+class DeepLabASPP(SegmentationModel):
     new_layers = ("aspp",)
     output_stride = 8
 

@@ -3,8 +3,10 @@
 import torch
 from torch import nn
 
+from ._utils import SegmentationModel
 
-class ProductEnsemble(nn.Module):
+
+class ProductEnsemble(SegmentationModel):
     """The product of the members' class probabilities, renormalised. Returns its log, so that argmax (the
     prediction), softmax (a CRF's unaries) and the metrics treat it like any model's scores."""
 

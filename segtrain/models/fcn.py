@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegtrainError
-from ._utils import init_relu_convs
+from ._utils import SegmentationModel, init_relu_convs
 from .backbones import (VGG16Features, alexnet_features, convolutionalise, googlenet_features, load_pretrained,
                         load_torchvision_state, load_vgg16_state, scale_channels)
 
@@ -64,7 +64,7 @@ SKIP_OFFSETS = {"pool4": 5, "pool3": 9}
 FINAL_OFFSETS = {32: 19, 16: 27, 8: 31}
 
 
-class FCN(nn.Module):
+class FCN(SegmentationModel):
     """`skips` = () for FCN-32s, ("pool4",) for FCN-16s, ("pool4", "pool3") for FCN-8s.
     `skip_scales` multiply the skip features before scoring (FCN-8s at-once: 0.01 and 0.0001)."""
 
@@ -132,7 +132,7 @@ def fcn32s_fixed(num_classes: int, **kwargs) -> FCN:
     return model
 
 
-class FCN32sOnBackbone(nn.Module):
+class FCN32sOnBackbone(SegmentationModel):
     """FCN-32s on another ImageNet classifier (the paper's Table 1): the last features through `head`, one 1x1
     score layer, upsampled 32x by a 63-tap bilinear deconvolution (odd, so the crop offset is whole) and cropped
     back to the input. Inputs smaller than `min_size` are zero-padded at the bottom and right first, so that

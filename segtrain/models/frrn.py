@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegtrainError
-from ._utils import mirror_pad
+from ._utils import SegmentationModel, mirror_pad
 from .backbones import scale_channels
 
 BASE_CHANNELS, LANES = 48, 32  # the release's BASE_CHANNELS and FR_CHANNELS
@@ -66,7 +66,7 @@ class FRRU(nn.Module):
         return pooled, residual + update
 
 
-class FRRN(nn.Module):
+class FRRN(SegmentationModel):
     def __init__(self, num_classes: int, stages, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.0,
                  learned_upsampling: bool = False, pretrained: Optional[str] = None):
         super().__init__()

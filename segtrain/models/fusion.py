@@ -2,17 +2,19 @@
 import torch
 from torch import nn
 
+from ._utils import SegmentationModel
 
-class LateFusion(nn.Module):
+
+class LateFusion(SegmentationModel):
     """`streams[i]` sees input channels [sum(channels[:i]), sum(channels[:i + 1])), e.g. RGB then HHA."""
 
     def __init__(self, streams, channels):
         super().__init__()
         self.streams = nn.ModuleList(streams)
         self.channels = list(channels)
-        self.output_stride = getattr(streams[0], "output_stride", 1)
+        self.output_stride = streams[0].output_stride
         self.new_layers = tuple(f"streams.{i}.{layer}" for i, stream in enumerate(streams)
-                                for layer in getattr(stream, "new_layers", ()))
+                                for layer in stream.new_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sum(stream(part) for stream, part in zip(self.streams, x.split(self.channels, dim=1)))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import SegtrainError
-from ._utils import init_relu_convs, mirror_pad
+from ._utils import SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import scale_channels
 
 VALID_BORDER = 92  # pixels the unpadded network eats on each side: (572 - 388) / 2
@@ -32,7 +32,7 @@ def double_conv(in_channels: int, out_channels: int, padding: int, batch_norm: b
     return nn.Sequential(*layers)
 
 
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False,
                  dropout: float = 0.5, padding: int = 0, learned_upsampling: bool = True,
                  pretrained: Optional[str] = None):
