@@ -5,6 +5,7 @@ the wrong type fails while Hydra composes the config, before any work starts.
 """
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -322,16 +323,8 @@ class ExportConfig(CheckpointAppConfig):
     dynamic: bool = True  # batch, height and width dynamic (false: fixed at height x width)
 
 
-def path_stem(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).stem
-
-
 def checkpoint_run_dir(ckpt: str) -> str:
     """The run a checkpoint belongs to: RUN for RUN/checkpoints/NAME.pt, else the checkpoint's own folder."""
-    from pathlib import Path
-
     folder = Path(ckpt).resolve().parent
     return str(folder.parent if folder.name == "checkpoints" else folder)
 
@@ -339,8 +332,6 @@ def checkpoint_run_dir(ckpt: str) -> str:
 def help_groups(*groups) -> str:
     """`--help`'s list of `groups` and their choices (the YAML files under configs/; the typed schemas the
     choices build on, and bases such as experiment/_fcn_caffe.yaml, are not choices and are left out)."""
-    from pathlib import Path
-
     lines = []
     for group in groups:
         choices = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml") if not p.stem.startswith("_"))
@@ -352,7 +343,7 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("segtrain_help_groups", help_groups, replace=True)
     # segtrain-eval's output folder, RUN/eval/<name>-<time> (configs/eval.yaml)
     OmegaConf.register_new_resolver("segtrain_run_dir", checkpoint_run_dir, replace=True)
-    OmegaConf.register_new_resolver("segtrain_eval_name", lambda ckpt, name: name or path_stem(ckpt), replace=True)
+    OmegaConf.register_new_resolver("segtrain_eval_name", lambda ckpt, name: name or Path(ckpt).stem, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, schema in (("eval_schema", EvalConfig), ("predict_schema", PredictConfig),

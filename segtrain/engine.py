@@ -112,14 +112,17 @@ def evaluate_with_crf(scored, num_classes: int, refine, progress=None):
     """(metrics of the network's prediction, metrics after the CRF) over `scored` (rgb, probabilities, target)
     items (score_for_crf's). `refine(jobs)` runs the CRF (segtrain.crf.crf_refiner: on the evaluating device, or
     in CPU processes), fed lazily while the network scores."""
-    plain, refined = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
+    plain, refined = None, ConfusionMatrix(num_classes)
 
     def jobs():
+        nonlocal plain
         for rgb, probs, target in scored:
-            plain.update(target, probs.argmax(0).cpu())
+            if plain is None:  # on the probabilities' device: no host sync per image while the network scores
+                plain = ConfusionMatrix(num_classes, probs.device)
+            plain.update(target.to(probs.device), probs.argmax(0))
             yield rgb, probs, target
 
     refined_images = refine(jobs())
     for labels, target in (progress(refined_images) if progress else refined_images):
         refined.update(target, torch.from_numpy(labels).long())
-    return plain.compute(), refined.compute()
+    return (plain or ConfusionMatrix(num_classes)).compute(), refined.compute()

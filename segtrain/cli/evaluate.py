@@ -101,7 +101,10 @@ def scored_once(key, produce, device):
         for rgb, probs, target in produce():
             if items is not None:
                 size += probs.numel() * probs.element_size() + rgb.numel() + target.numel() * target.element_size()
-                items = items + [(rgb.cpu(), probs.cpu(), target.cpu())] if size <= SCORE_CACHE_BYTES else None
+                if size <= SCORE_CACHE_BYTES:
+                    items.append((rgb.cpu(), probs.cpu(), target.cpu()))
+                else:  # too large to keep: the next job scores the split again
+                    items = None
             yield rgb, probs, target
         if items is not None:
             _scored.update(key=key, items=items)
