@@ -6,7 +6,7 @@ the wrong type fails while Hydra composes the config, before any work starts.
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -26,12 +26,12 @@ class Device(str, Enum):
 
 @dataclass
 class ModelConfig:
+    """What every network takes. Each family's schema below adds only the options its networks honour; `always`
+    names what a family has no option for, as key -> (the value it always has, why), for the error that a
+    `model.KEY=` override gets and for checkpoints written when every model stored those keys."""
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {}
     name: str = MISSING
     width: float = 1.0  # channel multiplier; 1.0 is the published network
-    batch_norm: bool = False  # BN after every backbone conv (torchvision's vgg16_bn layout)
-    dropout: float = 0.5  # after fc6 and fc7
-    learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
-    pretrained: Optional[str] = None  # imagenet (torchvision's weights, through its cache) or a state dict's path
     frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
     init_from: Optional[str] = None  # a segtrain checkpoint whose same-named, same-shaped weights start this model
     init_from_strict: bool = True  # a same-named weight of another shape is an error (false: it is skipped)
@@ -41,6 +41,84 @@ class ModelConfig:
     crf_sigma_alpha: float = 160.0  # bilateral kernel's position scale, pixels (the release's theta_alpha)
     crf_sigma_beta: float = 3.0  # its colour scale, 0..255 (theta_beta)
     crf_sigma_gamma: float = 3.0  # spatial kernel's position scale, pixels (theta_gamma)
+
+
+BILINEAR_LOGITS = "its logits are upsampled by bilinear interpolation, which has nothing to learn"
+
+
+@dataclass
+class ImageNetBackboneConfig(ModelConfig):
+    pretrained: Optional[str] = None  # imagenet (torchvision's weights, through its cache) or a state dict's path
+
+
+@dataclass
+class FCNConfig(ImageNetBackboneConfig):
+    """fcn32s, fcn16s, fcn8s, fcn8s_atonce, fcn32s_fixed (VGG16) and fcn_alexnet."""
+    batch_norm: bool = False  # BN after every backbone conv (torchvision's vgg16_bn layout)
+    dropout: float = 0.5  # after fc6 and fc7
+    learned_upsampling: bool = False  # the release keeps the bilinear upsampling fixed
+
+
+@dataclass
+class FCNGoogLeNetConfig(ImageNetBackboneConfig):
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {
+        "batch_norm": (True, "torchvision's GoogLeNet has BN after every conv")}
+    dropout: float = 0.4  # before the score layer, as GoogLeNet's classifier
+    learned_upsampling: bool = False
+
+
+@dataclass
+class DeepLabLargeFOVConfig(ImageNetBackboneConfig):
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {"learned_upsampling": (False, BILINEAR_LOGITS)}
+    batch_norm: bool = False
+    dropout: float = 0.5  # after fc6 and fc7
+
+
+@dataclass
+class DeepLabASPPConfig(ImageNetBackboneConfig):
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {
+        "batch_norm": (True, "ResNet-101 has BN after every conv (model.frozen_bn=true fixes it, as DeepLab "
+                             "v2 trains)"),
+        "dropout": (0.0, "DeepLab v2's ResNet-101 uses none"),
+        "learned_upsampling": (False, BILINEAR_LOGITS)}
+
+
+@dataclass
+class DeconvNetConfig(ImageNetBackboneConfig):
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {
+        "learned_upsampling": (True, "its deconvolutions are the decoder, always learned")}
+    batch_norm: bool = True  # the paper's VGG16 with BN
+    dropout: float = 0.5  # after fc6 and fc7
+
+
+@dataclass
+class UNetConfig(ModelConfig):
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {
+        "learned_upsampling": (True, "its up-convolutions change the channel count and are always learned"),
+        "pretrained": (None, "U-Net is trained from scratch (it has no pretrained backbone to load)")}
+    batch_norm: bool = False  # unet_same: true
+    dropout: float = 0.5  # at the end of the contracting path
+
+
+@dataclass
+class FRRNConfig(ModelConfig):
+    always: ClassVar[Dict[str, Tuple[Any, str]]] = {
+        "batch_norm": (True, "FRRN has BN after every 3x3 convolution"),
+        "dropout": (0.0, "FRRN has no dropout layers"),
+        "learned_upsampling": (False, "FRRN upsamples with fixed bilinear and nearest interpolation"),
+        "pretrained": (None, "FRRN is trained from scratch (there are no ImageNet weights for it)")}
+
+
+# schema name (what a configs/model/*.yaml names in its defaults) -> schema
+MODEL_SCHEMAS = {
+    "fcn_schema": FCNConfig,
+    "fcn_googlenet_schema": FCNGoogLeNetConfig,
+    "deeplab_largefov_schema": DeepLabLargeFOVConfig,
+    "deeplab_aspp_schema": DeepLabASPPConfig,
+    "deconvnet_schema": DeconvNetConfig,
+    "unet_schema": UNetConfig,
+    "frrn_schema": FRRNConfig,
+}
 
 
 @dataclass
@@ -352,7 +430,8 @@ def register_configs() -> None:
         for group in STORED_GROUPS:  # open: any key of the stored config, checked when the checkpoint is read
             OmegaConf.set_struct(node[group], False)
         cs.store(name=name, node=node)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
+    for name, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=name, node=schema)
     cs.store(group="dataset", name="synthetic_schema", node=SyntheticDatasetConfig)
     cs.store(group="dataset", name="voc_schema", node=VOCDatasetConfig)
     cs.store(group="dataset", name="nyud_schema", node=NYUDDatasetConfig)
@@ -495,12 +574,45 @@ def compose_stored_config(stored: dict, overrides):
         else:
             with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
                 cfg = compose("config", overrides=choices)
+        schema = OmegaConf.get_type(cfg.model)
+        stored["model"] = without_fixed_options(stored["model"], schema)
+        refuse_fixed_options(dotlist, schema, stored["model"]["name"])
         cfg = OmegaConf.merge(cfg, stored)
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except (HydraException, OmegaConfBaseException) as e:
         raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
     check_config(cfg)
     return cfg
+
+
+def without_fixed_options(stored_model: dict, schema) -> dict:
+    """A stored model config without the keys its family's schema no longer has. Checkpoints written while one
+    schema served every model stored `batch_norm`, `dropout`, `learned_upsampling` and `pretrained` for all of
+    them; such a key goes only where it holds what the family always has (`schema.always`), else an error."""
+    from .errors import SegtrainError
+
+    kept = {}
+    for key, value in stored_model.items():
+        if key in schema.always:
+            always, why = schema.always[key]
+            if value != always:
+                raise SegtrainError(f"the checkpoint's model.{key}={value}: {stored_model['name']} has no "
+                                    f"{key} option; {why}")
+            continue
+        kept[key] = value
+    return kept
+
+
+def refuse_fixed_options(overrides, schema, model_name: str) -> None:
+    """A `model.KEY=VALUE` override of what the model's family has no option for (`schema.always`): one line
+    saying what it always has, rather than the schema's bare "not a key"."""
+    from .errors import SegtrainError
+
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        option = key[len("model."):]
+        if key.startswith("model.") and option in schema.always:
+            raise SegtrainError(f"{override}: {model_name} has no {option} option; {schema.always[option][1]}")
 
 
 def check_ranges(cfg) -> None:

@@ -107,6 +107,30 @@ def refuse_reused_run_dir(argv) -> None:
         argv.append("hydra.output_subdir=null")
 
 
+def refuse_options_the_model_lacks(argv) -> None:
+    """Before Hydra: `model.dropout=0.5` for a family without dropout (deeplab_aspp, frrn_*) is one line saying
+    what the network always has, rather than Hydra's report that the family's schema has no such key."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from ..config import MODEL_SCHEMAS, refuse_fixed_options
+
+    fixed = {f"model.{key}" for schema in MODEL_SCHEMAS.values() for key in schema.always}
+    named = [a for a in argv if a.lstrip("+~").partition("=")[0] in fixed]
+    if not named or any(a.startswith("-") for a in argv):  # none, or -m/--help/--cfg: Hydra answers
+        return
+    others = [a for a in argv[1:] if a not in named and not a.startswith("hydra.")]
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            model = compose("config", overrides=others).model
+    except Exception:  # noqa: BLE001 - any other problem of the command line: Hydra reports it as usual
+        return
+    try:
+        refuse_fixed_options(named, OmegaConf.get_type(model), model.name)
+    except SegtrainError as error:
+        exit_with_error("segtrain", error)
+
+
 def run() -> None:
     """The console script: under torchrun, ranks other than 0 keep Hydra's files out of the run directory that
     rank 0 owns (train() uses rank 0's directory on every rank)."""
@@ -116,6 +140,7 @@ def run() -> None:
         sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
     else:
         refuse_reused_run_dir(sys.argv)
+    refuse_options_the_model_lacks(sys.argv)
     main()
 
 

@@ -57,6 +57,7 @@ def build_model_from_config(cfg, num_classes: int, input_channels=(3,), image_st
     for RGB-D early fusion, (3, 3) for FCN's RGB-HHA late fusion: a network per stream, scores summed).
     model.crf=crfrnn appends CRF-as-RNN's mean-field layers, which undo the normalisation `image_stats`
     ((mean, std); a checkpoint's weights restore them)."""
+    # the family's schema (segtrain.config) holds only the options its builder takes
     options = {k: v for k, v in cfg.model.items()
                if k not in ("name", "init_from", "init_from_strict") and not k.startswith("crf")}
     if cfg.model.crf not in (None, "crfrnn"):
@@ -64,10 +65,11 @@ def build_model_from_config(cfg, num_classes: int, input_channels=(3,), image_st
     if cfg.model.crf and list(input_channels) != [3]:
         raise SegtrainError(f"model.crf=crfrnn compares RGB colours; {cfg.dataset.name} gives "
                             f"{'+'.join(str(c) for c in input_channels)}-channel input")
-    if cfg.model.pretrained and any(c != 3 for c in input_channels):
+    pretrained = cfg.model.get("pretrained")  # U-Net and FRRN train from scratch: no such key
+    if pretrained and any(c != 3 for c in input_channels):
         log.warning("model.pretrained=%s expects 3-channel RGB input; for %s-channel input its first convolution is "
                     "adapted (RGB filters summed for 1 channel, their mean for extra channels), so normalise "
-                    "with the data's own dataset.mean/std", cfg.model.pretrained,
+                    "with the data's own dataset.mean/std", pretrained,
                     "/".join(str(c) for c in input_channels))
     streams = [build_model(cfg.model.name, num_classes, in_channels=c, **options) for c in input_channels]
     model = streams[0] if len(streams) == 1 else LateFusion(streams, input_channels)

@@ -12,7 +12,6 @@ from torch import nn
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from ..errors import SegtrainError
 from ._utils import SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import convolutionalise, load_pretrained, load_vgg16_state, scale_channels, vgg16_features_state
 
@@ -34,10 +33,8 @@ class DeconvNet(SegmentationModel):
     new_layers = ("fc6_deconv", "decoder", "score")  # not in a pretrained VGG16
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5,
-                 learned_upsampling: bool = True, pretrained: Optional[str] = None):
+                 pretrained: Optional[str] = None):
         super().__init__()
-        if not learned_upsampling:
-            raise SegtrainError("model.learned_upsampling=false: DeconvNet's deconvolutions are always learned")
         c = lambda channels: scale_channels(channels, width)  # noqa: E731
         self.batch_norm = batch_norm
         self.features = make_layers([v if v == "M" else c(v) for v in vgg_cfgs["D"]], batch_norm=batch_norm)

@@ -18,11 +18,8 @@ class DeepLabLargeFOV(SegmentationModel):
     output_stride = 8
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False, dropout: float = 0.5,
-                 learned_upsampling: bool = False, pretrained: Optional[str] = None):
+                 pretrained: Optional[str] = None):
         super().__init__()
-        if learned_upsampling:
-            raise SegtrainError("model.learned_upsampling=true: deeplab_largefov upsamples its logits by bilinear "
-                                "interpolation, which has nothing to learn")
         self.backbone = VGG16Features(width, batch_norm, atrous=True)
         channels = scale_channels(1024, width)
         self.head = nn.Sequential(  # fc6, fc7
@@ -79,18 +76,8 @@ class DeepLabASPP(SegmentationModel):
     new_layers = ("aspp",)
     output_stride = 8
 
-    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.0,
-                 learned_upsampling: bool = False, pretrained: Optional[str] = None):
+    def __init__(self, num_classes: int, width: float = 1.0, pretrained: Optional[str] = None):
         super().__init__()
-        if not batch_norm:
-            raise SegtrainError("model.batch_norm=false: ResNet-101 has BN after every conv; deeplab_aspp needs "
-                                "model.batch_norm=true (model.frozen_bn=true fixes it, as DeepLab v2 trains)")
-        if dropout:
-            raise SegtrainError(f"model.dropout={dropout}: deeplab_aspp has no dropout (DeepLab v2's ResNet-101 "
-                                "uses none); set model.dropout=0")
-        if learned_upsampling:
-            raise SegtrainError("model.learned_upsampling=true: deeplab_aspp upsamples its logits by bilinear "
-                                "interpolation, which has nothing to learn")
         self.backbone, channels = resnet101_dilated(width, pretrained)
         self.aspp = ASPP(channels, num_classes)
 

@@ -176,13 +176,10 @@ def fcn_alexnet(num_classes: int, width: float = 1.0, batch_norm: bool = False, 
                             learned_upsampling=learned_upsampling)
 
 
-def fcn_googlenet(num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.4,
-                  learned_upsampling: bool = False, pretrained: Optional[str] = None) -> FCN32sOnBackbone:
+def fcn_googlenet(num_classes: int, width: float = 1.0, dropout: float = 0.4, learned_upsampling: bool = False,
+                  pretrained: Optional[str] = None) -> FCN32sOnBackbone:
     """FCN-GoogLeNet on torchvision's GoogLeNet: inception5b scored directly (the final loss only, average
     pooling dropped, as the paper), upscore 63/s32, crop 9. torchvision's GoogLeNet always has BN."""
-    if not batch_norm:
-        raise SegtrainError("model.batch_norm=false: torchvision's GoogLeNet has BN after every conv; "
-                            "fcn_googlenet needs model.batch_norm=true")
     features, channels = googlenet_features(width, pretrained)
     # Input x maps to inception5b cell (x - 22) / 32 (conv1's padding is 3) and upscore puts cell y at
     # 32 y + 31: offset 9. Inputs below 32 pixels would leave a pooling window empty.

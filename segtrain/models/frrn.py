@@ -15,13 +15,11 @@ two 3x3 conv-BN-ReLU (the pooling stream's new value), and adds a 1x1 projection
 Images whose sides are not multiples of 16 (A) or 32 (B) are mirror-padded and the output cropped back, so
 every input size gets logits at its own resolution.
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SegtrainError
 from ._utils import SegmentationModel, mirror_pad
 from .backbones import scale_channels
 
@@ -67,19 +65,8 @@ class FRRU(nn.Module):
 
 
 class FRRN(SegmentationModel):
-    def __init__(self, num_classes: int, stages, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.0,
-                 learned_upsampling: bool = False, pretrained: Optional[str] = None):
+    def __init__(self, num_classes: int, stages, width: float = 1.0):
         super().__init__()
-        if not batch_norm:
-            raise SegtrainError("model.batch_norm=false: FRRN has BN after every 3x3 convolution")
-        if dropout:
-            raise SegtrainError(f"model.dropout={dropout}: FRRN has no dropout layers; set model.dropout=0")
-        if learned_upsampling:
-            raise SegtrainError("model.learned_upsampling=true: FRRN upsamples with fixed bilinear and nearest "
-                                "interpolation")
-        if pretrained:
-            raise SegtrainError(f"model.pretrained={pretrained}: FRRN is trained from scratch; there are no "
-                                "ImageNet weights for it")
         base, lanes = scale_channels(BASE_CHANNELS, width), scale_channels(LANES, width)
         encoder, decoder = stages
         self.divisor = encoder[-1][0]  # the deepest pooling factor: inputs are padded to a multiple of it

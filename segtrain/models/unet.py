@@ -5,12 +5,10 @@ skip features centre-cropped and concatenated. An input of 16m+60 pixels gives a
 388), so forward() mirrors the image outward as the paper's overlap-tile strategy does and returns logits for
 exactly the input's pixels, whatever its size. `unet_same` pads every convolution by 1 and uses BN.
 """
-from typing import Optional
 
 import torch
 from torch import nn
 
-from ..errors import SegtrainError
 from ._utils import SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import scale_channels
 
@@ -33,16 +31,9 @@ def double_conv(in_channels: int, out_channels: int, padding: int, batch_norm: b
 
 
 class UNet(SegmentationModel):
-    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False,
-                 dropout: float = 0.5, padding: int = 0, learned_upsampling: bool = True,
-                 pretrained: Optional[str] = None):
+    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = False, dropout: float = 0.5,
+                 padding: int = 0):
         super().__init__()
-        if not learned_upsampling:
-            raise SegtrainError("model.learned_upsampling=false: U-Net's up-convolutions change the channel count "
-                                "and are always learned")
-        if pretrained:
-            raise SegtrainError(f"model.pretrained={pretrained}: U-Net is trained from scratch; it has no "
-                                "pretrained backbone to load")
         self.padding = padding
         channels = [scale_channels(64 * 2 ** i, width) for i in range(5)]  # 64 .. 1024
         self.encoder = nn.ModuleList(double_conv(c_in, c_out, padding, batch_norm)
