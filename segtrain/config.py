@@ -3,6 +3,7 @@
 Each YAML option names its schema in its defaults list (e.g. `- sgd_schema`), so an unknown key or a value of
 the wrong type fails while Hydra composes the config, before any work starts.
 """
+import logging
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+log = logging.getLogger("segtrain")
 
 
 class Amp(str, Enum):
@@ -239,7 +242,9 @@ class AugmentName(str, Enum):
 @dataclass
 class AugmentConfig:
     name: AugmentName = AugmentName.none
-    crop_size: int = 321  # deeplab: the random crop (padded with 255 labels first when the image is smaller)
+    # a random crop_size x crop_size crop of every training sample (padded with the mean, labels with 255, where
+    # the image is smaller): DeepLab's crop, or patch training with any augment; null: whole images
+    crop_size: Optional[int] = None
     scale_min: float = 0.5  # deeplab: random scale range
     scale_max: float = 1.5
     flip: bool = True  # deeplab: horizontal; unet: horizontal and vertical
@@ -249,11 +254,6 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.05
-
-
-class Sampling(str, Enum):
-    whole = "whole"
-    patch = "patch"
 
 
 class LossName(str, Enum):
@@ -285,8 +285,6 @@ class TrainerConfig:
     ckpt_interval: int = 250  # write last.pt every N iterations and at the end
     log_interval: int = 20  # loss/lr/speed to the log and TensorBoard every N iterations
     accumulate: int = 1  # batches whose gradients are summed per optimizer step (Caffe's iter_size)
-    sampling: Sampling = Sampling.whole  # whole images (a batch padded with 255 labels) or random patches
-    patch_size: int = 224  # sampling=patch: square patches, padded with 255 labels where the image is smaller
     num_vis_images: int = 4  # image panels written to TensorBoard at each validation
     num_workers: Any = "auto"  # DataLoader processes: auto (0 for generated data, else up to 8 per process) or N
     device: Device = Device.auto
@@ -470,7 +468,6 @@ VALUE_RANGES = {
     "trainer.ckpt_interval": (lambda v: v >= 1, "a whole number >= 1"),
     "trainer.log_interval": (lambda v: v >= 1, "a whole number >= 1"),
     "trainer.accumulate": (lambda v: v >= 1, "a whole number >= 1"),
-    "trainer.patch_size": (lambda v: v >= 1, "a whole number of pixels >= 1"),
     "loss.sample_rate": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
     "trainer.num_vis_images": (lambda v: v >= 0, ">= 0"),
     "model.width": (lambda v: v > 0, "a channel multiplier > 0 (1.0 is the published network)"),
@@ -561,13 +558,9 @@ def compose_stored_config(stored: dict, overrides):
 
     register_configs()
     choices = [f"{group}={stored[group]['name']}" for group in ("model", "dataset", "optimizer", "schedule")]
-    # checkpoints written before evaluation had its own config stored these groups; they are not training's
-    stored = {k: v for k, v in stored.items() if k not in ("crf", "inference")}
-    if "sample_rate" in stored.get("trainer", {}):  # and FCN's sample rate among the trainer's keys
-        trainer = dict(stored["trainer"])
-        stored["loss"] = {**stored.get("loss", {}), "sample_rate": trainer.pop("sample_rate")}
-        stored["trainer"] = trainer
+    stored = with_keys_moved(stored)
     dotlist = list(overrides)
+    refuse_moved_keys(dotlist)
     try:
         if GlobalHydra.instance().is_initialized():  # inside `segtrain` (resuming): its Hydra composes
             cfg = compose("config", overrides=choices)
@@ -583,6 +576,44 @@ def compose_stored_config(stored: dict, overrides):
         raise SegtrainError(f"config override {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
     check_config(cfg)
     return cfg
+
+
+# a key that moved -> where it went (a checkpoint holding it is read with it moved; a command line setting it gets
+# one line naming the new key)
+MOVED_KEYS = {
+    "trainer.sample_rate": "loss.sample_rate",
+    "trainer.sampling": "augment.crop_size (null: whole images, N: a random N x N crop of every sample)",
+    "trainer.patch_size": "augment.crop_size",
+}
+
+
+def refuse_moved_keys(overrides) -> None:
+    from .errors import SegtrainError
+
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if key in MOVED_KEYS:
+            raise SegtrainError(f"{override}: {key} is now {MOVED_KEYS[key]}")
+
+
+def with_keys_moved(stored: dict) -> dict:
+    """A stored config as this version's schemas have it: checkpoints written before evaluation had its own
+    config stored `crf` and `inference`; before the loss group owned it, FCN's `sample_rate` was the trainer's;
+    before the augment group owned every crop, `trainer.sampling=patch` cropped `trainer.patch_size` patches after
+    any augment (and `augment.crop_size` meant only DeepLab's crop)."""
+    stored = {k: v for k, v in stored.items() if k not in ("crf", "inference")}
+    trainer, loss, augment = (dict(stored.get(group, {})) for group in ("trainer", "loss", "augment"))
+    if "sample_rate" in trainer:
+        loss["sample_rate"] = trainer.pop("sample_rate")
+    if "sampling" in trainer:
+        sampling, patch_size = trainer.pop("sampling"), trainer.pop("patch_size", None)
+        crops = [size for size in (augment.get("crop_size") if augment.get("name") == "deeplab" else None,
+                                   patch_size if sampling == "patch" else None) if size]
+        augment["crop_size"] = min(crops) if crops else None
+        if len(crops) == 2:
+            log.warning("the checkpoint's augment=deeplab cropped %d px, then trainer.sampling=patch %d px; it now "
+                        "crops once, augment.crop_size=%d (this matters only when resuming it)", *crops, min(crops))
+    return {**stored, "trainer": trainer, "loss": loss, "augment": augment}
 
 
 def without_fixed_options(stored_model: dict, schema) -> dict:

@@ -22,7 +22,7 @@ from torch.utils.tensorboard.summary import hparams
 from . import distributed
 from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, rng_states,
                          save_checkpoint, set_rng_states)
-from .config import check_config, strict_json, to_plain
+from .config import check_config, strict_json, to_plain, with_keys_moved
 from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
 from .data.files import FileDataset
@@ -326,7 +326,7 @@ def resume_training(path: Path, device, model, optimizer, scheduler, scaler, con
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     set_rng_states(state["rng"])
-    stored = _flatten(state["config"])
+    stored = _flatten(with_keys_moved(state["config"]))  # a checkpoint of an older version, as this one reads it
     changed = sorted(k for k, v in _flatten(config_plain).items()
                      if k != "trainer.resume" and k in stored and stored[k] != v)
     frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
@@ -341,13 +341,12 @@ def resume_training(path: Path, device, model, optimizer, scheduler, scaler, con
 
 
 def train_loader_for(cfg, train_set, collate, start_iter: int, workers: int, rank: int, world: int, device):
-    """The endless training batches from `start_iter` on: augmented (and patch-cropped) items in the sampler's
-    order, each rank its slice of the global batch."""
+    """The endless training batches from `start_iter` on: augmented (and cropped) items in the sampler's order,
+    each rank its slice of the global batch."""
     tc = cfg.trainer
     images_per_step = tc.batch_size * tc.accumulate
-    patch_size = tc.patch_size if tc.sampling == "patch" else None
-    augmenting = cfg.augment.name != "none" or patch_size is not None
-    train_items = Augmented(train_set, cfg.augment, cfg.seed, patch_size) if augmenting else train_set
+    augmenting = cfg.augment.name != "none" or cfg.augment.crop_size is not None
+    train_items = Augmented(train_set, cfg.augment, cfg.seed) if augmenting else train_set
     sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * images_per_step, with_position=augmenting)
     if world > 1:
         sampler = distributed.RankSlice(sampler, tc.batch_size, rank, world)

@@ -1,4 +1,4 @@
-"""Augmentation (albumentations), patch sampling and FCN's cell sampling."""
+"""Augmentation (albumentations), its crop (patch training) and FCN's cell sampling."""
 import numpy as np
 import pytest
 import torch
@@ -12,10 +12,9 @@ from segtrain.losses import drop_cells
 from .conftest import compose_config
 
 
-def augmented(name, *overrides, patch_size=None):
+def augmented(name, *overrides):
     cfg = compose_config(f"augment={name}", "dataset.image_size=64", *overrides)
-    return build_dataset(cfg.dataset, "train"), Augmented(build_dataset(cfg.dataset, "train"), cfg.augment, 0,
-                                                          patch_size)
+    return build_dataset(cfg.dataset, "train"), Augmented(build_dataset(cfg.dataset, "train"), cfg.augment, 0)
 
 
 @pytest.mark.parametrize("name", ["deeplab", "unet", "photometric"])
@@ -66,9 +65,38 @@ def test_workers_load_the_same_augmented_batches_as_the_main_process():
         assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)
 
 
-def test_patch_sampling_crops_every_sample_to_the_patch_size():
-    _, data = augmented("none", patch_size=40)
+@pytest.mark.parametrize("name", ["none", "unet", "photometric"])
+def test_any_augment_crops_patches_of_its_crop_size(name):
+    plain, data = augmented(name, "augment.crop_size=40")
     assert {tuple(data[(i, i)][0].shape) for i in range(5)} == {(3, 40, 40)}
+    if name == "none":  # a window of the scene, nothing else changed
+        image, label = data[(2, 7)]
+        whole_image, whole_label = plain[2]
+        found = [(y, x) for y in range(25) for x in range(25)
+                 if torch.equal(whole_label[y:y + 40, x:x + 40], label)
+                 and torch.equal(whole_image[:, y:y + 40, x:x + 40], image)]
+        assert found
+    _, whole = augmented(name)
+    assert whole[(0, 0)][0].shape[-2:] == (64, 64)  # crop_size null (the default): whole images
+
+
+def test_checkpoints_with_the_trainers_patch_sampling_are_read_with_the_augments_crop(caplog):
+    """Before augment.crop_size served every augment, trainer.sampling=patch cropped trainer.patch_size after any
+    augment, and crop_size (321 by default) meant DeepLab's crop only."""
+    from segtrain.config import compose_stored_config, to_plain
+
+    def stored(augment, sampling, crop_size, patch_size=224):
+        old = to_plain(compose_config(f"augment={augment}"))
+        old["trainer"].update(sampling=sampling, patch_size=patch_size)
+        old["augment"]["crop_size"] = crop_size
+        return compose_stored_config(old, []).augment.crop_size
+
+    assert stored("none", "whole", 321) is None
+    assert stored("unet", "patch", 321, 40) == 40
+    assert stored("deeplab", "whole", 321) == 321
+    assert not caplog.records
+    assert stored("deeplab", "patch", 80, 40) == 40
+    assert "cropped 80 px, then trainer.sampling=patch 40 px" in caplog.text
 
 
 def test_drop_cells_keeps_whole_cells_at_the_rate():
@@ -86,6 +114,5 @@ def test_drop_cells_keeps_whole_cells_at_the_rate():
 def test_training_with_augmentation_patches_and_cell_sampling(tiny_cfg, tmp_path):
     from segtrain.train import train
 
-    result = train(tiny_cfg("augment=deeplab", "augment.crop_size=24", "trainer.sampling=patch",
-                            "trainer.patch_size=24", "loss.sample_rate=0.5"), tmp_path)
+    result = train(tiny_cfg("augment=deeplab", "augment.crop_size=24", "loss.sample_rate=0.5"), tmp_path)
     assert np.isfinite(result["mean_iu"])

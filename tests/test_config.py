@@ -146,13 +146,17 @@ def test_the_synthetic_preset_sizes_every_family():
     assert (on_voc.width, on_voc.batch_norm, on_voc.dropout) == (1.0, False, 0.5)
 
 
-def test_an_option_the_model_lacks_is_one_line_saying_why(tmp_path):
+@pytest.mark.parametrize("overrides,line", [
+    (["model=deeplab_aspp", "model.dropout=0.5"],
+     "model.dropout=0.5: deeplab_aspp has no dropout option; DeepLab v2's ResNet-101 uses none"),
+    (["trainer.patch_size=64"], "trainer.patch_size=64: trainer.patch_size is now augment.crop_size"),
+])
+def test_an_option_the_model_lacks_or_a_moved_key_is_one_line_saying_why(tmp_path, overrides, line):
     run_dir = tmp_path / "run"
-    result = subprocess.run([Path(sys.executable).with_name("segtrain"), "model=deeplab_aspp", "model.dropout=0.5",
-                             f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([Path(sys.executable).with_name("segtrain"), *overrides, f"hydra.run.dir={run_dir}"],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and not run_dir.exists()
-    assert result.stderr.strip() == ("segtrain: error: model.dropout=0.5: deeplab_aspp has no dropout option; "
-                                     "DeepLab v2's ResNet-101 uses none")
+    assert result.stderr.strip() == f"segtrain: error: {line}"
 
 
 def test_checkpoints_from_the_one_union_schema_still_load():

@@ -107,14 +107,19 @@ def refuse_reused_run_dir(argv) -> None:
         argv.append("hydra.output_subdir=null")
 
 
-def refuse_options_the_model_lacks(argv) -> None:
-    """Before Hydra: `model.dropout=0.5` for a family without dropout (deeplab_aspp, frrn_*) is one line saying
-    what the network always has, rather than Hydra's report that the family's schema has no such key."""
+def refuse_keys_that_moved_or_do_not_apply(argv) -> None:
+    """Before Hydra, one line where it would report a key its schemas lack: a key that moved to another group
+    (`trainer.patch_size` is `augment.crop_size`), or an option the model's family does not have
+    (`model.dropout=0.5` for deeplab_aspp), saying what that network always has."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from ..config import MODEL_SCHEMAS, refuse_fixed_options
+    from ..config import MODEL_SCHEMAS, refuse_fixed_options, refuse_moved_keys
 
+    try:
+        refuse_moved_keys(argv[1:])
+    except SegtrainError as error:
+        exit_with_error("segtrain", error)
     fixed = {f"model.{key}" for schema in MODEL_SCHEMAS.values() for key in schema.always}
     named = [a for a in argv if a.lstrip("+~").partition("=")[0] in fixed]
     if not named or any(a.startswith("-") for a in argv):  # none, or -m/--help/--cfg: Hydra answers
@@ -140,7 +145,7 @@ def run() -> None:
         sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
     else:
         refuse_reused_run_dir(sys.argv)
-    refuse_options_the_model_lacks(sys.argv)
+    refuse_keys_that_moved_or_do_not_apply(sys.argv)
     main()
 
 

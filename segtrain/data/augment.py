@@ -13,32 +13,33 @@ from ..errors import SegtrainError
 from .files import IGNORE_INDEX
 
 
-def build_transforms(cfg, patch_size=None, fill=0.0):
-    """(geometric, photometric) albumentations pipelines (either may be None) for an `augment` config, with a
-    random patch_size crop last when training samples patches. Images are padded with `fill` (the dataset's mean,
-    as stored), labels with 255."""
+def build_transforms(cfg, fill=0.0):
+    """(geometric, photometric) albumentations pipelines (either may be None) for an `augment` config, with its
+    random crop_size crop (when set) after the geometric transforms, but before DeepLab's mirror as DeepLab
+    orders them. Images are padded with `fill` (the dataset's mean, as stored), labels with 255."""
     import albumentations as A
 
-    def crop(size):
-        return [A.PadIfNeeded(size, size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=fill,
-                              fill_mask=IGNORE_INDEX), A.RandomCrop(size, size)]
+    crop = [A.PadIfNeeded(cfg.crop_size, cfg.crop_size, position="top_left", border_mode=cv2.BORDER_CONSTANT,
+                          fill=fill, fill_mask=IGNORE_INDEX), A.RandomCrop(cfg.crop_size, cfg.crop_size)
+            ] if cfg.crop_size else []
 
     def compose(transforms):
-        return A.Compose(transforms + (crop(patch_size) if patch_size else []), strict=True, seed=0)
+        return A.Compose(transforms, strict=True, seed=0) if transforms else None
 
     if cfg.name == "none":
-        return (compose([]) if patch_size else None), None
+        return compose(crop), None
     if cfg.name == "deeplab":  # DeepLab: random scale, pad, random crop, mirror
         return compose([A.RandomScale(scale_limit=(cfg.scale_min - 1, cfg.scale_max - 1), p=1.0),
-                        *crop(cfg.crop_size), A.HorizontalFlip(p=0.5 if cfg.flip else 0.0)]), None
+                        *crop, A.HorizontalFlip(p=0.5 if cfg.flip else 0.0)]), None
     if cfg.name == "unet":  # U-Net: smooth deformations of a coarse grid, flips
         return compose([
             A.GridElasticDeform(num_grid_xy=(cfg.grid, cfg.grid), magnitude=cfg.magnitude, p=1.0),
             A.HorizontalFlip(p=0.5 if cfg.flip else 0.0),
             A.VerticalFlip(p=0.5 if cfg.flip else 0.0),
+            *crop,
         ]), None
     if cfg.name == "photometric":
-        return (compose([]) if patch_size else None), A.Compose([
+        return compose(crop), A.Compose([
             A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation,
                           hue=cfg.hue, p=0.8),
             A.GaussianBlur(blur_limit=(3, 5), p=0.2),
@@ -51,9 +52,9 @@ class Augmented(Dataset):
     The transforms work on the images as stored (uint8 for image files: cheaper, and only the kept pixels are
     normalised afterwards by the dataset's finish())."""
 
-    def __init__(self, dataset, cfg, seed: int, patch_size=None):
+    def __init__(self, dataset, cfg, seed: int):
         self.dataset, self.seed = dataset, seed
-        self.geometric, self.photometric = build_transforms(cfg, patch_size, fill=dataset.raw_fill())
+        self.geometric, self.photometric = build_transforms(cfg, fill=dataset.raw_fill())
 
     def __getattr__(self, name):  # class_names, palette, mean, std, tasks, ... of the wrapped dataset
         if name == "dataset":
