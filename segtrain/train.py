@@ -232,12 +232,9 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
                 raise TrainingInterrupted(message, signum, stop.previous.get(signum))
             if validate:
                 val_began = time.perf_counter()
-                metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast,
-                                            keep=panel_items, tasks=val_set.tasks,
-                                            reduce=distributed.all_reduce_sum)
+                metrics = validate_and_log(model, val_loader, cfg.dataset.num_classes, val_set,
+                                           train_set.class_names, panel_items, writer, device, autocast, iteration)
                 metrics_iter = iteration
-                log_validation(writer, metrics, samples, train_set.class_names, val_set, iteration,
-                               [item_name(val_loader.dataset, i) for i in panel_items])
                 improved = metrics["mean_iu"] > best_mean_iu
                 best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
                 progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
@@ -377,8 +374,14 @@ def finish_run(cfg, run_dir: Path, writer, metrics: dict, best_mean_iu: float, c
     return result
 
 
-def log_validation(writer, metrics: dict, samples, class_names, val_set, iteration: int, names=None) -> None:
-    """The four metrics, per-class IU, per-task metrics and image panels of one validation to TensorBoard."""
+def validate_and_log(model, val_loader, num_classes: int, val_set, class_names, panel_items, writer, device,
+                     autocast, iteration: int) -> dict:
+    """One validation (under torchrun each rank scores its share and the confusion matrices are summed), and its
+    four metrics, per-class IU, per-task metrics, confusion matrix and the panels of `panel_items` to
+    TensorBoard; the metrics."""
+    metrics, samples = evaluate(model, val_loader, num_classes, device, autocast, keep=panel_items,
+                                tasks=val_set.tasks, reduce=distributed.all_reduce_sum)
+    names = [item_name(val_loader.dataset, i) for i in panel_items]
     for name in METRIC_NAMES:
         writer.add_scalar(f"val/{name}", metrics[name], iteration)
     for name, iu in zip(class_names, metrics["iu"]):
@@ -397,6 +400,7 @@ def log_validation(writer, metrics: dict, samples, class_names, val_set, iterati
             metrics["confusion"])]), iteration)
         writer.add_figure("val/iu_per_class", iu_bar_figure(metrics["iu"], class_names[:len(metrics["iu"])]),
                           iteration)
+    return metrics
 
 
 def require_writable(run_dir: Path) -> None:

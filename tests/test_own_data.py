@@ -288,6 +288,26 @@ def test_binary_folder_trains_with_label_values_val_fraction_and_median_frequenc
                                capture_output=True, text=True, cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert Image.open(output / "img000.png").size == (SIZE, SIZE)  # at the image's own size, not the scaled one
+    # the network gets the very tensor evaluation gives it (resized and normalised by the same code), so the
+    # labels are evaluation's too
+    from segtrain.checkpoint import restore
+    from segtrain.cli.predict import network_input
+    from segtrain.data import item_name
+    from segtrain.data.files import Normalize, read_image
+
+    train_cfg, model, state = restore(run_dir / "checkpoints" / "last.pt")
+    for split in ("train", "val"):
+        data = build_dataset(train_cfg.dataset, split, evaluation=True)
+        found = [i for i in range(len(data)) if item_name(data, i) == "img000.png"]
+        if found:
+            image, label = data[found[0]]
+    given = network_input(read_image(root / "images" / "img000.png"),
+                          Normalize(state["data"]["mean"], state["data"]["std"], (255.0,) * 3), (0.5, None))
+    assert torch.equal(given, image)
+    with torch.no_grad():
+        scores = torch.nn.functional.interpolate(model(image[None]), size=label.shape, mode="bilinear",
+                                                 align_corners=False)
+    assert np.array_equal(np.array(Image.open(output / "img000.png")), scores.argmax(1)[0].numpy())
 
 
 def test_a_long_cpu_run_is_announced_once(caplog):

@@ -82,6 +82,14 @@ def overlay_options(alpha: float, skip_classes, class_names):
     return alpha, skip
 
 
+def network_input(rgb, normalize, resize=None):
+    """An RGB image (H, W, 3) uint8 as the datasets give the network theirs: resized when the network was trained
+    so (resize: dataset.scale, dataset.short_side), then normalised. Its labels come back at full size."""
+    from ..data.files import resize_image, resized_size
+
+    return normalize(rgb if resize is None else resize_image(rgb, resized_size(*rgb.shape[:2], *resize)))
+
+
 def predict_images(cfg) -> int:
     """Label every image of cfg.input into cfg.output; the exit status (1 when an image was skipped)."""
     import numpy as np
@@ -93,7 +101,7 @@ def predict_images(cfg) -> int:
     from ..config import to_plain
     from ..crf import crf_params, crf_refiner
     from ..data import checkpoint_dataset_info
-    from ..data.files import read_image, resized_size
+    from ..data.files import Normalize, read_image
     from ..engine import autocast_context
     from ..inference import predict_scores
     from ..progress import track
@@ -111,7 +119,7 @@ def predict_images(cfg) -> int:
     device = select_device(train_cfg.trainer.device)
     autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
     model.to(device)
-    mean, std = torch.tensor(info["mean"])[:, None, None], torch.tensor(info["std"])[:, None, None]
+    normalize = Normalize(info["mean"], info["std"], (255.0,) * 3)  # as the training data's 8-bit images
     palette = torch.tensor(info["palette"], dtype=torch.uint8)
     class_names = list(info["class_names"])
     alpha, skip = overlay_options(cfg.alpha, cfg.skip_classes, class_names)
@@ -132,10 +140,7 @@ def predict_images(cfg) -> int:
                 print(f"segtrain-predict: skipped {error}", file=sys.stderr)
                 skipped.append(path)
                 continue
-            image = ((torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std)[None]
-            if resize is not None:  # as the network was trained (dataset.scale / short_side); scored at full size
-                image = F.interpolate(image, size=resized_size(*rgb.shape[:2], *resize), mode="bilinear",
-                                      antialias=True, align_corners=False)
+            image = network_input(rgb, normalize, resize)[None]
             with torch.no_grad(), autocast:
                 scores = predict_scores(model, image.to(device), **inference, probabilities=use_crf)
             if scores.shape[-2:] != rgb.shape[:2]:

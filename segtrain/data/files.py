@@ -105,6 +105,29 @@ def check_label(label: np.ndarray, num_classes: int, path) -> np.ndarray:
     return label
 
 
+class Normalize:
+    """(image / scale - mean) / std per channel, for an (H, W, C) image as stored (uint8, or float for depth):
+    the (C, H, W) float tensor a network takes. Every dataset's items and segtrain-predict's inputs go through
+    this one arithmetic, which for RGB is torchvision's ToTensor and Normalize to the last bit."""
+
+    def __init__(self, mean, std, scale):
+        self.scale, self.mean, self.std = (torch.tensor(v, dtype=torch.float32)[:, None, None]
+                                           for v in (scale, mean, std))
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()  # one copy, in float
+        return image.div_(self.scale).sub_(self.mean).div_(self.std)
+
+
+def resize_image(image: np.ndarray, size) -> np.ndarray:
+    """An (H, W, C) image as stored, resized to (height, width) bilinearly with antialiasing (uint8 stays uint8)."""
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    if pixels.dtype != torch.uint8:
+        pixels = pixels.float()
+    return F.interpolate(pixels, size=size, mode="bilinear", antialias=True,
+                         align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
 class FileDataset(Dataset):
     """Items read by `load(item) -> (image (H, W, C) in 0..255 or already scaled, label (H, W), label path)`,
     checked, then normalised channel-wise: (image / scale - mean) / std, and resized when set_resize says so.
@@ -122,11 +145,7 @@ class FileDataset(Dataset):
 
     def __init__(self, items: Sequence, load: Callable):
         self.items, self.load = list(items), load
-        # (C, 1, 1) each, so that (image / scale - mean) / std is two in-place passes; subclasses have set scale,
-        # mean and std by now
-        scale, mean, std = (torch.tensor(v, dtype=torch.float64)[:, None, None] for v in (self.scale, self.mean,
-                                                                                           self.std))
-        self._offset, self._factor = (mean * scale).float(), (1 / (std * scale)).float()
+        self.normalize = Normalize(self.mean, self.std, self.scale)  # subclasses have set them by now
 
     def set_resize(self, scale=None, short_side=None, full_size_labels: bool = False) -> None:
         """Images resized by a factor or to a short side (bilinear, antialiased), labels nearest-neighbour; with
@@ -179,11 +198,7 @@ class FileDataset(Dataset):
         if self.resize is None:
             return image, label
         size = resized_size(*image.shape[:2], *self.resize)
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-        if pixels.dtype != torch.uint8:
-            pixels = pixels.float()
-        image = F.interpolate(pixels, size=size, mode="bilinear", antialias=True,
-                              align_corners=False)[0].permute(1, 2, 0).numpy()
+        image = resize_image(image, size)
         if not self.full_size_labels:
             stacked = torch.from_numpy(label.astype(np.float32)).reshape(1, -1, *label.shape[-2:])  # (1, tasks, H, W)
             label = F.interpolate(stacked, size=size, mode="nearest-exact").numpy().astype(label.dtype).reshape(
@@ -191,9 +206,8 @@ class FileDataset(Dataset):
         return image, label
 
     def finish(self, image: np.ndarray, label: np.ndarray):
-        """(normalised float image (C, H, W), long label): (image / scale - mean) / std."""
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()  # one copy, in float
-        return image.sub_(self._offset).mul_(self._factor), torch.from_numpy(label.astype(np.int64))
+        """(normalised float image (C, H, W), long label)."""
+        return self.normalize(image), torch.from_numpy(label.astype(np.int64))
 
     def raw_fill(self):
         """The stored value of the mean, per channel: what augmentation pads images with (0 once normalised)."""

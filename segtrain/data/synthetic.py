@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .files import IGNORE_INDEX
+from .files import IGNORE_INDEX, Normalize
 from .palette import voc_palette
 
 CLASS_NAMES = ("background", "block", "disc", "wire", "dot")
@@ -82,6 +82,7 @@ class SyntheticScenes(Dataset):
         self.split, self.num_images, self.image_size = split, num_images, image_size
         self.seed = seed + SPLIT_OFFSETS[split]
         self.palette = voc_palette()
+        self.normalize = Normalize(self.mean, self.std, (255.0,) * 3)
 
     def __len__(self):
         return self.num_images
@@ -91,9 +92,7 @@ class SyntheticScenes(Dataset):
         return render_scene(np.random.default_rng([self.seed, index]), self.image_size)
 
     def finish(self, image: np.ndarray, label: np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
-        image = (image - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
-        return image, torch.from_numpy(np.ascontiguousarray(label)).long()
+        return self.normalize(image), torch.from_numpy(np.ascontiguousarray(label)).long()
 
     def raw_fill(self):
         return tuple(255 * m for m in self.mean)
