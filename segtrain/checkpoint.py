@@ -11,6 +11,7 @@ import torch
 from .errors import SegtrainError
 
 log = logging.getLogger("segtrain")
+CONFIG_GROUPS = ("model", "dataset", "optimizer", "schedule")  # what every stored config names, since the first
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -57,6 +58,11 @@ def load_checkpoint(path, map_location="cpu", peek: bool = False) -> dict:
         raise SegtrainError(f"checkpoint {path}: not a readable segtrain checkpoint ({first_line})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise SegtrainError(f"checkpoint {path}: not a segtrain checkpoint (no 'model' and 'config' entries)")
+    config = state["config"]
+    for group in CONFIG_GROUPS:
+        if not isinstance(config, dict) or not isinstance(config.get(group), dict) or "name" not in config[group]:
+            raise SegtrainError(f"checkpoint {path}: its config has no {group} (a {group} with its name); it was "
+                                "not written by segtrain, or was edited")
     return state
 
 
@@ -82,7 +88,7 @@ def set_rng_states(states: dict) -> None:
 
 def find_resume_checkpoint(resume, ckpt_dir: Path):
     """trainer.resume: auto takes the newest checkpoint that holds the training state (last.pt, else a best.pt
-    written with trainer.best_with_state=true), or a path."""
+    written with trainer.best_with_state=true; None when there is none yet), or a path."""
     if resume is None:
         return None
     if resume == "auto":
@@ -99,7 +105,6 @@ def find_resume_checkpoint(resume, ckpt_dir: Path):
             raise SegtrainError(f"trainer.resume=auto: {ckpt_dir} has no last.pt and its best.pt holds only the "
                                 "weights (trainer.best_with_state=false); start a new run with "
                                 f"model.init_from={ckpt_dir / 'best.pt'} instead")
-        log.info("trainer.resume=auto: no checkpoint in %s yet, starting from scratch", ckpt_dir)
         return None
     path = Path(resume)
     if not path.is_file():

@@ -541,6 +541,9 @@ def check_config(cfg) -> None:
     if cfg.trainer.deterministic not in ("auto", True, False):
         raise SegtrainError(f"trainer.deterministic={cfg.trainer.deterministic}: expected auto, true or false")
     check_ranges(cfg)
+    std = cfg.dataset.get("std")
+    if std is not None and not all(v > 0 for v in std):  # dividing by 0 gives NaN inputs, and a NaN loss later
+        raise SegtrainError(f"dataset.std={list(std)}: expected a standard deviation > 0 per channel")
     if cfg.augment.scale_min > cfg.augment.scale_max:
         raise SegtrainError(f"augment.scale_min={cfg.augment.scale_min} is above augment.scale_max="
                             f"{cfg.augment.scale_max}")
@@ -657,6 +660,25 @@ def check_ranges(cfg) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not isinstance(value, bool) and not test(value):
             raise SegtrainError(f"{key}={value}: expected {expected}")
+
+
+def override_argument(key: str, value) -> str:
+    """`key=value` as one command-line word that the shell and Hydra's override grammar give back as `value`:
+    Hydra-quoted when the value holds characters its grammar reads (`=`, `,`, quotes, brackets), then
+    shell-quoted when it holds spaces or shell characters."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    text = str(value)
+    try:
+        plain = OverridesParser.create().parse_override(f"{key}={text}").value() == text
+    except Exception:  # noqa: BLE001 - any parse error: quote it
+        plain = False
+    if plain:
+        return shlex.quote(f"{key}={text}")
+    word = f"{key}='" + text.replace("'", "\\'") + "'"
+    return f'"{word}"' if not any(c in word for c in '"$`\\!') else shlex.quote(word)
 
 
 def strict_json(value, **kwargs) -> str:

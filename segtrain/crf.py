@@ -16,6 +16,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from .processes import worker_signals
+
 BACKENDS = ("torch", "pydensecrf")
 
 
@@ -55,10 +57,12 @@ def _refine(job):
 def _worker_setup(backend: str):
     """A CPU worker's initializer. Every mean-field iteration allocates maps of tens of MB; glibc would hand each
     back to the kernel and fault it in again, page by page (a third of the time went there), so the worker keeps
-    its heap (M_MMAP_MAX 0, M_TRIM_THRESHOLD 2 GiB). torch gets one thread, as pydensecrf has."""
+    its heap (M_MMAP_MAX 0, M_TRIM_THRESHOLD 2 GiB). torch gets one thread, as pydensecrf has. Stop signals as
+    for DataLoader workers (segtrain.processes.worker_signals): the parent ends the pool."""
     import ctypes
     import ctypes.util
 
+    worker_signals()  # first: any thread started later inherits its signal mask
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         libc.mallopt(-4, 0)  # M_MMAP_MAX
@@ -138,6 +142,25 @@ def crf_refiner(params: dict, backend: str = "torch", workers: int = 0, batch_im
         yield refine_here
         return
     # spawn: the workers import only what their backend needs, never a forked copy of torch's thread pools
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_setup,
-                             initargs=(backend,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_setup,
+                               initargs=(backend,))
+    try:
         yield refine_here
+    except BaseException:  # an error, Ctrl-C or SIGTERM: the running CRFs are not waited for
+        _end_now(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _end_now(pool) -> None:
+    """Cancels the queued jobs and ends the workers (SIGTERM from their parent, which worker_signals obeys), then
+    joins them. ProcessPoolExecutor's shutdown alone would wait for every running job."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # before 3.14: no public call
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)

@@ -84,14 +84,14 @@ def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, task
         target = task_target(targets, t, tasks)
         weight = None if class_weights is None else class_weights[channels]
         scores = logits[:, channels].float()
-        if normalize and denominator is None:
-            loss = loss + F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index)
-            continue
         total = F.cross_entropy(scores, target, weight=weight, ignore_index=ignore_index, reduction="sum")
         if normalize:
-            labelled = target[(target != ignore_index) & (target >= 0) & (target < scores.shape[1])]
-            local = labelled.numel() if weight is None else weight[labelled].sum()
-            total = total / denominator(torch.as_tensor(local, dtype=torch.float32, device=scores.device))
+            # counted on the device (no host sync); a batch without labelled pixels (or only zero-weight ones)
+            # adds 0, where cross_entropy's mean would be 0 / 0 = NaN and end the run
+            labelled = (target != ignore_index) & (target >= 0) & (target < scores.shape[1])
+            local = labelled.sum().float() if weight is None else \
+                (weight[target.clamp(0, scores.shape[1] - 1)] * labelled).sum()
+            total = total / (denominator(local) if denominator else local.clamp_min(torch.finfo(local.dtype).tiny))
         loss = loss + total
     return loss
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Subset
 from .data import pad_collate
 from .data.files import FileDataset
 from .errors import SegtrainError
-from .signals import ignore_stop_signals
+from .processes import worker_signals
 
 log = logging.getLogger("segtrain")
 
@@ -74,8 +74,11 @@ def resolve_num_workers(setting, dataset) -> int:
 
 
 def val_loader_for(cfg, dataset, device) -> DataLoader:
+    """The validation/evaluation batches in order. Its own generator: iter() draws the workers' base seed from
+    it, which from the global RNG would shift every later dropout mask of a training run (and differently in a
+    resumed one, whose persistent workers start at another validation)."""
     workers = resolve_num_workers(cfg.trainer.num_workers, dataset.dataset if isinstance(dataset, Subset)
                                   else dataset)
     return DataLoader(dataset, batch_size=cfg.trainer.val_batch_size, shuffle=False, collate_fn=pad_collate,
                       num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                      worker_init_fn=ignore_stop_signals)
+                      worker_init_fn=worker_signals, generator=torch.Generator().manual_seed(cfg.seed))

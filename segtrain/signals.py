@@ -1,6 +1,7 @@
 """Stopping a run cleanly: SIGINT (Ctrl-C), SIGTERM (SLURM, Kubernetes, `timeout`) and SIGUSR1 ask the training
 loop to finish its iteration, write last.pt and exit with 128 + the signal's number; a second Ctrl-C aborts at
-once. Under torchrun the ranks agree on the iteration to stop at."""
+once. Under torchrun the ranks agree on the iteration to stop at. The DataLoader workers' side of it is
+segtrain.processes.worker_signals."""
 import logging
 import signal
 import threading
@@ -30,13 +31,6 @@ class TrainingInterrupted(Exception):
             handler(self.signum, None)
 
 
-def ignore_stop_signals(worker_id: int = 0) -> None:
-    """DataLoader worker_init_fn: Ctrl-C reaches the whole process group, and a worker it killed would end the
-    run it asks to stop cleanly; the workers end with the main process anyway."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-
-
 class StopRequests:
     """A context in which the stop signals set a flag instead of killing the process (main thread only)."""
 
@@ -58,9 +52,12 @@ class StopRequests:
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: abort now
+        # no line here: the loop says it once, with the iteration it stopped at (or that it came too late)
         self.signum = signum
-        log.warning("received %s: stopping after this iteration (Ctrl-C again aborts at once)",
-                    signal.Signals(signum).name)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
 
     def pending(self, device):
         """The signal to stop for, agreed by every rank (the highest number any rank received), or None."""

@@ -9,6 +9,7 @@ import copy
 import gc
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,10 +23,10 @@ from torch.utils.tensorboard.summary import hparams
 from . import distributed
 from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, rng_states,
                          save_checkpoint, set_rng_states)
-from .config import check_config, strict_json, to_plain, with_keys_moved
+from .config import check_config, override_argument, strict_json, to_plain, with_keys_moved
 from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
-from .data.files import FileDataset
+from .data.files import IGNORE_INDEX, FileDataset, resized_size
 from .data.scan import class_weights as class_weights_from_scan
 from .data.scan import scan_labels
 from .data.samplers import InfiniteSampler
@@ -37,7 +38,8 @@ from .models import CRFasRNN, build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
 from .runtime import (resolve_deterministic, resolve_num_workers, seed_everything, select_amp, select_device,
                       val_loader_for)
-from .signals import StopRequests, TrainingInterrupted, ignore_stop_signals
+from .processes import shutdown_workers, worker_signals
+from .signals import StopRequests, TrainingInterrupted
 from .visualize import evenly_spaced, prediction_panels
 
 log = logging.getLogger("segtrain")
@@ -95,12 +97,14 @@ def write_split_lists(folder: Path, datasets: dict) -> None:
 CPU_ESTIMATE_AFTER = 10  # iterations measured before estimating a CPU run's length
 
 
-def warn_if_long_on_cpu(progress, remaining_iters: int) -> None:
+def warn_if_long_on_cpu(progress, remaining_iters: int, width: float) -> None:
+    """The advice fits the run: a narrower network is proposed only where the run has room below its width."""
     seconds = remaining_iters * progress.batch_size / max(progress.images_per_second(), 1e-9)
     if seconds > 3600:
+        narrower = f"model.width (e.g. {width / 4:g}), " if width > 0.0625 else ""
         log.warning("on this CPU the remaining %d iterations take about %.1f hours (%.1f img/s); shrink the run with "
-                    "trainer.max_iters, model.width (e.g. 0.25), dataset.scale or dataset.short_side, or "
-                    "trainer.batch_size", remaining_iters, seconds / 3600, progress.images_per_second())
+                    "trainer.max_iters, %sdataset.scale or dataset.short_side, or trainer.batch_size",
+                    remaining_iters, seconds / 3600, progress.images_per_second(), narrower)
 
 
 def kept_checkpoint(ckpt_dir: Path) -> str:
@@ -150,10 +154,11 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
                                   model.output_stride, world, class_weights)
 
     config_plain = to_plain(cfg)  # what checkpoints store
-    start_iter, best_mean_iu, metrics, metrics_iter = 0, -1.0, None, None
+    run = {"iteration": 0, "best_mean_iu": -1.0, "metrics": None, "metrics_iteration": None,
+           "trained": {"images": 0, "seconds": 0.0}}  # what a checkpoint carries over to a resumed run
     if resume_path is not None:
-        start_iter, best_mean_iu, metrics, metrics_iter = resume_training(
-            resume_path, device, model, optimizer, scheduler, scaler, config_plain)
+        run = resume_training(resume_path, device, model, optimizer, scheduler, scaler, config_plain)
+    start_iter = run["iteration"]
 
     images_per_step = tc.batch_size * tc.accumulate
     workers = resolve_num_workers(tc.num_workers, train_set)
@@ -169,84 +174,116 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
     # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
     writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None) if main_process \
         else NullWriter()
+    progress = Progress(start_iter, tc.max_iters, images_per_step, quiet=not main_process)
+
+    def trained_so_far() -> dict:
+        """Images and seconds of training (validation left out) over every session of the run."""
+        images, seconds = progress.trained()
+        return {"images": run["trained"]["images"] + images, "seconds": run["trained"]["seconds"] + seconds}
 
     def checkpoint_state(iteration: int, training_state: bool = True) -> dict:
-        """What evaluation and prediction need; with training_state also what resuming needs."""
-        state = {"model": model.state_dict(), "iteration": iteration, "metrics": metrics,
-                 "metrics_iteration": metrics_iter, "best_mean_iu": best_mean_iu,
-                 "class_names": list(train_set.class_names), "data": dataset_info(val_set), "config": config_plain,
-                 "class_weights": class_weights}
+        """What evaluation and prediction need; with training_state also what resuming needs. `validated`: this
+        iteration's validation ran (its metrics are the checkpoint's), which a resume otherwise runs first."""
+        state = {"model": model.state_dict(), "iteration": iteration, "metrics": run["metrics"],
+                 "metrics_iteration": run["metrics_iteration"], "validated": run["metrics_iteration"] == iteration,
+                 "best_mean_iu": run["best_mean_iu"], "class_names": list(train_set.class_names),
+                 "data": dataset_info(val_set), "config": config_plain, "class_weights": class_weights,
+                 "trained": trained_so_far()}
         if training_state:
             state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          scaler=scaler.state_dict(), rng=rng_states())
         return state
 
-    progress = Progress(start_iter, tc.max_iters, images_per_step, quiet=not main_process)
-    model.train()
+    def validate(iteration: int) -> None:
+        """Validation at `iteration`: metrics, best.pt when they improved, and at the end last.pt again."""
+        val_began = time.perf_counter()
+        metrics = validate_and_log(model, val_loader, cfg.dataset.num_classes, val_set, train_set.class_names,
+                                   panel_items, writer, device, autocast, iteration)
+        improved = metrics["mean_iu"] > run["best_mean_iu"]
+        run.update(metrics=metrics, metrics_iteration=iteration,
+                   best_mean_iu=max(run["best_mean_iu"], metrics["mean_iu"]))
+        progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
+        progress.exclude(time.perf_counter() - val_began)
+        if improved and main_process:
+            save_checkpoint(checkpoint_state(iteration, tc.best_with_state), ckpt_dir / "best.pt")
+        if iteration == tc.max_iters and main_process:  # the final last.pt also carries the final metrics
+            save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
+
     batches = iter(train_loader)
-    loss_sum, loss_count = torch.zeros((), device=device), 0
-    with StopRequests() as stop:
-        for iteration in range(start_iter + 1, tc.max_iters + 1):
-            step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
-                             *(t.to(device, non_blocking=True) for t in targets))
-                            for images, *targets in (next(batches) for _ in range(tc.accumulate))]
-            loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
-            loss_sum += loss
-            loss_count += 1
-            last = iteration == tc.max_iters
-            validate = iteration % tc.val_interval == 0 or last
-            save_last = iteration % tc.ckpt_interval == 0 or last
-            # one process reads its flag every iteration; under torchrun the ranks agree (a collective and a host
-            # sync) only at log steps, where the loop syncs anyway
-            signum = stop.pending(device) if world == 1 or iteration % tc.log_interval == 0 or last else None
+    try:
+        model.train()
+        loss_sum, loss_count = torch.zeros((), device=device), 0
+        with StopRequests() as stop:
+            if start_iter and validation_due(start_iter, tc) and run["metrics_iteration"] != start_iter:
+                # stopped (or killed) between its checkpoint and its validation: that validation first, as it
+                # would have run (it draws from no RNG stream the training uses)
+                log.info("iteration %d's validation did not run before the stop: running it now", start_iter)
+                validate(start_iter)
+            for iteration in range(start_iter + 1, tc.max_iters + 1):
+                step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
+                                 *(t.to(device, non_blocking=True) for t in targets))
+                                for images, *targets in (next(batches) for _ in range(tc.accumulate))]
+                loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
+                loss_sum += loss
+                loss_count += 1
+                last = iteration == tc.max_iters
+                save_last = iteration % tc.ckpt_interval == 0 or last
+                # one process reads its flag every iteration; under torchrun the ranks agree (a collective and a
+                # host sync) only at log steps, where the loop syncs anyway
+                signum = stop.pending(device) if world == 1 or iteration % tc.log_interval == 0 or last else None
 
-            if iteration % tc.log_interval == 0 or last:
-                mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
-                if not np.isfinite(mean_loss):
-                    raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
+                if iteration % tc.log_interval == 0 or last:
+                    mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
+                    if not np.isfinite(mean_loss):
+                        raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
+                                            f"{kept_checkpoint(ckpt_dir)}")
+                    lr = optimizer.param_groups[0]["lr"]
+                    writer.add_scalar("train/loss", mean_loss, iteration)
+                    writer.add_scalar("train/lr", lr, iteration)
+                    progress.update(iteration, mean_loss, lr)
+                    loss_sum.zero_()
+                    loss_count = 0
+                else:
+                    progress.tick(iteration)
+                if iteration == start_iter + CPU_ESTIMATE_AFTER and device.type == "cpu":
+                    warn_if_long_on_cpu(progress, tc.max_iters - iteration, cfg.model.width)
+
+                if (validation_due(iteration, tc) or save_last or signum) and not all_finite(model):
+                    raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
                                         f"{kept_checkpoint(ckpt_dir)}")
-                lr = optimizer.param_groups[0]["lr"]
-                writer.add_scalar("train/loss", mean_loss, iteration)
-                writer.add_scalar("train/lr", lr, iteration)
-                progress.update(iteration, mean_loss, lr)
-                loss_sum.zero_()
-                loss_count = 0
-            else:
-                progress.tick(iteration)
-            if iteration == start_iter + CPU_ESTIMATE_AFTER and device.type == "cpu":
-                warn_if_long_on_cpu(progress, tc.max_iters - iteration)
-
-            if (validate or save_last or signum) and not all_finite(model):
-                raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
-                                    f"{kept_checkpoint(ckpt_dir)}")
-            # last.pt first: an error in validation then cannot lose this iteration's checkpoint
-            if (save_last or signum) and main_process:
-                save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
-            if signum:
-                progress.close()
-                writer.close()
-                # resuming takes the stored config, so the run dir is all the command needs
-                message = (f"interrupted at iteration {iteration}; resume with: segtrain hydra.run.dir={run_dir} "
-                           "trainer.resume=auto")
-                log.warning(message)
-                raise TrainingInterrupted(message, signum, stop.previous.get(signum))
-            if validate:
-                val_began = time.perf_counter()
-                metrics = validate_and_log(model, val_loader, cfg.dataset.num_classes, val_set,
-                                           train_set.class_names, panel_items, writer, device, autocast, iteration)
-                metrics_iter = iteration
-                improved = metrics["mean_iu"] > best_mean_iu
-                best_mean_iu = max(best_mean_iu, metrics["mean_iu"])
-                progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
-                if improved and main_process:
-                    save_checkpoint(checkpoint_state(iteration, tc.best_with_state), ckpt_dir / "best.pt")
-                if last and main_process:  # the final last.pt also carries the final metrics
+                # last.pt first: an error in validation then cannot lose this iteration's checkpoint
+                if (save_last or signum) and main_process:
                     save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
-                progress.exclude(time.perf_counter() - val_began)
-    progress.close()
+                if signum:
+                    # resuming takes the stored config, so the run dir is all the command needs
+                    message = (f"received {signal_name(signum)}: interrupted at iteration {iteration}; resume "
+                               f"with: segtrain {override_argument('hydra.run.dir', run_dir)} trainer.resume=auto")
+                    progress.write(message, logging.WARNING)
+                    raise TrainingInterrupted(message, signum, stop.previous.get(signum))
+                if validation_due(iteration, tc):
+                    validate(iteration)
+            if stop.signum:  # it came during the final validation: nothing was left to stop
+                progress.write(f"received {stop.name} during the final validation: too late to stop, the run "
+                               "has finished", logging.WARNING)
+        progress.close()
+        trained = trained_so_far()
+        return finish_run(cfg, run_dir, writer, run["metrics"], run["best_mean_iu"], train_set.class_names,
+                          config_plain, trained["images"] / max(trained["seconds"], 1e-9), main_process)
+    finally:
+        # a failed run (or a failed job of a sweep) ends its workers and writer threads here too: left to exit
+        # handlers, idle persistent workers kept the process from exiting
+        progress.close()
+        shutdown_workers(batches, val_loader)
+        writer.close()
 
-    return finish_run(cfg, run_dir, writer, metrics, best_mean_iu, train_set.class_names, config_plain,
-                      progress.images_per_second(), main_process)
+
+def validation_due(iteration: int, tc) -> bool:
+    """Whether the loop validates at `iteration`: every trainer.val_interval and at the end."""
+    return iteration % tc.val_interval == 0 or iteration == tc.max_iters
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 def start_run(cfg, run_dir: Path, world: int, main_process: bool):
@@ -284,12 +321,35 @@ def load_data(cfg, run_dir: Path, main_process: bool):
     if isinstance(val_set, FileDataset):
         scan_labels(val_set, "checking val labels")
     if train_scan is not None:
+        refuse_what_cannot_train(cfg.dataset, train_set, train_scan)
+    if train_scan is not None:
         log.info("labels checked: %d train (%d cached) and %d val files", len(train_set), train_scan.cached,
                  len(val_set))
     class_weights = resolve_class_weights(cfg.loss.class_weights, train_set, train_scan)
     if main_process and cfg.dataset.get("val_fraction") is not None:
         write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
     return cfg, train_set, val_set, class_weights
+
+
+MIN_SIDE = 8  # pixels: an image resized below this on its short side leaves nothing to segment
+
+
+def refuse_what_cannot_train(dataset_cfg, train_set, scan) -> None:
+    """Labels and sizes that would train on nothing (and show only as a NaN loss later), as one line each."""
+    per_task = [len(names) for _, names in train_set.tasks] if train_set.tasks else [len(train_set.class_names)]
+    if all(scan.class_pixels(classes, task).sum() == 0 for task, classes in enumerate(per_task)):
+        raise SegtrainError(f"every pixel of the {len(train_set)} train label files is void ({IGNORE_INDEX}, or a "
+                            "value of dataset.ignore_values): there is nothing to learn from; check "
+                            "dataset.label_values, dataset.ignore_values and dataset.mask_format")
+    if train_set.resize is not None:
+        sizes = [resized_size(*size, *train_set.resize) for size in scan.image_sizes]
+        index = min(range(len(sizes)), key=lambda i: min(sizes[i]))
+        if min(sizes[index]) < MIN_SIDE:
+            key = "dataset.scale" if train_set.resize[0] is not None else "dataset.short_side"
+            (height, width), (new_height, new_width) = scan.image_sizes[index], sizes[index]
+            raise SegtrainError(f"{key}={dataset_cfg.get(key.split('.')[1])} shrinks {train_set.item_label(index)} "
+                                f"({width}x{height}) to {new_width}x{new_height} pixels; expected at least "
+                                f"{MIN_SIDE} px on the short side")
 
 
 def build_network(cfg, train_set, device, world: int):
@@ -314,27 +374,36 @@ def build_network(cfg, train_set, device, world: int):
     return model, train_model, memory_format
 
 
-def resume_training(path: Path, device, model, optimizer, scheduler, scaler, config_plain: dict):
-    """Restore a checkpoint's training state into these objects (and the RNGs); (iteration, best mean IU, last
-    metrics, their iteration). A config that changes what resuming restores is an error."""
+def resume_training(path: Path, device, model, optimizer, scheduler, scaler, config_plain: dict) -> dict:
+    """Restore a checkpoint's training state into these objects (and the RNGs); what the run carries over
+    (iteration, best mean IU, last metrics and their iteration, images and seconds trained). A config that
+    changes what resuming restores, and weights that do not fit, are one-line errors."""
     state = load_checkpoint(path, map_location=device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    stored = _flatten(with_keys_moved(state["config"]))  # a checkpoint of an older version, as this one reads it
+    wanted = _flatten(config_plain)
+    changed = sorted(k for k, v in wanted.items() if k != "trainer.resume" and k in stored and stored[k] != v)
+    frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
+    if frozen:  # before the weights are loaded: another width would otherwise be a page of shape mismatches
+        raise SegtrainError(f"{frozen[0]}={wanted[frozen[0]]}: {path} was trained with {stored[frozen[0]]}, and a "
+                            "resumed run restores the model, optimizer and schedule as they were; start a new run "
+                            f"(model.init_from={path}) to change it")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:  # an edited or foreign file
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).strip())
+        raise SegtrainError(f"checkpoint {path}: its weights do not fit the model its config describes "
+                            f"({detail[:200]})") from None
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     set_rng_states(state["rng"])
-    stored = _flatten(with_keys_moved(state["config"]))  # a checkpoint of an older version, as this one reads it
-    changed = sorted(k for k, v in _flatten(config_plain).items()
-                     if k != "trainer.resume" and k in stored and stored[k] != v)
-    frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
-    if frozen:
-        raise SegtrainError(f"{frozen[0]}={_flatten(config_plain)[frozen[0]]}: {path} was trained with "
-                            f"{stored[frozen[0]]}, and a resumed run restores the model, optimizer and schedule "
-                            f"as they were; start a new run (model.init_from={path}) to change it")
     if changed:
         log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
     log.info("resumed from %s at iteration %d", path, state["iteration"])
-    return state["iteration"], state["best_mean_iu"], state["metrics"], state["metrics_iteration"]
+    # "trained" is newer than some checkpoints
+    return {"iteration": state["iteration"], "best_mean_iu": state["best_mean_iu"], "metrics": state["metrics"],
+            "metrics_iteration": state["metrics_iteration"],
+            "trained": state.get("trained") or {"images": 0, "seconds": 0.0}}
 
 
 def train_loader_for(cfg, train_set, collate, start_iter: int, workers: int, rank: int, world: int, device):
@@ -350,7 +419,7 @@ def train_loader_for(cfg, train_set, collate, start_iter: int, workers: int, ran
     # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
     # resumed run has just restored, and shift every later dropout mask
     return DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, persistent_workers=workers > 0, worker_init_fn=ignore_stop_signals,
+                      collate_fn=collate, persistent_workers=workers > 0, worker_init_fn=worker_signals,
                       pin_memory=device.type == "cuda", drop_last=True,
                       generator=torch.Generator().manual_seed(cfg.seed + start_iter))
 
@@ -457,8 +526,8 @@ class Progress:
         self.began += seconds
 
     def images_per_second(self) -> float:
-        elapsed = time.perf_counter() - self.began
-        return (self.done - self.start) * self.batch_size / max(elapsed, 1e-9)
+        images, seconds = self.trained()
+        return images / max(seconds, 1e-9)
 
     def tick(self, iteration: int) -> None:
         if self.bar is not None:
@@ -475,10 +544,14 @@ class Progress:
         log.info("iter %d/%d  loss %.4f  lr %.2e  %.1f img/s  eta %s", iteration, self.total, loss, lr, speed,
                  time.strftime("%H:%M:%S", time.gmtime(eta)))
 
-    def write(self, message: str) -> None:
+    def trained(self):
+        """(images, seconds) this process trained on, validation time left out."""
+        return (self.done - self.start) * self.batch_size, time.perf_counter() - self.began
+
+    def write(self, message: str, level: int = logging.INFO) -> None:
         if self.bar is not None:
             self.bar.clear()
-        log.info(message)
+        log.log(level, message)
         if self.bar is not None:
             self.bar.refresh()
 

@@ -111,7 +111,8 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
 
 def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    save_checkpoint({"model": {}, "config": {}, "iteration": 1}, path)
+    config = {group: {"name": "x"} for group in ("model", "dataset", "optimizer", "schedule")}
+    save_checkpoint({"model": {}, "config": config, "iteration": 1}, path)
 
     def die(*args, **kwargs):
         raise OSError("disk full")
@@ -119,7 +120,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
     monkeypatch.setattr(torch, "save", die)
     with pytest.raises(SegtrainError, match=r"last\.pt: cannot write the checkpoint \(disk full\); the previous "
                        r"last\.pt is intact"):
-        save_checkpoint({"model": {}, "config": {}, "iteration": 2}, path)
+        save_checkpoint({"model": {}, "config": config, "iteration": 2}, path)
     assert load_checkpoint(path)["iteration"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the partial temporary file is gone
 

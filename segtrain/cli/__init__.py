@@ -1,17 +1,22 @@
 """Console entry points. Hydra and argument parsing live here only; everything below takes plain arguments."""
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ..errors import SegtrainError
+from ..processes import Interrupted, log_to_files, run_to_the_end, stop_signals_raise
 
 
 def one_line(error: BaseException) -> str:
-    """An error as one line; a SegtrainError re-raised from a DataLoader worker (whose message carries the
-    worker's traceback) as its original message."""
+    """An error as one line. One re-raised from a DataLoader worker carries the worker's traceback in its message
+    ("Caught OSError in DataLoader worker process 0. Original Traceback ..."): the line is the worker's own
+    exception, a SegtrainError's message as it is."""
     text = str(error).strip()
     if "SegtrainError: " in text:
-        text = text.rsplit("SegtrainError: ", 1)[1]
+        return text.rsplit("SegtrainError: ", 1)[1].splitlines()[0]
+    if "Original Traceback" in text:  # the worker's exception is the traceback's last line
+        return f"in a DataLoader worker: {text.splitlines()[-1].strip()}"
     first = text.splitlines()[0] if text else ""
     return first if isinstance(error, SegtrainError) else f"{type(error).__name__}: {first}"
 
@@ -19,14 +24,6 @@ def one_line(error: BaseException) -> str:
 def exit_with_error(program: str, error: BaseException):
     print(f"{program}: error: {one_line(error)}", file=sys.stderr)
     sys.exit(2)
-
-
-def log_error_to_file(line: str) -> None:
-    """The fatal error as the last line of the run's log file (segtrain.log), not again on the console."""
-    record = logging.LogRecord("segtrain", logging.ERROR, __file__, 0, line, None, None)
-    for handler in logging.getLogger().handlers + logging.getLogger("segtrain").handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 def hydra_job():
@@ -49,7 +46,7 @@ def failed_job(program: str, error: Exception, run_dir: Path, overrides, sweepin
     line = f"{program}: error: {one_line(error)}"
     if not isinstance(error, SegtrainError):  # a bug or the machine (e.g. out of memory): keep the details
         logging.getLogger("segtrain").exception("job failed")
-    log_error_to_file(line)
+    log_to_files(line)
     if not sweeping:
         exit_with_error(program, error)
     print(line, file=sys.stderr)
@@ -97,15 +94,76 @@ def compose_app(config_name: str, argv):
     return cfg, run_dir
 
 
+def override_values(argv, key: str) -> list:
+    """The values Hydra's override grammar gives `key=` on the command line, quotes taken off (a -m sweep's comma
+    list as its items), in order. A value the grammar cannot read (an unquoted `=`, say) is a one-line error that
+    shows the argument quoted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ..config import override_argument
+
+    parser, values = OverridesParser.create(), []
+    for argument in argv:
+        name, _, raw = argument.partition("=")
+        if name.lstrip("+~") != key:
+            continue
+        try:
+            value = parser.parse_override(argument).value()
+        except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
+            raise SegtrainError(f"{argument}: Hydra's override grammar cannot read this value (characters such as "
+                                f"= , [ ] {{ }} ' \" need quotes); write it as {override_argument(key, raw)}") from None
+        values += [str(v) for v in (value.list if hasattr(value, "list") else [value])]
+    return values
+
+
+def require_creatable(folder: Path, key: str) -> None:
+    """Before Hydra's mkdir (a traceback): a folder to write into must be creatable and writable."""
+    folder = Path(folder).expanduser()
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if existing.exists() and not existing.is_dir():
+        raise SegtrainError(f"{key}={folder}: {existing} is a file, not a folder; choose another {key}")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise SegtrainError(f"{key}={folder}: cannot write in {existing} (permission denied); choose another {key}")
+
+
 def require_checkpoints(program: str, argv) -> None:
-    """Before Hydra creates any folder: every `ckpt=` on the command line (a comma list in a -m sweep) is a file;
-    without one, a one-line error (--help and --cfg need none)."""
+    """Before Hydra creates any folder: every `ckpt=` on the command line (a comma list in a -m sweep) is a file,
+    read as Hydra reads it (quoted paths with spaces or `=` included); without one, a one-line error (--help and
+    --cfg need none). The output folder, hydra.run.dir or the checkpoint run's eval/, can be created."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return
-    values = [a.partition("=")[2] for a in argv if a.partition("=")[0] == "ckpt"]
-    if not values:
-        exit_with_error(program, SegtrainError("ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)"))
-    sweeping = "-m" in argv or "--multirun" in argv
-    for path in (p for value in values for p in (value.split(",") if sweeping else [value])):
-        if not Path(path).is_file():
-            exit_with_error(program, SegtrainError(f"checkpoint {path}: no such file"))
+    try:
+        paths = override_values(argv, "ckpt")
+        if not paths:
+            raise SegtrainError("ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)")
+        for path in paths:
+            if not Path(path).is_file():
+                raise SegtrainError(f"checkpoint {path}: no such file")
+        run_dirs = override_values(argv, "hydra.run.dir")
+        if run_dirs:
+            require_creatable(Path(run_dirs[-1]), "hydra.run.dir")
+        elif program == "segtrain-eval" and "-m" not in argv and "--multirun" not in argv:
+            from ..config import checkpoint_run_dir
+
+            require_creatable(Path(checkpoint_run_dir(paths[0])) / "eval", "hydra.run.dir")
+    except SegtrainError as error:
+        exit_with_error(program, error)
+
+
+def checkpoint_command(program: str, main) -> None:
+    """The console script of segtrain-eval, -predict and -export: the checkpoint paths checked before Hydra
+    creates any folder, then `main` (the Hydra app). A stop signal (Ctrl-C, SIGTERM) ends it with one line and
+    128 + the signal's number, its worker processes ended on the way out; the exit watchdog follows."""
+    def work():
+        require_checkpoints(program, sys.argv[1:])
+        stop_signals_raise()
+        try:
+            main()
+        except Interrupted as stop:
+            stop_signals_raise(False)
+            line = stop.line(program)
+            print(line, file=sys.stderr)
+            log_to_files(line)
+            sys.exit(stop.exit_code)
+
+    run_to_the_end(program, work)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import SegtrainError
+from ..processes import run_to_the_end
 from . import exit_with_error
 
 USAGE = "usage: segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...]"
@@ -212,5 +213,10 @@ def main(argv=None) -> None:
         exit_with_error("segtrain-data", error)
 
 
+def cli() -> None:
+    """The console script."""
+    run_to_the_end("segtrain-data", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -26,7 +26,8 @@ import hydra
 
 from ..config import check_ranges, config_dir, register_configs, strict_json, to_plain
 from ..errors import SegtrainError
-from . import compose_app, failed_job, hydra_job, require_checkpoints, stored_overrides
+from ..processes import Interrupted
+from . import checkpoint_command, compose_app, failed_job, hydra_job, stored_overrides
 
 register_configs()
 log = logging.getLogger("segtrain")
@@ -208,6 +209,21 @@ def write_results(out_dir: Path, result: dict, report: str, cfg, train_cfg, show
     print(f"wrote {out_dir}: metrics.json, metrics.md, config.yaml, {', '.join(p.name for p in pictures)}")
 
 
+def remove_unfinished(out_dir: Path) -> str:
+    """An evaluation stopped before its results: its folder holds only Hydra's record and the log, which
+    segtrain-report would take for an evaluation. Those files go, and the folder when nothing else is in it."""
+    if (out_dir / "metrics.json").exists():
+        return f"its results are in {out_dir}"
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (out_dir / ".hydra" / name).unlink(missing_ok=True)
+    for path in [out_dir / ".hydra", *out_dir.glob("*.log"), out_dir]:
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:  # not empty: something else is in it, left alone
+            return f"nothing was evaluated; {out_dir} holds files of others and was kept"
+    return "nothing was evaluated (its folder was removed)"
+
+
 def objective(result: dict) -> float:
     """What a sweep maximises: the mean IU after the CRF when there is one, else the network's."""
     return result["crf"]["mean_iu"] if "crf" in result else result["mean_iu"]
@@ -220,6 +236,9 @@ def main(cfg) -> float:
     out_dir, overrides, sweeping = hydra_job()
     try:
         result = evaluate_checkpoint(cfg, out_dir)
+    except Interrupted as stop:
+        stop.outcome = remove_unfinished(out_dir)
+        raise
     except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
         return failed_job("segtrain-eval", error, out_dir, overrides, sweeping)
     if sweeping:
@@ -241,9 +260,8 @@ def run(argv) -> dict:
 
 
 def cli() -> None:
-    """The console script: checks the checkpoint paths, then hands the command line to Hydra."""
-    require_checkpoints("segtrain-eval", sys.argv[1:])
-    main()
+    """The console script (segtrain.cli.checkpoint_command)."""
+    checkpoint_command("segtrain-eval", main)
 
 
 if __name__ == "__main__":

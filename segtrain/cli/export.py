@@ -6,15 +6,19 @@ then runs the file with onnxruntime at the example size and at another size and 
 Networks whose padding depends on the input size in Python (U-Net's overlap-tile mirroring, DeconvNet's mirroring
 to 224) export with dynamic=false at the given height and width only.
 """
+import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
 
 from ..config import config_dir, register_configs
 from ..errors import SegtrainError
-from . import compose_app, exit_with_error, require_checkpoints, stored_overrides
+from . import checkpoint_command, compose_app, exit_with_error, stored_overrides
 
 register_configs()
 log = logging.getLogger("segtrain")
@@ -55,6 +59,8 @@ def export_checkpoint(cfg) -> Path:
     from ..checkpoint import restore
     from ..data import checkpoint_dataset_info
 
+    out = Path(cfg.out or Path(cfg.ckpt).with_suffix(".onnx"))
+    check_output(out, cfg.ckpt)
     log.info("reading %s", cfg.ckpt)
     train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))
     if train_cfg.model.get("crf"):
@@ -63,7 +69,6 @@ def export_checkpoint(cfg) -> Path:
                             "and predict with segtrain-eval and segtrain-predict")
     info = checkpoint_dataset_info(state, train_cfg)
     channels = sum(info["input_channels"])
-    out = Path(cfg.out or Path(cfg.ckpt).with_suffix(".onnx"))
     example = torch.randn(1, channels, height, width)
     shapes = None
     if dynamic:
@@ -71,21 +76,67 @@ def export_checkpoint(cfg) -> Path:
                         3: torch.export.Dim("width", min=1, max=8192)}}
     log.info("exporting %s to %s (%s)", train_cfg.model.name, out,
              "dynamic batch, height and width" if dynamic else f"fixed {height}x{width}")
+    # into a folder of its own beside `out`, moved into place only once checked: a failed export leaves
+    # nothing, and an earlier export there stays whole until then (its .onnx.data is named by the .onnx)
+    staging = Path(tempfile.mkdtemp(prefix=".segtrain-export-", dir=out.parent))
     try:
-        with torch.no_grad():
-            torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=["scores"],
-                              dynamic_shapes=shapes, dynamo=True, verbose=False)
-    except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the first line says which
-        hint = " Try dynamic=false with height= and width=." if dynamic else ""
-        raise SegtrainError(f"cannot export {train_cfg.model.name} to ONNX ({type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0][:200]}).{hint}") from None
-    inputs = [example] + ([torch.randn(2, channels, height // 2 + 7, width // 2 + 3)] if dynamic else [])
-    log.info("checking %s with onnxruntime at %s", out.name, " and ".join(str(tuple(x.shape)) for x in inputs))
-    worst = check_onnx(out, model, inputs, tolerance=1e-3)
+        staged = staging / out.name
+        try:
+            with torch.no_grad():
+                torch.onnx.export(model, (example,), str(staged), input_names=["image"], output_names=["scores"],
+                                  dynamic_shapes=shapes, dynamo=True, verbose=False)
+        except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the first line says which
+            hint = " Try dynamic=false with height= and width=." if dynamic else ""
+            raise SegtrainError(f"cannot export {train_cfg.model.name} to ONNX ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:200]}).{hint}") from None
+        inputs = [example] + ([torch.randn(2, channels, height // 2 + 7, width // 2 + 3)] if dynamic else [])
+        log.info("checking %s with onnxruntime at %s", out.name, " and ".join(str(tuple(x.shape)) for x in inputs))
+        worst = check_onnx(staged, model, inputs, tolerance=1e-3)
+        files = sorted(p.name for p in staging.iterdir())
+        record_written(out.parent, files)
+        for name in files:
+            os.replace(staging / name, out.parent / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     sizes = " and ".join(f"{tuple(x.shape)}" for x in inputs)
-    print(f"wrote {out} ({'dynamic batch, height and width' if dynamic else f'fixed {height}x{width}'}); "
+    print(f"wrote {', '.join(str(out.parent / name) for name in files)} "
+          f"({'dynamic batch, height and width' if dynamic else f'fixed {height}x{width}'}); "
           f"onnxruntime matches PyTorch on {sizes} within {worst:.1e} of the output range")
     return out
+
+
+MANIFEST = ".segtrain-export.json"  # the files segtrain-export wrote into a folder
+
+
+def written_before(folder: Path) -> set:
+    try:
+        return set(json.loads((folder / MANIFEST).read_text()))
+    except (OSError, ValueError):
+        return set()
+
+
+def record_written(folder: Path, names) -> None:
+    (folder / MANIFEST).write_text(json.dumps(sorted(written_before(folder) | set(names))))
+
+
+def check_output(out: Path, ckpt: str) -> None:
+    """Before any work: `out` is no checkpoint (this one or any .pt), and neither it nor its .data file is a file
+    segtrain-export did not write (its manifest lists those); the folder can take files."""
+    if out.resolve() == Path(ckpt).resolve() or out.suffix == ".pt":
+        raise SegtrainError(f"out={out}: would write the ONNX file over a checkpoint; give an out= ending in .onnx")
+    if out.is_dir():
+        raise SegtrainError(f"out={out} is a folder; give a file name (e.g. {out / 'model.onnx'})")
+    ours = written_before(out.parent)
+    foreign = [p for p in (out, out.with_name(out.name + ".data")) if p.exists() and p.name not in ours]
+    if foreign:
+        raise SegtrainError(f"out={out}: {foreign[0]} exists and segtrain-export did not write it; choose another "
+                            "out= (nothing was written)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SegtrainError(f"out={out}: cannot write there ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise SegtrainError(f"out={out}: cannot write there (permission denied)")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
@@ -103,9 +154,8 @@ def run(argv) -> Path:
 
 
 def cli() -> None:
-    """The console script: checks the checkpoint paths, then hands the command line to Hydra."""
-    require_checkpoints("segtrain-export", sys.argv[1:])
-    main()
+    """The console script (segtrain.cli.checkpoint_command)."""
+    checkpoint_command("segtrain-export", main)
 
 
 if __name__ == "__main__":

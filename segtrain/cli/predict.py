@@ -16,7 +16,8 @@ import hydra
 
 from ..config import check_ranges, config_dir, register_configs
 from ..errors import SegtrainError
-from . import compose_app, exit_with_error, require_checkpoints, stored_overrides
+from ..processes import Interrupted
+from . import checkpoint_command, compose_app, exit_with_error, stored_overrides
 
 register_configs()
 
@@ -148,19 +149,27 @@ def predict_images(cfg) -> int:
             yield rgb, scores[0].float(), path
 
     params = crf_params(cfg.crf)
-    with crf_refiner(params, cfg.crf.backend, cfg.crf.workers if use_crf else 0, cfg.crf.batch_images) as refine:
-        if use_crf:
-            labelled = refine((rgb, probs, (rgb, path)) for rgb, probs, path in scored())
-        else:
-            labelled = ((scores.argmax(0).cpu().numpy(), (rgb, path)) for rgb, scores, path in scored())
-        written = 0
-        for labels, (rgb, path) in labelled:
-            label_png = Image.fromarray(labels.astype(np.uint8))
-            label_png.putpalette(palette.flatten().tolist())
-            label_png.save(output / f"{path.stem}.png")
-            overlay_with_legend(torch.from_numpy(rgb).permute(2, 0, 1), torch.from_numpy(labels.astype(np.int64)),
-                                palette, class_names, alpha, skip).save(output / f"{path.stem}_overlay.png")
-            written += 1
+    written, writing = 0, []
+    try:
+        with crf_refiner(params, cfg.crf.backend, cfg.crf.workers if use_crf else 0, cfg.crf.batch_images) as refine:
+            if use_crf:
+                labelled = refine((rgb, probs, (rgb, path)) for rgb, probs, path in scored())
+            else:
+                labelled = ((scores.argmax(0).cpu().numpy(), (rgb, path)) for rgb, scores, path in scored())
+            for labels, (rgb, path) in labelled:
+                writing = [output / f"{path.stem}.png", output / f"{path.stem}_overlay.png"]
+                label_png = Image.fromarray(labels.astype(np.uint8))
+                label_png.putpalette(palette.flatten().tolist())
+                label_png.save(output / f"{path.stem}.png")
+                overlay_with_legend(torch.from_numpy(rgb).permute(2, 0, 1),
+                                    torch.from_numpy(labels.astype(np.int64)), palette, class_names, alpha,
+                                    skip).save(output / f"{path.stem}_overlay.png")
+                written, writing = written + 1, []
+    except Interrupted as stop:
+        for partial in writing:  # stopped while writing this image's files: none of them half written
+            partial.unlink(missing_ok=True)
+        stop.outcome = f"{written} of {len(files)} images were labelled in {output} (kept)"
+        raise
     print(f"wrote {written} label maps (NAME.png) and overlays (NAME_overlay.png) to {output}"
           + (f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""))
     return 1 if skipped else 0
@@ -182,9 +191,8 @@ def run(argv) -> int:
 
 
 def cli() -> None:
-    """The console script: checks the checkpoint paths, then hands the command line to Hydra."""
-    require_checkpoints("segtrain-predict", sys.argv[1:])
-    main()
+    """The console script (segtrain.cli.checkpoint_command)."""
+    checkpoint_command("segtrain-predict", main)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SegtrainError
+from ..processes import run_to_the_end
 from . import exit_with_error
 
 USAGE = "usage: segtrain-report DIR [DIR ...] [out=DIR]"
@@ -141,5 +142,10 @@ def main(argv=None) -> None:
         exit_with_error("segtrain-report", error)
 
 
+def cli() -> None:
+    """The console script."""
+    run_to_the_end("segtrain-report", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

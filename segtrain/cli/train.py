@@ -15,7 +15,8 @@ import hydra
 
 from ..config import config_dir, register_configs
 from ..errors import SegtrainError
-from . import exit_with_error, failed_job, hydra_job, log_error_to_file
+from ..processes import log_to_files, run_to_the_end
+from . import exit_with_error, failed_job, hydra_job, override_values, require_creatable
 
 register_configs()
 log = logging.getLogger("segtrain")
@@ -26,24 +27,24 @@ STORED_GROUPS = ("model", "dataset", "optimizer", "schedule", "loss", "augment")
 def resume_config(cfg, task_overrides, run_dir: Path):
     """The checkpoint's config with this command line's key overrides on top (cfg as composed when there is no
     checkpoint to resume from yet)."""
-    from ..checkpoint import load_checkpoint
-    from ..sweeps import job_overrides
-    from ..checkpoint import find_resume_checkpoint
+    from ..checkpoint import find_resume_checkpoint, load_checkpoint
     from ..config import compose_stored_config
+    from ..sweeps import job_overrides
 
     path = find_resume_checkpoint(cfg.trainer.resume, run_dir / "checkpoints")
     if path is None:
-        return cfg
+        return recorded_config(cfg, task_overrides, run_dir)
     stored = load_checkpoint(path, peek=True)["config"]
     keys = []
     for override in job_overrides(task_overrides):
         key, _, value = override.partition("=")
         group = key.lstrip("+~")
         if group in STORED_GROUPS:
-            if value != stored[group].get("name"):
-                raise SegtrainError(f"{override}: {path} was trained with {group}={stored[group].get('name')}; a "
-                                    f"resumed run keeps it (set single keys such as {group}.KEY=VALUE, or start a "
-                                    f"new run with model.init_from={path})")
+            trained_with = stored.get(group, {}).get("name")
+            if value != trained_with:
+                raise SegtrainError(f"{override}: {path} was trained with {group}={trained_with}; a resumed run "
+                                    f"keeps it (set single keys such as {group}.KEY=VALUE, or start a new run with "
+                                    f"model.init_from={path})")
         elif "." in key:
             keys.append(override)
     resumed = compose_stored_config(stored, keys)
@@ -51,6 +52,32 @@ def resume_config(cfg, task_overrides, run_dir: Path):
     if keys:
         log.info("resuming %s with the stored config and: %s", path, " ".join(keys))
     return resumed
+
+
+def recorded_config(cfg, task_overrides, run_dir: Path):
+    """A run continued before its first checkpoint starts again from its own command: the overrides recorded in
+    RUN/.hydra/overrides.yaml, then this command line's (cfg as composed for a run dir without that record)."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    from ..sweeps import job_overrides
+
+    record = run_dir / ".hydra" / "overrides.yaml"
+    if not record.is_file():
+        log.info("trainer.resume=%s: no checkpoint in %s yet; starting the run", cfg.trainer.resume, run_dir)
+        return cfg
+    recorded = job_overrides(OmegaConf.load(record))
+    given = job_overrides(task_overrides)
+    if recorded == given:  # this very command made the record (a new run started with trainer.resume=auto)
+        return cfg
+    try:
+        started = compose("config", overrides=recorded + given + [f"trainer.resume={cfg.trainer.resume}"])
+    except Exception as e:  # noqa: BLE001 - Hydra's and OmegaConf's errors: the record no longer composes
+        raise SegtrainError(f"{record}: the run's recorded overrides no longer compose "
+                            f"({str(e).strip().splitlines()[0]}); start a new run") from None
+    log.info("trainer.resume=%s: no checkpoint in %s yet; starting it again from scratch with its recorded "
+             "overrides: %s", cfg.trainer.resume, run_dir, " ".join(recorded + given) or "(none)")
+    return started
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -71,7 +98,7 @@ def main(cfg) -> float:
         result = train(cfg, run_dir)
     except KeyboardInterrupt:  # before the training loop, or a second Ctrl-C inside it
         line = "segtrain: aborted by Ctrl-C (checkpoints already written are kept)"
-        log_error_to_file(line)
+        log_to_files(line)
         print(line, file=sys.stderr)
         sys.exit(130)
     except TrainingInterrupted as stop:  # last.pt written, the resume command logged
@@ -86,24 +113,25 @@ def main(cfg) -> float:
     return result["best_mean_iu"]  # what a Hydra sweeper (e.g. Optuna) maximises
 
 
-def override_value(argv, key: str):
-    values = [a.partition("=")[2] for a in argv if a.partition("=")[0] == key]
-    return values[-1] if values else None
-
-
 def refuse_reused_run_dir(argv) -> None:
-    """Before Hydra writes into hydra.run.dir: a run dir that already holds checkpoints is continued only with
-    trainer.resume (and then its .hydra/ record of the original command is kept as it is)."""
+    """Before Hydra writes into hydra.run.dir: it can be created; a run dir that already holds checkpoints is
+    continued only with trainer.resume; and a run that is continued keeps its .hydra/ record of the original
+    command as it is (its overrides are what a resume before the first checkpoint starts again from)."""
     if "-m" in argv or "--multirun" in argv or any(a.startswith("-") for a in argv):
         return
-    run_dir = override_value(argv, "hydra.run.dir")
-    if run_dir is None or not any((Path(run_dir) / "checkpoints").glob("*.pt")):
-        return
-    if override_value(argv, "trainer.resume") in (None, "null"):
-        exit_with_error("segtrain", SegtrainError(
-            f"{Path(run_dir) / 'checkpoints'} already holds checkpoints; continue that run with trainer.resume=auto "
-            "or choose a new hydra.run.dir (nothing was changed)"))
-    if (Path(run_dir) / ".hydra").is_dir():
+    try:
+        run_dirs, resume = override_values(argv, "hydra.run.dir"), override_values(argv, "trainer.resume")
+        if not run_dirs:
+            return
+        run_dir = Path(run_dirs[-1])
+        require_creatable(run_dir, "hydra.run.dir")
+        resuming = bool(resume) and resume[-1] not in ("None", "null")
+        if any((run_dir / "checkpoints").glob("*.pt")) and not resuming:
+            raise SegtrainError(f"{run_dir / 'checkpoints'} already holds checkpoints; continue that run with "
+                                "trainer.resume=auto or choose a new hydra.run.dir (nothing was changed)")
+    except SegtrainError as error:
+        exit_with_error("segtrain", error)
+    if resuming and (run_dir / ".hydra").is_dir():
         argv.append("hydra.output_subdir=null")
 
 
@@ -138,15 +166,18 @@ def refuse_keys_that_moved_or_do_not_apply(argv) -> None:
 
 def run() -> None:
     """The console script: under torchrun, ranks other than 0 keep Hydra's files out of the run directory that
-    rank 0 owns (train() uses rank 0's directory on every rank)."""
-    if int(os.environ.get("RANK", "0")) > 0:
-        scratch = tempfile.mkdtemp(prefix="segtrain-rank")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
-    else:
-        refuse_reused_run_dir(sys.argv)
-    refuse_keys_that_moved_or_do_not_apply(sys.argv)
-    main()
+    rank 0 owns (train() uses rank 0's directory on every rank). The exit watchdog follows (run_to_the_end)."""
+    def work():
+        if int(os.environ.get("RANK", "0")) > 0:
+            scratch = tempfile.mkdtemp(prefix="segtrain-rank")
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+            sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
+        else:
+            refuse_reused_run_dir(sys.argv)
+        refuse_keys_that_moved_or_do_not_apply(sys.argv)
+        main()
+
+    run_to_the_end("segtrain", work)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import SegtrainError
-from .files import IGNORE_INDEX
+from .files import IGNORE_INDEX, describe_error
 
 
 def build_transforms(cfg, fill=0.0):
@@ -53,7 +53,7 @@ class Augmented(Dataset):
     normalised afterwards by the dataset's finish())."""
 
     def __init__(self, dataset, cfg, seed: int):
-        self.dataset, self.seed = dataset, seed
+        self.dataset, self.seed, self.name = dataset, seed, getattr(cfg.name, "value", cfg.name)
         self.geometric, self.photometric = build_transforms(cfg, fill=dataset.raw_fill())
 
     def __getattr__(self, name):  # class_names, palette, mean, std, tasks, ... of the wrapped dataset
@@ -67,6 +67,14 @@ class Augmented(Dataset):
     def __getitem__(self, item):
         index, position = item
         image, label = self.dataset.raw_item(index)
+        try:
+            return self.augment(image, label, position)
+        except Exception as e:  # noqa: BLE001 - albumentations and OpenCV raise many kinds (cv2.error, ...)
+            name = self.dataset.item_label(index) if hasattr(self.dataset, "item_label") else f"item {index}"
+            raise SegtrainError(f"{name}: augment={self.name} failed on it ({describe_error(e)}); check the "
+                                "augment.* values") from None
+
+    def augment(self, image, label, position: int):
         seed = int(np.random.default_rng([self.seed, position]).integers(2 ** 31))
         if self.photometric is not None and image.shape[2] >= 3:
             self.photometric.set_random_seed(seed)

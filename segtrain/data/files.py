@@ -15,6 +15,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # 
 IMAGENET_STD = (0.229, 0.224, 0.225)  # torchvision's ImageNet weights expect inputs divided by these
 
 
+def describe_error(error: BaseException) -> str:
+    """`Type: first line of the message` (cv2.error, not a bare `error`), for one-line messages."""
+    kind = type(error).__name__ if type(error).__module__ == "builtins" else \
+        f"{type(error).__module__}.{type(error).__name__}"
+    text = str(error).strip()
+    return f"{kind}: {text.splitlines()[0][:200]}" if text else kind
+
+
 def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
     """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs)."""
     from PIL import Image, UnidentifiedImageError
@@ -189,10 +197,24 @@ class FileDataset(Dataset):
         image, _, _ = self.load(self.items[index])
         return np.asarray(image, np.float32) / np.asarray(self.scale, np.float32)
 
+    def item_label(self, index: int) -> str:
+        """The item in an error line: its first file, else its index."""
+        files = self.item_files(index)
+        return str(files[0]) if files else f"item {index} of {type(self).__name__}"
+
     def raw_item(self, index: int):
         """(image (H, W, C) as stored: uint8 for image files, float for depth; label (H, W) or (tasks, H, W)),
         checked and resized; augmentation works on these, before finish() normalises (so it touches only the
-        pixels that are kept, and in uint8 where the files hold uint8)."""
+        pixels that are kept, and in uint8 where the files hold uint8). An error that is not already one line
+        naming the file (a decoder's, out of memory) becomes one."""
+        try:
+            return self._raw_item(index)
+        except SegtrainError:
+            raise
+        except Exception as e:  # noqa: BLE001 - decoders and numpy raise many kinds
+            raise SegtrainError(f"{self.item_label(index)}: cannot read it ({describe_error(e)})") from None
+
+    def _raw_item(self, index: int):
         image, label, label_path = self.load(self.items[index])
         self.check(image.shape[:2], label, label_path)
         if self.resize is None:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import SegtrainError
 from ..progress import track
-from ..signals import ignore_stop_signals
+from ..processes import worker_signals
 
 log = logging.getLogger("segtrain")
 NUM_VALUES = 256  # label values after decoding: classes 0..254, 255 ignored
@@ -142,7 +142,7 @@ def scan_labels(dataset, desc: str, with_images: bool = False, workers=None) -> 
             workers = min(8, os.cpu_count() or 1) if len(todo) >= 64 else 0
         loader = DataLoader(_ScanItems(dataset, todo, with_images), batch_size=None, num_workers=workers,
                             collate_fn=_identity, generator=torch.Generator().manual_seed(0),
-                            worker_init_fn=ignore_stop_signals if workers else None)
+                            worker_init_fn=worker_signals if workers else None)
         errors = {}
         for index, result in track(loader, len(todo), desc):
             if isinstance(result, str):
