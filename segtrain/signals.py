@@ -2,7 +2,6 @@
 loop to finish its iteration, write last.pt and exit with 128 + the signal's number; a second Ctrl-C aborts at
 once. Under torchrun the ranks agree on the iteration to stop at. The DataLoader workers' side of it is
 segtrain.processes.worker_signals."""
-import logging
 import signal
 import threading
 
@@ -10,7 +9,6 @@ import torch
 
 from . import distributed
 
-log = logging.getLogger("segtrain")
 # SIGUSR2: what submitit (launcher=slurm) is sent before a time limit or preemption
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -54,10 +52,6 @@ class StopRequests:
             raise KeyboardInterrupt  # the second Ctrl-C: abort now
         # no line here: the loop says it once, with the iteration it stopped at (or that it came too late)
         self.signum = signum
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
 
     def pending(self, device):
         """The signal to stop for, agreed by every rank (the highest number any rank received), or None."""

@@ -317,6 +317,8 @@ def test_a_long_cpu_run_is_announced_once(caplog):
     progress.began -= 10.0
     progress.tick(10)  # 8 img/s
     with caplog.at_level(logging.WARNING, logger="segtrain"):
-        warn_if_long_on_cpu(progress, 99_990)
-        warn_if_long_on_cpu(progress, 100)
-    assert len(caplog.records) == 1 and "about 27.8 hours" in caplog.text and "model.width" in caplog.text
+        warn_if_long_on_cpu(progress, 99_990, 1.0)
+        warn_if_long_on_cpu(progress, 100, 1.0)
+        warn_if_long_on_cpu(progress, 99_990, 0.0625)  # already the narrowest: no narrower width proposed
+    assert len(caplog.records) == 2 and "about 27.8 hours" in caplog.text
+    assert "model.width (e.g. 0.25)" in caplog.records[0].message and "model.width" not in caplog.records[1].message
