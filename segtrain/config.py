@@ -178,6 +178,11 @@ class FolderDatasetConfig(DatasetConfig):
     mask_format: str = "auto"  # index (class indices) | rgb (colours from the classes YAML) | auto (by the file)
     label_values: Optional[List[int]] = None  # stored value of class 0, 1, ...: [0, 255] for 0/255 binary masks
     ignore_values: List[Any] = field(default_factory=list)  # stored values ([R, G, B] colours) meaning void
+    mask_tolerance: int = 0  # lossy (JPEG) masks: a value or colour within this (per channel) of one class's
+    # {stored value: class index} for many-to-one codes; colours as "[R,G,B]" keys in YAML, RxGxB on the command
+    # line (dataset.label_map={128x64x128:0}). Any, not a typed dict: Hydra then merges a command-line dict in
+    label_map: Any = None
+    unmapped: str = "error"  # a stored value label_map does not list: error | ignore (void)
     val_fraction: Optional[float] = None  # no val split on disk: hold out this fraction of train (seeded)
     split_seed: int = 0  # the seed of that hold-out
     channels: str = "auto"  # auto (as the files hold: 1 for grey, else 3) | 1 | 3
@@ -503,6 +508,7 @@ VALUE_RANGES = {
     "dataset.val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "dataset.scale": (lambda v: v > 0, "a factor > 0"),
     "dataset.short_side": (lambda v: v >= 1, "a whole number of pixels >= 1"),
+    "dataset.mask_tolerance": (lambda v: v >= 0, "a distance in stored values >= 0"),
 }
 
 

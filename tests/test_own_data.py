@@ -94,7 +94,8 @@ def test_binary_masks_need_to_say_what_255_means(fake):
     train = build_dataset(cfg, "train")  # one folder pair, no split files: all of it is the train split
     assert len(train) == 9 and train.items[0][1].name == "img000_mask.png"
     message = error("holds only 0 and 255 and the dataset has 2 classes", lambda: train[0])
-    assert "dataset.label_values=[0,255] if 255 is 'object'" in message and "dataset.ignore_values=[255]" in message
+    assert "dataset.label_values=[0,255] if 255 is 'object'" in message
+    assert "dataset.ignore_values=[255]" not in message  # a setting that would make 'object' vanish (issue 22)
     error(r"no split 'val' .* set dataset.val_fraction=0.2", lambda: build_dataset(cfg, "val"))
     cfg.label_values = [0, 255]
     label = build_dataset(cfg, "train")[0][1]

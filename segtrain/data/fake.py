@@ -49,9 +49,9 @@ def save_png(array, path: Path, palette=None):
     image.save(path)
 
 
-def save_jpg(array, path: Path):
+def save_jpg(array, path: Path, quality: int = 95):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, quality=95)
+    Image.fromarray(array).save(path, quality=quality)
 
 
 def write_lines(path: Path, ids):
@@ -182,8 +182,58 @@ def make_folder(out: Path, size: int):
     write_classes(out / "folder_rgb" / "classes.yaml", CLASS_NAMES, FOLDER_COLOURS)
 
 
+MASK_LAYOUTS = {  # the keys that read each layout of make_masks_as_shipped, with the truth's class names
+    "folder_palette": ["dataset.ignore_values=[[255,255,255]]"],
+    "folder_jpeg": ["dataset.mask_suffix=_mask.jpg", "dataset.label_values=[0,255]", "dataset.mask_tolerance=127"],
+    "folder_label_map": ["dataset.label_map={1:0,2:0,3:1,4:1,5:2,6:2,7:3,8:3,9:4,10:4}", "dataset.unmapped=ignore"],
+}
+
+
+def make_masks_as_shipped(out: Path, size: int):
+    """Masks as annotation tools and peers ship them, each folder with train.txt / val.txt and classes.yaml, and
+    truth.json: each split's pixels per class, counted from the scenes (not by any decoder):
+    - folder_palette: palette PNGs whose palette order changes from file to file (only the colours, the classes
+      YAML's, carry the class; void is white);
+    - folder_jpeg: 0/255 binary masks (object / background) stored as JPEG, NAME_mask.jpg;
+    - folder_label_map: two stored values per class (2c + 1 and 2c + 2, alternating by column), void 99."""
+    import json
+
+    names = [f"img{n:03d}" for n in range(9)]
+    colours = FOLDER_COLOURS + [VOID_COLOUR]
+    truth = {layout: {"train": [0] * 5, "val": [0] * 5} for layout in MASK_LAYOUTS}
+    truth["folder_jpeg"] = {"train": [0, 0], "val": [0, 0]}
+    for n, name in enumerate(names):
+        image, label = scene(700 + n, size)
+        split = "train" if n < 6 else "val"
+        order = np.random.default_rng(n).permutation(len(colours))  # palette index -> colour, per file
+        palette = np.zeros((256, 3), np.uint8)
+        palette[:len(colours)] = np.asarray(colours, np.uint8)[order]
+        index_of = np.argsort(order)  # colour (scene class, void 5) -> its palette index in this file
+        save_png(index_of[label].astype(np.uint8), out / "folder_palette" / "masks" / f"{name}.png", palette)
+        binary = np.where((label >= 1) & (label <= 4), 255, 0).astype(np.uint8)
+        save_jpg(binary, out / "folder_jpeg" / "masks" / f"{name}_mask.jpg", quality=75)  # a grey JPEG
+        columns = np.arange(label.shape[1])[None] % 2
+        save_png(np.where(label == 5, 99, 2 * label + 1 + columns).astype(np.uint8),
+                 out / "folder_label_map" / "masks" / f"{name}.png")
+        for layout in MASK_LAYOUTS:
+            save_png(image, out / layout / "images" / f"{name}.png")
+        for c in range(5):
+            count = int((label == c).sum())
+            truth["folder_palette"][split][c] += count
+            truth["folder_label_map"][split][c] += count
+        truth["folder_jpeg"][split][0] += int((label == 0).sum()) + int((label == 5).sum())
+        truth["folder_jpeg"][split][1] += int(((label >= 1) & (label <= 4)).sum())
+    for layout in MASK_LAYOUTS:
+        write_lines(out / layout / "train.txt", names[:6])
+        write_lines(out / layout / "val.txt", names[6:])
+        (out / layout / "truth.json").write_text(json.dumps(truth[layout]))
+    write_classes(out / "folder_palette" / "classes.yaml", CLASS_NAMES, FOLDER_COLOURS)
+    write_classes(out / "folder_jpeg" / "classes.yaml", ["background", "object"])
+    write_classes(out / "folder_label_map" / "classes.yaml", CLASS_NAMES)
+
+
 def make_fake_datasets(out, size: int = 48) -> Path:
     out = Path(out)
-    for make in (make_voc, make_nyud, make_siftflow, make_folder):
+    for make in (make_voc, make_nyud, make_siftflow, make_folder, make_masks_as_shipped):
         make(out, size)
     return out

@@ -191,7 +191,8 @@ class FolderDataset(FileDataset):
     def __init__(self, cfg, split: str):
         self.class_names, self.palette, colours = read_classes(cfg.classes)
         self.encoding = LabelEncoding(self.class_names, colours, cfg.label_values, cfg.ignore_values,
-                                      str(cfg.mask_format), cfg.classes)
+                                      str(cfg.mask_format), cfg.classes, cfg.mask_tolerance, cfg.label_map,
+                                      str(cfg.unmapped))
         self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")
         pairs = FolderLayout(cfg, self.root).split_pairs(split, cfg.train_split, cfg.val_split, cfg.val_fraction,
                                                         cfg.split_seed)
@@ -231,11 +232,15 @@ class FolderDataset(FileDataset):
 
     def load_pair(self, item):
         image_path, mask_path = item
-        return self.load_image(image_path), self.encoding.decode(read_mask(mask_path), mask_path), mask_path
+        return self.load_image(image_path), self.read_label(mask_path), mask_path
 
     def load_label(self, item):
         image_path, mask_path = item
-        return self.encoding.decode(read_mask(mask_path), mask_path), mask_path, image_header(image_path)[0]
+        return self.read_label(mask_path), mask_path, image_header(image_path)[0]
+
+    def read_label(self, mask_path: Path) -> np.ndarray:
+        stored, palette = read_mask(mask_path)
+        return self.encoding.decode(stored, mask_path, palette)
 
     def label_signature(self) -> str:
         return self.encoding.signature()
