@@ -174,7 +174,8 @@ class FolderDatasetConfig(DatasetConfig):
     classes: Optional[str] = None  # YAML: `classes: [{name: ..., color: [R, G, B]}, ...]`, one per mask value
     image_dir: str = "images"  # relative to root; "{split}" is replaced by the split's name
     mask_dir: str = "masks"  # e.g. "{split}annot" (CamVid)
-    mask_suffix: str = ".png"  # a mask is <mask_dir>/<image name><mask_suffix>, e.g. "_mask.png"
+    image_suffix: Optional[str] = None  # the end of an image's name (e.g. "_training.tif"; null: its extension)
+    mask_suffix: str = ".png"  # replaces it to name the mask: <mask_dir>/<name><mask_suffix>, e.g. "_mask.png"
     mask_format: str = "auto"  # index (class indices) | rgb (colours from the classes YAML) | auto (by the file)
     label_values: Optional[List[int]] = None  # stored value of class 0, 1, ...: [0, 255] for 0/255 binary masks
     ignore_values: List[Any] = field(default_factory=list)  # stored values ([R, G, B] colours) meaning void

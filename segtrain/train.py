@@ -28,7 +28,7 @@ from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
 from .data.files import IGNORE_INDEX, FileDataset, resized_size
 from .data.scan import class_weights as class_weights_from_scan
-from .data.scan import scan_labels
+from .data.scan import problems_line, scan_labels
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
@@ -317,9 +317,16 @@ def load_data(cfg, run_dir: Path, main_process: bool):
         cfg.dataset.num_classes = len(train_set.class_names)
     log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
              cfg.dataset.num_classes)
-    train_scan = scan_labels(train_set, "checking train labels") if isinstance(train_set, FileDataset) else None
-    if isinstance(val_set, FileDataset):
-        scan_labels(val_set, "checking val labels")
+    train_scan = scan_labels(train_set, "checking train labels", keep_going=True) \
+        if isinstance(train_set, FileDataset) else None
+    val_scan = scan_labels(val_set, "checking val labels", keep_going=True) \
+        if isinstance(val_set, FileDataset) else None
+    problems = [p for scan in (train_scan, val_scan) if scan is not None for p in scan.problems]
+    if problems:  # all of them at once: fix them in one go, not one per run
+        for problem in problems:
+            log.error("bad label file: %s", problem)
+        raise SegtrainError(f"{problems_line(problems)} (all {len(problems)} listed in the run's log)"
+                            if len(problems) > 1 else problems[0])
     if train_scan is not None:
         refuse_what_cannot_train(cfg.dataset, train_set, train_scan)
     if train_scan is not None:

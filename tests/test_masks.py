@@ -67,8 +67,9 @@ def test_a_voc_style_palette_is_read_by_index():
 
 
 def suggested_settings(message: str):
-    """The `dataset.KEY=VALUE` settings an error line proposes after 'set'."""
-    return [s.rstrip(";,)") for s in re.findall(r"dataset\.[a-z_]+=\S+", message.split("set ", 1)[1])]
+    """The `dataset.KEY=VALUE` settings an error line proposes after 'set', once each."""
+    found = [s.rstrip(";,)") for s in re.findall(r"dataset\.[a-z_]+=\S+", message.split("set ", 1)[1])]
+    return list(dict.fromkeys(found))  # each bad file of a line proposes the same
 
 
 def test_following_the_lossy_mask_advice_gives_the_true_classes(shipped):
@@ -126,3 +127,79 @@ def test_a_label_map_on_the_command_line_trains(shipped, tmp_path):
                          "trainer.num_workers=0", "trainer.device=cpu", "trainer.num_vis_images=1")
     result = train(cfg, tmp_path)
     assert result["iteration"] == 2 and 0 <= result["mean_iu"] <= 1
+
+
+def test_every_bad_file_of_both_splits_is_reported_at_once(shipped, tmp_path, caplog):
+    import shutil
+
+    from PIL import Image
+
+    from segtrain.cli.data import run as data_run
+    from segtrain.train import train
+
+    root = tmp_path / "data"
+    shutil.copytree(shipped / "folder_label_map", root)
+    keys = [*base(root), *MASK_LAYOUTS["folder_label_map"], "dataset.unmapped=error", "dataset.ignore_values=[99]"]
+    bad = [root / "masks" / "img001.png", root / "masks" / "img004.png", root / "masks" / "img007.png"]
+    for path in bad[:2]:  # train: a value no key explains
+        Image.fromarray(np.full((48, 48), 77, np.uint8)).save(path)
+    bad[2].write_bytes(bad[2].read_bytes()[:40])  # val: cut short
+    cfg = compose_config(*keys, "model.width=0.0625", "trainer.max_iters=1", "trainer.device=cpu",
+                         "trainer.num_workers=0")
+    with pytest.raises(SegtrainError) as info:
+        train(cfg, tmp_path / "run")
+    line = str(info.value)
+    assert line.startswith("3 bad files: ") and line.endswith("(all 3 listed in the run's log)")
+    assert all(str(path) in line for path in bad) and "\n" not in line
+    assert sum("bad label file" in r.message for r in caplog.records) == 3
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(SegtrainError, match=r"^3 bad files: .* \(all listed in .*dataset_report.md\)$"):
+        data_run(["check", f"out={tmp_path / 'report'}", *keys])
+    report = (tmp_path / "report" / "dataset_report.md").read_text()
+    assert report.index("## 3 problem(s)") < report.index("| images |")
+    assert json.loads((tmp_path / "report" / "dataset_report.json").read_text())["splits"]["train"]["images"] == 6
+
+
+def test_name_patterns_pair_images_and_masks_per_split(tmp_path):
+    """A retinal set's layout: training/images/21_training.tif with training/1st_manual/21_manual1.gif, and
+    test/images/01_test.tif; TIFF images, GIF masks of 0/255."""
+    from PIL import Image
+
+    from segtrain.data.fake import scene, write_classes
+
+    for split, names in (("training", ["21", "22"]), ("test", ["01"])):
+        for n, name in enumerate(names):
+            image, label = scene(40 + n, 32)
+            (tmp_path / split / "images").mkdir(parents=True, exist_ok=True)
+            (tmp_path / split / "1st_manual").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(tmp_path / split / "images" / f"{name}_{split}.tif")
+            Image.fromarray(np.where(label == 1, 255, 0).astype(np.uint8)).save(
+                tmp_path / split / "1st_manual" / f"{name}_manual1.gif")
+    write_classes(tmp_path / "classes.yaml", ["background", "vessel"])
+    keys = [*base(tmp_path), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/1st_manual"',
+            'dataset.image_suffix="_{split}.tif"', "dataset.mask_suffix=_manual1.gif", "dataset.label_values=[0,255]",
+            "dataset.train_split=training", "dataset.val_split=test"]
+    cfg = compose_config(*keys)
+    train, test = build_dataset(cfg.dataset, "training"), build_dataset(cfg.dataset, "test")
+    assert [(i.name, m.name) for i, m in train.items] == [("21_training.tif", "21_manual1.gif"),
+                                                          ("22_training.tif", "22_manual1.gif")]
+    assert [(i.name, m.name) for i, m in test.items] == [("01_test.tif", "01_manual1.gif")]
+    truth = (np.array(Image.open(tmp_path / "test" / "1st_manual" / "01_manual1.gif")) > 0).astype(np.int64)
+    assert np.array_equal(test[0][1].numpy(), truth)
+    (tmp_path / "training" / "1st_manual" / "22_manual1.gif").rename(tmp_path / "training" / "1st_manual" /
+                                                                     "22_manual.gif")
+    with pytest.raises(SegtrainError, match=r"22_manual1.gif: label file is missing for 22_training.tif; the most "
+                                            r"similar file in .* is 22_manual.gif; dataset.image_suffix .* "
+                                            r"dataset.mask_suffix=_manual1.gif"):
+        build_dataset(cfg.dataset, "training")
+
+
+def test_pair_lists_with_spaces_in_names(shipped, tmp_path):
+    import shutil
+
+    root = tmp_path / "my data"
+    shutil.copytree(shipped / "folder_label_map", root)
+    (root / "images" / "img000.png").rename(root / "images" / "img 000.png")
+    (root / "train.txt").write_text("images/img 000.png\tmasks/img000.png\n\"images/img001.png\" 'masks/img001.png'\n")
+    dataset = build_dataset(compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset, "train")
+    assert [(i.name, m.name) for i, m in dataset.items] == [("img 000.png", "img000.png"), ("img001.png", "img001.png")]

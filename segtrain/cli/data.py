@@ -9,7 +9,8 @@ dataset.classes=...`, any `dataset=`), before any training:
   preview  a PNG grid of num_images (default 8) evenly spaced items of a split (default the train split):
            image | mask | mask over image, with a legend of the class colours.
 
-Output goes to out= (default outputs/data-<dataset>-<date>-<time>/). A bad file stops with one line naming it.
+Output goes to out= (default outputs/data-<dataset>-<date>-<time>/). check reads every file and always writes its
+report, the bad files listed first; it then exits 2 with one line naming how many and the first few.
 """
 import sys
 import time
@@ -83,12 +84,15 @@ def check(cfg, out: Path) -> dict:
     from ..data import build_dataset
     from ..data.scan import scan_labels
 
-    report = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "splits": {}}
-    class_names = None
+    report = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "problems": [], "splits": {}}
+    class_names, train = None, None
     for role, split in (("train", cfg.dataset.train_split), ("val", cfg.dataset.val_split)):
         dataset = build_dataset(cfg.dataset, split)
         class_names = list(dataset.class_names)
-        scan = scan_labels(dataset, f"reading {split}", with_images=role == "train")
+        scan = scan_labels(dataset, f"reading {split}", with_images=role == "train", keep_going=True)
+        report["problems"] += scan.problems
+        if not scan.image_sizes:  # every file of the split is bad: nothing to summarise
+            continue
         report["splits"][split] = split_summary(dataset, scan, class_names)
         if role == "train":
             mean = scan.image_sum / scan.image_pixels
@@ -97,7 +101,7 @@ def check(cfg, out: Path) -> dict:
             report["channels"] = len(mean)
             train = report["splits"][split]
     report["class_names"] = class_names
-    report["never_in_train"] = [n for n in class_names if train["classes"][n]["pixels"] == 0]
+    report["never_in_train"] = [n for n in class_names if train and train["classes"][n]["pixels"] == 0]
     out.mkdir(parents=True, exist_ok=True)
     (out / "dataset_report.json").write_text(strict_json(report, indent=2))
     (out / "dataset_report.md").write_text(report_markdown(report))
@@ -106,6 +110,8 @@ def check(cfg, out: Path) -> dict:
 
 def report_markdown(report: dict) -> str:
     lines = [f"# Dataset report: {report['dataset']}", "", f"root: {report['root']}", ""]
+    if report["problems"]:  # first: they are what a check is for
+        lines += [f"## {len(report['problems'])} problem(s)", ""] + [f"- {p}" for p in report["problems"]] + [""]
     splits = list(report["splits"])
     lines += ["| | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     for label, get in (("images", lambda s: s["images"]),
@@ -121,8 +127,9 @@ def report_markdown(report: dict) -> str:
         cells = [f"{100 * report['splits'][s]['classes'][name]['frequency']:.2f} | "
                  f"{report['splits'][s]['classes'][name]['images']}" for s in splits]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Train images, per channel in 0..1: mean {report['mean']}, std {report['std']} "
-              f"(dataset.mean / dataset.std)."]
+    if "mean" in report:
+        lines += ["", f"Train images, per channel in 0..1: mean {report['mean']}, std {report['std']} "
+                  f"(dataset.mean / dataset.std)."]
     if report["never_in_train"]:
         lines += ["", f"**Warning**: never in the train split: {', '.join(report['never_in_train'])}."]
     return "\n".join(lines) + "\n"
@@ -181,6 +188,8 @@ def preview(cfg, out: Path, split: str, num_images: int) -> Path:
 
 
 def run(argv) -> int:
+    from ..data.scan import problems_line
+
     command, own, overrides = parse_args(argv)
     cfg = compose_training_config(overrides)
     out = Path(own.get("out") or f"outputs/data-{cfg.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -188,10 +197,13 @@ def run(argv) -> int:
         report = check(cfg, out)
         for split, summary in report["splits"].items():
             print(f"{split}: {summary['images']} images, label values {summary['label_values']}")
-        print(f"train mean {report['mean']} std {report['std']}")
+        if "mean" in report:
+            print(f"train mean {report['mean']} std {report['std']}")
         for name in report["never_in_train"]:
             print(f"warning: class {name!r} never occurs in the train split", file=sys.stderr)
         print(f"wrote {out / 'dataset_report.md'} and {out / 'dataset_report.json'}")
+        if report["problems"]:
+            raise SegtrainError(f"{problems_line(report['problems'])} (all listed in {out / 'dataset_report.md'})")
     else:
         try:
             num_images = int(own.get("num_images", 8))

@@ -66,11 +66,46 @@ def resolve_path(root: Path, written: str):
     return None, tried
 
 
-def images_in(folder: Path, mask_suffix: str, masks: Path):
-    """{stem: image path} for the images of a folder (masks excluded when images and masks share it)."""
+def images_in(folder: Path, mask_suffix: str, masks: Path, image_suffix=None):
+    """{name: image path} for the images of a folder (masks excluded when images and masks share it). The name
+    is what `image_suffix` leaves of the file name (`21_training.tif` -> `21` with `_training.tif`), by default
+    the stem of any image file."""
     same = folder.resolve() == masks.resolve() if masks.is_dir() else False
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-            and not (same and p.name.endswith(mask_suffix))}
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if same and path.name.endswith(mask_suffix):
+            continue
+        if image_suffix:
+            if path.name.endswith(image_suffix) and len(path.name) > len(image_suffix):
+                found[path.name[:-len(image_suffix)]] = path
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            found[path.stem] = path
+    return found
+
+
+def closest_file(folder: Path, name: str):
+    """The file of `folder` whose name is most like `name` (difflib), or None."""
+    import difflib
+
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    match = difflib.get_close_matches(name, names, n=1, cutoff=0.0)
+    return folder / match[0] if match else None
+
+
+def line_fields(line: str, split_file: Path, number: int):
+    """A split file line's fields: tab-separated when it has a tab, shell-quoted when it has quotes (names with
+    spaces), else split on whitespace."""
+    import shlex
+
+    if "\t" in line:
+        return [field.strip() for field in line.split("\t") if field.strip()]
+    if '"' in line or "'" in line:
+        try:
+            return shlex.split(line)
+        except ValueError as e:
+            raise SegtrainError(f"{split_file} line {number}: {e} (quote a path with spaces as \"a b.png\")") \
+                from None
+    return line.split()
 
 
 def require_folder(folder: Path, key: str, split: str):
@@ -85,7 +120,12 @@ class FolderLayout:
 
     def __init__(self, cfg, root: Path):
         self.cfg, self.root = cfg, root
-        self.mask_suffix = cfg.mask_suffix
+
+    def suffixes(self, split: str):
+        """(image suffix or None, mask suffix) of a split: `{split}` in either is the split's name."""
+        image_suffix = self.cfg.get("image_suffix")
+        return (image_suffix.replace("{split}", split) if image_suffix else None,
+                self.cfg.mask_suffix.replace("{split}", split))
 
     def split_file(self, split: str) -> Path:
         return self.root / split if split.endswith(".txt") else self.root / f"{split}.txt"
@@ -113,19 +153,35 @@ class FolderLayout:
         """[(image path, mask path)] of a split as stored, in file order."""
         if self.split_file(split).is_file():
             return self.listed_pairs(self.split_file(split))
-        return self.folder_pairs(*self.folders(split))
+        return self.folder_pairs(*self.folders(split), split)
 
     def whole_folder(self, split: str):
         """Every image of image_dir: a dataset shipped as one folder pair has a single (train) split."""
         return self.folder_pairs(require_folder(self.root / self.cfg.image_dir, "image_dir", split),
-                                 require_folder(self.root / self.cfg.mask_dir, "mask_dir", split))
+                                 require_folder(self.root / self.cfg.mask_dir, "mask_dir", split), split)
 
-    def folder_pairs(self, images: Path, masks: Path):
-        return [(path, masks / f"{stem}{self.mask_suffix}")
-                for stem, path in images_in(images, self.mask_suffix, masks).items()]
+    def folder_pairs(self, images: Path, masks: Path, split: str):
+        """(image, mask) for every image of the folder; an image without its mask is an error naming the most
+        similar file there and the keys that pair names."""
+        image_suffix, mask_suffix = self.suffixes(split)
+        pairs = [(path, masks / f"{name}{mask_suffix}")
+                 for name, path in images_in(images, mask_suffix, masks, image_suffix).items()]
+        if not pairs and image_suffix:
+            raise SegtrainError(f"dataset.image_suffix={image_suffix}: no file in {images} ends with it")
+        missing = [(image, mask) for image, mask in pairs if not mask.is_file()]
+        if missing:
+            image, mask = missing[0]
+            similar = closest_file(masks, mask.name)
+            raise SegtrainError(f"{mask}: label file is missing for {image.name}" + (
+                f" ({len(missing)} of {len(pairs)} images have none)" if len(missing) > 1 else "") + (
+                f"; the most similar file in {masks} is {similar.name}" if similar else f"; {masks} holds no file")
+                + "; dataset.image_suffix (the end of an image's name, default its extension) is replaced by "
+                f"dataset.mask_suffix={mask_suffix} to name its mask")
+        return pairs
 
     def listed_pairs(self, split_file: Path):
-        lines = [(number, line.split()) for number, line in enumerate(split_file.read_text().splitlines(), 1)
+        lines = [(number, line_fields(line, split_file, number))
+                 for number, line in enumerate(split_file.read_text().splitlines(), 1)
                  if line.strip() and not line.lstrip().startswith("#")]
         if not lines:
             raise SegtrainError(f"{split_file}: split file lists nothing")
@@ -142,14 +198,16 @@ class FolderLayout:
             elif len(fields) == 1:
                 images = require_folder(self.root / self.cfg.image_dir, "image_dir", split_file.stem)
                 masks = self.root / self.cfg.mask_dir
+                image_suffix, mask_suffix = self.suffixes(split_file.stem)
                 if by_stem is None:
-                    by_stem = images_in(images, self.mask_suffix, masks)
+                    by_stem = images_in(images, mask_suffix, masks, image_suffix)
                 name = fields[0]
-                stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+                stem = name[:-len(image_suffix)] if image_suffix and name.endswith(image_suffix) else \
+                    Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
                 if stem not in by_stem:
                     raise SegtrainError(f"{where}: no image named {name!r} in {images}; a line is NAME or "
                                         "'IMAGE_PATH LABEL_PATH'")
-                pairs.append((by_stem[stem], masks / f"{stem}{self.mask_suffix}"))
+                pairs.append((by_stem[stem], masks / f"{stem}{mask_suffix}"))
             else:
                 raise SegtrainError(f"{where}: {len(fields)} fields; expected NAME or 'IMAGE_PATH LABEL_PATH'")
         return pairs

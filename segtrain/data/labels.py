@@ -10,7 +10,8 @@
 
 Palette PNGs are decoded by their palette's colours where the file's palette disagrees with the classes YAML's
 colours at the indices it uses (annotation tools and image editors renumber palettes file by file); a VOC-style
-palette (index i has class i's colour) is read by index.
+palette (index i has class i's colour) is read by index, and a grey palette (GIF masks) by its grey levels, the
+values the picture shows.
 
 Nothing is guessed: a value that is neither a class nor ignored, an unknown colour, a value within the tolerance
 of two classes, or a 0/255 mask in a two-class dataset (is 255 the second class or void?) is an error naming the
@@ -170,6 +171,13 @@ class LabelEncoding:
     def decode(self, stored: np.ndarray, path, palette=None) -> np.ndarray:
         if palette is not None and stored.ndim == 2 and self._by_palette_colour(stored, palette):
             return self.decode_palette(stored, palette, path)
+        if palette is not None and stored.ndim == 2 and self.mask_format == "auto":
+            used = np.flatnonzero(np.bincount(stored.ravel(), minlength=1))
+            grey = palette[used]
+            if (grey == grey[:, :1]).all() and not np.array_equal(grey[:, 0], used):
+                # a grey palette (a GIF or an editor's 0/255 mask saved as indices 0, 1): its grey levels are
+                # the values the picture shows, which label_values and ignore_values name
+                stored = palette[:, 0][stored]
         if stored.ndim == 3:
             grey = (stored[..., 0] == stored[..., 1]).all() and (stored[..., 0] == stored[..., 2]).all()
             if self.mask_format == "index":

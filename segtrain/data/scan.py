@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import SegtrainError
-from ..progress import track
 from ..processes import worker_signals
+from ..progress import track
+from .files import describe_error
 
 log = logging.getLogger("segtrain")
 NUM_VALUES = 256  # label values after decoding: classes 0..254, 255 ignored
@@ -39,6 +40,7 @@ class LabelScan:
     image_sum: Optional[np.ndarray] = None  # with_images: per-channel sums of the images in 0..1
     image_sq: Optional[np.ndarray] = None  # and of their squares
     image_pixels: int = 0
+    problems: List[str] = field(default_factory=list)  # keep_going: the bad files' lines (left out of the rest)
 
     def class_pixels(self, num_classes: int, task: int = 0) -> np.ndarray:
         return self.counts[:, task, :num_classes].sum(0)
@@ -89,6 +91,9 @@ class _ScanItems(Dataset):
                 result["pixel_count"] = int(image.shape[0])
         except SegtrainError as error:
             return index, str(error)
+        except Exception as error:  # noqa: BLE001 - a decoder's own error: still one line naming the file
+            name = self.dataset.item_label(index) if hasattr(self.dataset, "item_label") else f"item {index}"
+            return index, f"{name}: {describe_error(error)}"
         return index, result
 
 
@@ -115,9 +120,10 @@ def _file_key(dataset, index: int):
     return "|".join(str(Path(f).resolve()) for f in files), stats
 
 
-def scan_labels(dataset, desc: str, with_images: bool = False, workers=None) -> LabelScan:
-    """Reads every label of `dataset` once (workers: processes, default up to 8 of the machine's cores); the
-    first bad file, in dataset order, raises its one-line SegtrainError."""
+def scan_labels(dataset, desc: str, with_images: bool = False, workers=None, keep_going: bool = False) -> LabelScan:
+    """Reads every label of `dataset` once (workers: processes, default up to 8 of the machine's cores). Every
+    file is read: the bad ones raise one SegtrainError naming how many and the first few; with keep_going the scan
+    returns instead, with their lines in `problems` (dataset order) and the good files counted."""
     signature = dataset.label_signature() if hasattr(dataset, "label_signature") else None
     cache_file = cache_dir() / "labels" / (hashlib.sha1(signature.encode()).hexdigest() + ".json") \
         if signature else None
@@ -149,29 +155,43 @@ def scan_labels(dataset, desc: str, with_images: bool = False, workers=None) -> 
                 errors[index] = result
             else:
                 results[index] = result
-        if errors:
-            first = min(errors)
-            more = f" ({len(errors) - 1} more bad file(s))" if len(errors) > 1 else ""
-            raise SegtrainError(errors[first] + more)
+        problems = [errors[i] for i in sorted(errors)]
+        if problems and not keep_going:
+            raise SegtrainError(problems_line(problems))
         if cache_file is not None:
             for index in todo:
-                if keys[index]:
+                if keys[index] and index in results:
                     cache[keys[index][0]] = {k: v for k, v in results[index].items() if not k.startswith("pixel_")
                                              } | {"stat": keys[index][1]}
             _write_cache(cache_file, cache)
-    tasks = len(results[0]["counts"]) if results else 1
-    counts = np.zeros((len(dataset), tasks, NUM_VALUES), np.int64)
-    for index, result in results.items():
-        for task, task_counts in enumerate(result["counts"]):
+    else:
+        problems = []
+    good = sorted(results)  # every item, unless keep_going left bad ones out
+    tasks = len(results[good[0]]["counts"]) if good else 1
+    counts = np.zeros((len(good), tasks, NUM_VALUES), np.int64)
+    for row, index in enumerate(good):
+        for task, task_counts in enumerate(results[index]["counts"]):
             for value, count in task_counts.items():
-                counts[index, task, int(value)] = count
-    scan = LabelScan(counts, [tuple(results[i]["label_size"]) for i in range(len(dataset))],
-                     [tuple(results[i]["image_size"]) for i in range(len(dataset))], cached)
-    if with_images:
-        scan.image_sum = np.sum([results[i]["pixel_sum"] for i in range(len(dataset))], axis=0)
-        scan.image_sq = np.sum([results[i]["pixel_sq"] for i in range(len(dataset))], axis=0)
-        scan.image_pixels = sum(results[i]["pixel_count"] for i in range(len(dataset)))
+                counts[row, task, int(value)] = count
+    scan = LabelScan(counts, [tuple(results[i]["label_size"]) for i in good],
+                     [tuple(results[i]["image_size"]) for i in good], cached, problems=problems)
+    if with_images and good:
+        scan.image_sum = np.sum([results[i]["pixel_sum"] for i in good], axis=0)
+        scan.image_sq = np.sum([results[i]["pixel_sq"] for i in good], axis=0)
+        scan.image_pixels = sum(results[i]["pixel_count"] for i in good)
     return scan
+
+
+SHOWN_PROBLEMS = 3  # bad files named in the one line; the log and dataset_report list them all
+
+
+def problems_line(problems) -> str:
+    """Bad files as one line: how many, the first few with their reasons."""
+    shown = "; ".join(problems[:SHOWN_PROBLEMS])
+    if len(problems) == 1:
+        return shown
+    more = f"; and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    return f"{len(problems)} bad files: {shown}{more}"
 
 
 def _write_cache(path: Path, cache: dict) -> None:
