@@ -184,6 +184,8 @@ class FolderDatasetConfig(DatasetConfig):
     # line (dataset.label_map={128x64x128:0}). Any, not a typed dict: Hydra then merges a command-line dict in
     label_map: Any = None
     unmapped: str = "error"  # a stored value label_map does not list: error | ignore (void)
+    roi_dir: Optional[str] = None  # regions of interest (e.g. a field of view): 0 outside, ignored there
+    roi_suffix: str = ".png"  # a region file is <roi_dir>/<name><roi_suffix>, paired as masks are
     val_fraction: Optional[float] = None  # no val split on disk: hold out this fraction of train (seeded)
     split_seed: int = 0  # the seed of that hold-out
     channels: str = "auto"  # auto (as the files hold: 1 for grey, else 3) | 1 | 3

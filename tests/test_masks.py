@@ -203,3 +203,41 @@ def test_pair_lists_with_spaces_in_names(shipped, tmp_path):
     (root / "train.txt").write_text("images/img 000.png\tmasks/img000.png\n\"images/img001.png\" 'masks/img001.png'\n")
     dataset = build_dataset(compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset, "train")
     assert [(i.name, m.name) for i, m in dataset.items] == [("img 000.png", "img000.png"), ("img001.png", "img001.png")]
+
+
+def test_a_region_of_interest_removes_exactly_the_pixels_outside_it(shipped, tmp_path):
+    import shutil
+
+    import torch
+    from PIL import Image
+
+    from segtrain.data.fake import scene
+    from segtrain.engine import evaluate
+    from segtrain.runtime import val_loader_for
+
+    root = tmp_path / "data"
+    shutil.copytree(shipped / "folder_label_map", root)
+    yy, xx = np.mgrid[:48, :48]
+    field_of_view = ((yy - 24) ** 2 + (xx - 24) ** 2 < 20 ** 2).astype(np.uint8) * 255
+    (root / "fov").mkdir()
+    for n in range(9):
+        Image.fromarray(field_of_view).save(root / "fov" / f"img{n:03d}_fov.png")
+    keys = [*base(root), *MASK_LAYOUTS["folder_label_map"], "dataset.roi_dir=fov", "dataset.roi_suffix=_fov.png"]
+    truth = np.zeros(5, np.int64)  # the scenes' classes inside the field, counted without any decoder
+    for n in range(6):
+        label = scene(700 + n, 48)[1]
+        truth += np.bincount(label[(field_of_view > 0) & (label < 5)], minlength=5)
+    assert shares(root, keys) == truth.tolist()
+    everywhere = json.loads((root / "truth.json").read_text())["val"]
+    inside = sum(int(((scene(700 + n, 48)[1] < 5) & (field_of_view > 0)).sum()) for n in range(6, 9))
+    cfg = compose_config(*keys, "trainer.device=cpu", "trainer.num_workers=0")
+    for with_roi, expected in ((False, sum(everywhere)), (True, inside)):
+        dataset_cfg = cfg.dataset if with_roi else compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset
+        dataset = build_dataset(dataset_cfg, "val", evaluation=True)
+        model = torch.nn.Conv2d(3, 5, 1)
+        metrics, _ = evaluate(model, val_loader_for(cfg, dataset, torch.device("cpu")), 5, torch.device("cpu"),
+                              torch.autocast("cpu", enabled=False))
+        assert int(np.asarray(metrics["confusion"]).sum()) == expected  # scored: exactly the labelled pixels
+    (root / "fov" / "img003_fov.png").unlink()
+    with pytest.raises(SegtrainError, match=r"img003_fov.png: region-of-interest file is missing for img003.png"):
+        build_dataset(cfg.dataset, "train")

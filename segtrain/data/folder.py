@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import SegtrainError
-from .files import IMAGE_SUFFIXES, FileDataset, image_header, read_image, require_root
+from .files import IGNORE_INDEX, IMAGE_SUFFIXES, FileDataset, image_header, read_image, require_root
 from .labels import LabelEncoding, read_mask
 from .palette import voc_palette
 
@@ -256,6 +256,9 @@ class FolderDataset(FileDataset):
                                                         cfg.split_seed)
         if not pairs:
             raise SegtrainError(f"dataset=folder: split {split!r} in {self.root} holds no images ({LAYOUT})")
+        self.with_roi = cfg.get("roi_dir") is not None
+        if self.with_roi:  # a val split held out of train takes its regions from train's folder
+            pairs = self.with_regions(pairs, cfg, cfg.train_split if cfg.val_fraction is not None else split)
         self.channels_key = str(cfg.channels)
         self.channels = self.resolve_channels(self.channels_key, pairs[0][0])
         self.input_channels = (self.channels,)
@@ -288,17 +291,46 @@ class FolderDataset(FileDataset):
         image = read_image(path, mode=None)
         return (image[..., 0] if image.ndim == 3 else image)[..., None]
 
+    def with_regions(self, pairs, cfg, split: str):
+        """(image, mask, region of interest) items: the region file is named as the mask is, from the image's
+        name, in dataset.roi_dir with dataset.roi_suffix."""
+        layout = FolderLayout(cfg, self.root)
+        image_suffix, _ = layout.suffixes(split)
+        folder = self.root / str(cfg.roi_dir).replace("{split}", split)
+        roi_suffix = str(cfg.roi_suffix).replace("{split}", split)
+        items = []
+        for image, mask in pairs:
+            name = image.name[:-len(image_suffix)] if image_suffix and image.name.endswith(image_suffix) \
+                else image.stem
+            roi = folder / f"{name}{roi_suffix}"
+            if not roi.is_file():
+                similar = closest_file(folder, roi.name)
+                raise SegtrainError(f"{roi}: region-of-interest file is missing for {image.name}" + (
+                    f"; the most similar file in {folder} is {similar.name}" if similar else "")
+                    + f"; dataset.roi_dir and dataset.roi_suffix={roi_suffix} name it")
+            items.append((image, mask, roi))
+        return items
+
     def load_pair(self, item):
-        image_path, mask_path = item
-        return self.load_image(image_path), self.read_label(mask_path), mask_path
+        image_path, mask_path, *roi = item
+        return self.load_image(image_path), self.read_label(mask_path, *roi), mask_path
 
     def load_label(self, item):
-        image_path, mask_path = item
-        return self.read_label(mask_path), mask_path, image_header(image_path)[0]
+        image_path, mask_path, *roi = item
+        return self.read_label(mask_path, *roi), mask_path, image_header(image_path)[0]
 
-    def read_label(self, mask_path: Path) -> np.ndarray:
+    def read_label(self, mask_path: Path, roi_path=None) -> np.ndarray:
+        """Class indices; outside the region of interest (its value 0) ignored, for the loss and the metrics."""
         stored, palette = read_mask(mask_path)
-        return self.encoding.decode(stored, mask_path, palette)
+        label = self.encoding.decode(stored, mask_path, palette)
+        if roi_path is None:
+            return label
+        region, _ = read_mask(roi_path)
+        region = region if region.ndim == 2 else region.max(axis=2)
+        if region.shape != label.shape:
+            raise SegtrainError(f"{roi_path}: region of interest is {region.shape[1]}x{region.shape[0]} but its "
+                                f"mask {mask_path.name} is {label.shape[1]}x{label.shape[0]} (width x height)")
+        return np.where(region > 0, label, IGNORE_INDEX).astype(np.uint8)
 
     def label_signature(self) -> str:
-        return self.encoding.signature()
+        return self.encoding.signature() + (" roi" if self.with_roi else "")
