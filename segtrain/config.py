@@ -169,6 +169,11 @@ class SiftFlowDatasetConfig(DatasetConfig):
 
 
 @dataclass
+class CityscapesDatasetConfig(DatasetConfig):
+    root: Optional[str] = None  # holding leftImg8bit/ and gtFine/
+
+
+@dataclass
 class FolderDatasetConfig(DatasetConfig):
     root: Optional[str] = None
     classes: Optional[str] = None  # YAML: `classes: [{name: ..., color: [R, G, B]}, ...]`, one per mask value
@@ -443,6 +448,7 @@ def register_configs() -> None:
     cs.store(group="dataset", name="nyud_schema", node=NYUDDatasetConfig)
     cs.store(group="dataset", name="siftflow_schema", node=SiftFlowDatasetConfig)
     cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
+    cs.store(group="dataset", name="cityscapes_schema", node=CityscapesDatasetConfig)
     cs.store(group="optimizer", name="sgd_schema", node=SGDConfig)
     cs.store(group="optimizer", name="adamw_schema", node=AdamWConfig)
     cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)

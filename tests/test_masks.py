@@ -241,3 +241,24 @@ def test_a_region_of_interest_removes_exactly_the_pixels_outside_it(shipped, tmp
     (root / "fov" / "img003_fov.png").unlink()
     with pytest.raises(SegtrainError, match=r"img003_fov.png: region-of-interest file is missing for img003.png"):
         build_dataset(cfg.dataset, "train")
+
+
+def test_cityscapes_as_it_unpacks_reads_the_19_classes(tmp_path):
+    from segtrain.data.fake import make_cityscapes, scene
+
+    make_cityscapes(tmp_path, 32)
+    cfg = compose_config("dataset=cityscapes", f"dataset.root={tmp_path / 'cityscapes'}")
+    train = build_dataset(cfg.dataset, "train")
+    assert len(train) == 4 and len(train.class_names) == 19 and train.class_names[13] == "car"
+    assert train.items[0][1].name == "aachen_000000_000000_gtFine_labelIds.png"
+    label = train[0][1].numpy()
+    image, scene_label = scene(900, 32)
+    expected = np.array([0, 13, 2, 5, 11, 255])[scene_label]  # road, car, building, pole, person; void
+    expected[:, :8][expected[:, :8] == 0] = 255  # stored as parking (id 9): not evaluated
+    assert np.array_equal(label, expected)
+    assert tuple(train.palette[13].tolist()) == (0, 0, 142)
+    with pytest.raises(SegtrainError, match="split 'tst' is not one of train, val, test, train_extra"):
+        build_dataset(cfg.dataset, "tst")
+    for name in ("frrn_a_cityscapes", "frrn_b_cityscapes"):
+        recipe = compose_config(f"experiment={name}")
+        assert recipe.dataset.name == "cityscapes" and recipe.loss.top_k == 512 * 64

@@ -2,6 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SegtrainError
+from .cityscapes import Cityscapes
 from .files import IGNORE_INDEX, FileDataset
 from .folder import FolderDataset
 from .nyud import NYUDv2
@@ -25,6 +26,7 @@ DATASETS = {
     "nyud": NYUDv2,
     "siftflow": SiftFlow,
     "folder": FolderDataset,
+    "cityscapes": Cityscapes,
 }
 
 

@@ -24,6 +24,7 @@ SCENE_TO_RAW = {
     "folder": [0, 1, 2, 3, 4, 255],
     "folder_void": [0, 1, 2, 3, 4, 5],  # void stored as the value after the classes
     "folder_binary": [0, 255, 255, 255, 255, 0],  # object (any shape) 255, borders background
+    "cityscapes": [7, 26, 11, 17, 24, 0],  # road, car, building, pole, person label ids; 0 unlabeled
 }
 FOLDER_COLOURS = [[0, 0, 0], [200, 40, 40], [220, 220, 40], [40, 200, 40], [40, 40, 220]]
 VOID_COLOUR = [255, 255, 255]
@@ -232,8 +233,24 @@ def make_masks_as_shipped(out: Path, size: int):
     write_classes(out / "folder_label_map" / "classes.yaml", CLASS_NAMES)
 
 
+def make_cityscapes(out: Path, size: int):
+    """Cityscapes' tree: two cities per split, frames <city>_000000_0000NN, labelIds PNGs; the left quarter of
+    each train frame's background is stored as id 9 (parking, not one of the 19 classes: void)."""
+    root = out / "cityscapes"
+    for split, cities in (("train", ("aachen", "bochum")), ("val", ("frankfurt",))):
+        for c, city in enumerate(cities):
+            for n in range(2):
+                frame = f"{city}_000000_{n:06d}"
+                image, label = scene(900 + 10 * c + n + (50 if split == "val" else 0), size)
+                ids = encode(label, "cityscapes")
+                if split == "train":
+                    ids[:, :size // 4][ids[:, :size // 4] == 7] = 9
+                save_png(image, root / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png")
+                save_png(ids, root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png")
+
+
 def make_fake_datasets(out, size: int = 48) -> Path:
     out = Path(out)
-    for make in (make_voc, make_nyud, make_siftflow, make_folder, make_masks_as_shipped):
+    for make in (make_voc, make_nyud, make_siftflow, make_folder, make_masks_as_shipped, make_cityscapes):
         make(out, size)
     return out
