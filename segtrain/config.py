@@ -128,8 +128,10 @@ MODEL_SCHEMAS = {
 class DatasetConfig:
     name: str = MISSING
     num_classes: Optional[int] = None  # None: the dataset's own count (e.g. from the folder dataset's classes YAML)
-    train_split: str = "train"
-    val_split: str = "val"
+    # a split's name; dataset=folder also takes a list read as one split (with {split} in image_dir/mask_dir,
+    # one folder each: ["Tile 1", "Tile 2"]). Any, not str: the dataset group's schema merges into this node
+    train_split: Any = "train"
+    val_split: Any = "val"
     scale: Optional[float] = None  # resize images (labels nearest) by this factor, for training and evaluation
     short_side: Optional[int] = None  # or so that the shorter side has this many pixels (not both)
 

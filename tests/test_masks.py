@@ -262,3 +262,25 @@ def test_cityscapes_as_it_unpacks_reads_the_19_classes(tmp_path):
     for name in ("frrn_a_cityscapes", "frrn_b_cityscapes"):
         recipe = compose_config(f"experiment={name}")
         assert recipe.dataset.name == "cityscapes" and recipe.loss.top_k == 512 * 64
+
+
+def test_several_folders_make_one_split_and_keep_equal_names_apart(tmp_path):
+    from segtrain.data import item_name
+    from segtrain.data.fake import encode, save_png, scene, write_classes
+
+    truth = np.zeros(5, np.int64)
+    for t in (1, 2, 3):
+        for n in range(2):  # the same file names in every tile
+            image, label = scene(60 + 10 * t + n, 32)
+            save_png(image, tmp_path / f"Tile {t}" / "images" / f"patch_{n}.png")
+            save_png(encode(label, "folder"), tmp_path / f"Tile {t}" / "masks" / f"patch_{n}.png")
+            if t < 3:
+                truth += np.bincount(label[label < 5], minlength=5)
+    write_classes(tmp_path / "classes.yaml", NAMES)
+    cfg = compose_config(*base(tmp_path), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/masks"',
+                         'dataset.train_split=["Tile 1","Tile 2"]', 'dataset.val_split=["Tile 3"]')
+    train = build_dataset(cfg.dataset, cfg.dataset.train_split)
+    assert len(train) == 4 and len(build_dataset(cfg.dataset, cfg.dataset.val_split)) == 2
+    assert [item_name(train, i) for i in range(4)] == [f"Tile {t}/images/patch_{n}.png" for t in (1, 2)
+                                                       for n in (0, 1)]
+    assert scan_labels(train, "test", workers=0).class_pixels(5).tolist() == truth.tolist()

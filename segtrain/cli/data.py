@@ -81,7 +81,7 @@ def check(cfg, out: Path) -> dict:
     import numpy as np
 
     from ..config import strict_json
-    from ..data import build_dataset
+    from ..data import build_dataset, split_name
     from ..data.scan import scan_labels
 
     report = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "problems": [], "splits": {}}
@@ -93,13 +93,13 @@ def check(cfg, out: Path) -> dict:
         report["problems"] += scan.problems
         if not scan.image_sizes:  # every file of the split is bad: nothing to summarise
             continue
-        report["splits"][split] = split_summary(dataset, scan, class_names)
+        report["splits"][split_name(split)] = split_summary(dataset, scan, class_names)
         if role == "train":
             mean = scan.image_sum / scan.image_pixels
             std = np.sqrt(np.maximum(scan.image_sq / scan.image_pixels - mean ** 2, 0))
             report["mean"], report["std"] = [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
             report["channels"] = len(mean)
-            train = report["splits"][split]
+            train = report["splits"][split_name(split)]
     report["class_names"] = class_names
     report["never_in_train"] = [n for n in class_names if train and train["classes"][n]["pixels"] == 0]
     out.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,7 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     """Evaluate as the composed segtrain-eval config `cfg` says, writing into `out_dir`; returns the results."""
     from ..checkpoint import restore
     from ..crf import crf_params, crf_refiner
-    from ..data import build_dataset
+    from ..data import build_dataset, split_name
     from ..engine import autocast_context, evaluate, evaluate_with_crf, score_for_crf
     from ..inference import predict_scores
     from ..metrics import METRIC_NAMES
@@ -163,7 +163,7 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
                 scored, train_cfg.dataset.num_classes, refine,
                 progress=lambda images: track(images, len(dataset), f"crf={cfg.crf.name}", unit="image"))
 
-    split = train_cfg.dataset.val_split
+    split = split_name(train_cfg.dataset.val_split)
     print(f"{cfg.ckpt} (iteration {state['iteration']}), {train_cfg.dataset.name} {split}: {len(dataset)} images")
     if dataset.tasks:  # one table per task (SIFT Flow's semantic and geometric heads)
         report = "\n\n".join(f"[{name}]\n" + format_report(class_names, metrics["tasks"][name])

@@ -37,6 +37,9 @@ def build_dataset(cfg, split: str, evaluation: bool = False):
     are taken there, the network's scores upsampled to it)."""
     if cfg.name not in DATASETS:
         raise SegtrainError(f"dataset.name={cfg.name!r} is not known; expected one of {sorted(DATASETS)}")
+    if not isinstance(split, str) and cfg.name != "folder":
+        raise SegtrainError(f"dataset={cfg.name}: a split is one name, not {list(split)} (lists of splits are for "
+                            "dataset=folder)")
     scale, short_side = cfg.get("scale"), cfg.get("short_side")
     if scale is not None and short_side is not None:
         raise SegtrainError(f"dataset.scale={scale} and dataset.short_side={short_side} both resize the images; "
@@ -53,6 +56,11 @@ def build_dataset(cfg, split: str, evaluation: bool = False):
                                 "renders its own size (dataset.image_size)")
         dataset.set_resize(scale, short_side, full_size_labels=evaluation)
     return dataset
+
+
+def split_name(split) -> str:
+    """A split as text (reports, JSON): its name, or a list's names joined by '+'."""
+    return split if isinstance(split, str) else "+".join(str(s) for s in split)
 
 
 def pad_collate(batch):
@@ -84,7 +92,8 @@ def dataset_info(dataset) -> dict:
 
 
 def item_name(dataset, index: int) -> str:
-    """What to call item `index` in a picture: its image file's name, its id, or its position."""
+    """What to call item `index` in a picture: its image file's name (its path under the root where names repeat
+    across folders), its id, or its position."""
     from torch.utils.data import Subset
 
     if isinstance(dataset, Subset):
@@ -93,4 +102,12 @@ def item_name(dataset, index: int) -> str:
     if items is None:
         return f"{getattr(dataset, 'split', 'item')} {index}"
     item = items[index]
-    return item[0].name if isinstance(item, tuple) and hasattr(item[0], "name") else str(item)
+    if not (isinstance(item, tuple) and hasattr(item[0], "name")):
+        return str(item)
+    root = getattr(dataset, "root", None)  # a folder dataset: by its path, so that equal names stay distinct
+    if root is not None and len({i[0].name for i in items}) < len(items):
+        try:
+            return str(item[0].relative_to(root))
+        except ValueError:
+            pass
+    return item[0].name

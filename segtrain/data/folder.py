@@ -252,13 +252,25 @@ class FolderDataset(FileDataset):
                                       str(cfg.mask_format), cfg.classes, cfg.mask_tolerance, cfg.label_map,
                                       str(cfg.unmapped))
         self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")
-        pairs = FolderLayout(cfg, self.root).split_pairs(split, cfg.train_split, cfg.val_split, cfg.val_fraction,
-                                                        cfg.split_seed)
+        self.with_roi = cfg.get("roi_dir") is not None
+        layout = FolderLayout(cfg, self.root)
+        if isinstance(split, str):
+            pairs = layout.split_pairs(split, cfg.train_split, cfg.val_split, cfg.val_fraction, cfg.split_seed)
+            if self.with_roi:  # a val split held out of train takes its regions from train's folder
+                pairs = self.with_regions(pairs, cfg, cfg.train_split if cfg.val_fraction is not None else split)
+        else:  # several splits (folders) read as one
+            if cfg.val_fraction is not None:
+                raise SegtrainError(f"dataset.val_fraction={cfg.val_fraction} holds out part of one split; with a "
+                                    f"list of splits ({list(split)}) give dataset.val_split its own list")
+            pairs = []
+            for entry in split:
+                if not layout.has_split(str(entry)):
+                    layout.folders(str(entry))  # a missing {split} folder names itself
+                    raise SegtrainError(f"dataset=folder: no split {str(entry)!r} in {self.root}; expected {LAYOUT}")
+                entry_pairs = layout.pairs(str(entry))
+                pairs += self.with_regions(entry_pairs, cfg, str(entry)) if self.with_roi else entry_pairs
         if not pairs:
             raise SegtrainError(f"dataset=folder: split {split!r} in {self.root} holds no images ({LAYOUT})")
-        self.with_roi = cfg.get("roi_dir") is not None
-        if self.with_roi:  # a val split held out of train takes its regions from train's folder
-            pairs = self.with_regions(pairs, cfg, cfg.train_split if cfg.val_fraction is not None else split)
         self.channels_key = str(cfg.channels)
         self.channels = self.resolve_channels(self.channels_key, pairs[0][0])
         self.input_channels = (self.channels,)
