@@ -66,6 +66,19 @@ def load_checkpoint(path, map_location="cpu", peek: bool = False) -> dict:
     return state
 
 
+TRAINING_STATE = {"iteration": int, "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict,
+                  "best_mean_iu": (int, float)}  # what resuming reads, and its type
+
+
+def require_training_state(state: dict, path) -> None:
+    """A checkpoint to resume from holds every entry of TRAINING_STATE with its type, else one line naming it."""
+    for key, kind in TRAINING_STATE.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            found = "missing" if key not in state else f"a {type(state[key]).__name__}"
+            raise SegtrainError(f"checkpoint {path}: its training state is incomplete ({key!r} is {found}); it "
+                                "was not written by segtrain, or was edited")
+
+
 def rng_states() -> dict:
     np_state = np.random.get_state()
     return {
@@ -92,6 +105,7 @@ def find_resume_checkpoint(resume, ckpt_dir: Path):
     if resume is None:
         return None
     if resume == "auto":
+        unusable = None  # why last.pt, which is there, cannot be resumed from
         for name in ("last.pt", "best.pt"):
             path = ckpt_dir / name
             if not path.is_file():
@@ -101,10 +115,13 @@ def find_resume_checkpoint(resume, ckpt_dir: Path):
                     return path
             except SegtrainError as error:  # e.g. truncated by a full disk: fall back to the next one
                 log.warning("trainer.resume=auto: skipping %s", error)
+                unusable = unusable or (str(error) if name == "last.pt" else None)
         if (ckpt_dir / "best.pt").is_file():
-            raise SegtrainError(f"trainer.resume=auto: {ckpt_dir} has no last.pt and its best.pt holds only the "
-                                "weights (trainer.best_with_state=false); start a new run with "
-                                f"model.init_from={ckpt_dir / 'best.pt'} instead")
+            first = (f"{unusable}, and its best.pt" if unusable else f"{ckpt_dir} has no last.pt and its best.pt")
+            raise SegtrainError(f"trainer.resume=auto: {first} holds only the weights (trainer.best_with_state="
+                                f"false); start a new run with model.init_from={ckpt_dir / 'best.pt'} instead")
+        if unusable:
+            raise SegtrainError(f"trainer.resume=auto: {unusable}; nothing else in {ckpt_dir} to resume from")
         return None
     path = Path(resume)
     if not path.is_file():

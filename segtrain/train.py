@@ -21,8 +21,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from . import distributed
-from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, rng_states,
-                         save_checkpoint, set_rng_states)
+from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, require_training_state,
+                         rng_states, save_checkpoint, set_rng_states)
 from .config import check_config, override_argument, strict_json, to_plain, with_keys_moved
 from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
@@ -386,6 +386,7 @@ def resume_training(path: Path, device, model, optimizer, scheduler, scaler, con
     (iteration, best mean IU, last metrics and their iteration, images and seconds trained). A config that
     changes what resuming restores, and weights that do not fit, are one-line errors."""
     state = load_checkpoint(path, map_location=device)
+    require_training_state(state, path)
     stored = _flatten(with_keys_moved(state["config"]))  # a checkpoint of an older version, as this one reads it
     wanted = _flatten(config_plain)
     changed = sorted(k for k, v in wanted.items() if k != "trainer.resume" and k in stored and stored[k] != v)
@@ -401,9 +402,13 @@ def resume_training(path: Path, device, model, optimizer, scheduler, scaler, con
         detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).strip())
         raise SegtrainError(f"checkpoint {path}: its weights do not fit the model its config describes "
                             f"({detail[:200]})") from None
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    set_rng_states(state["rng"])
+    try:
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise SegtrainError(f"checkpoint {path}: its training state does not load ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''})") from None
     if changed:
         log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
     log.info("resumed from %s at iteration %d", path, state["iteration"])

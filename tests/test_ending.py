@@ -501,3 +501,53 @@ def test_paths_hydra_must_read_quoted_and_run_dirs_that_are_files(finished_run, 
         assert capsys.readouterr().err.strip().splitlines() == [
             f"segtrain: error: hydra.run.dir={run_dir}: {tmp_path / 'file'} is a file, not a folder; choose "
             "another hydra.run.dir"]
+
+
+def test_resume_refuses_a_new_seed_and_unusable_checkpoints_in_one_line(finished_run, tiny_cfg, tmp_path):
+    import shutil
+
+    from segtrain.checkpoint import find_resume_checkpoint
+    from segtrain.cli.train import resume_config
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0] / "checkpoints", run_dir / "checkpoints")
+    given = ["trainer.resume=auto", "seed=3", "trainer.max_iters=8"]
+    resumed = resume_config(tiny_cfg(*given), given, run_dir)  # a top-level key is applied, not dropped
+    with pytest.raises(SegtrainError, match=r"^seed=3: .*last.pt was trained with 0, and a resumed run restores"):
+        train(resumed, run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["rng"]
+    save_checkpoint(state, last)
+    with pytest.raises(SegtrainError, match=r"last.pt: its training state is incomplete \('rng' is missing\)"):
+        train(tiny_cfg("trainer.resume=auto", "trainer.max_iters=8"), run_dir)
+    last.write_bytes(last.read_bytes()[:5000])  # cut short; best.pt holds only the weights
+    with pytest.raises(SegtrainError) as info:
+        find_resume_checkpoint("auto", run_dir / "checkpoints")
+    assert str(info.value).startswith(f"trainer.resume=auto: checkpoint {last}: not a readable segtrain checkpoint")
+    assert "holds only the weights" in str(info.value) and "has no last.pt" not in str(info.value)
+
+
+def test_command_lines_that_do_not_compose_are_one_line_before_any_folder(tmp_path, capsys):
+    from segtrain.cli.train import refuse_overrides_that_do_not_compose, refuse_reused_sweep_dir
+
+    for argument, line in (("trainer.max_iter=5", "trainer.max_iter=5: trainer has no key 'max_iter'; did you mean "
+                                                  "trainer.max_iters?"),
+                           ("trainer.max_iters=abc", "trainer.max_iters=abc: Value 'abc' of type 'str' could not be "
+                                                     "converted to Integer")):
+        with pytest.raises(SystemExit) as exit_info:
+            refuse_overrides_that_do_not_compose(["segtrain", *TINY, argument, f"hydra.run.dir={tmp_path / 'r'}"])
+        assert exit_info.value.code == 2 and capsys.readouterr().err.strip().splitlines() == [f"segtrain: error: {line}"]
+    with pytest.raises(SystemExit):
+        refuse_overrides_that_do_not_compose(["segtrain", "model=fcn9s"])
+    assert "model has no choice 'fcn9s'; model: deconvnet, deeplab_aspp" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    sweep = tmp_path / "sweep"
+    (sweep / "0" / "checkpoints").mkdir(parents=True)
+    (sweep / "0" / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        refuse_reused_sweep_dir(["segtrain", "-m", "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}"])
+    assert "already holds a sweep's runs; continue it with trainer.resume=auto" in capsys.readouterr().err
+    argv = ["segtrain", "-m", "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
+    refuse_reused_sweep_dir(argv)
+    assert argv[-1] == "hydra.output_subdir=null"  # the jobs it continues keep their .hydra/ records

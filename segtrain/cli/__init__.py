@@ -116,6 +116,24 @@ def override_values(argv, key: str) -> list:
     return values
 
 
+def refuse_unreadable_overrides(program: str, argv) -> None:
+    """Before Hydra: every KEY=VALUE its override grammar cannot read (an unquoted `=` in a path, say) is one
+    line that shows the argument quoted, not Hydra's parser error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ..config import override_argument
+
+    parser = OverridesParser.create()
+    for argument in (a for a in argv if "=" in a and not a.startswith("-")):
+        try:
+            parser.parse_override(argument)
+        except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
+            key, _, raw = argument.partition("=")
+            exit_with_error(program, SegtrainError(
+                f"{argument}: Hydra's override grammar cannot read this value (characters such as = , [ ] {{ }} ' \" "
+                f"need quotes); write it as {override_argument(key, raw)}"))
+
+
 def require_creatable(folder: Path, key: str) -> None:
     """Before Hydra's mkdir (a traceback): a folder to write into must be creatable and writable."""
     folder = Path(folder).expanduser()
@@ -132,6 +150,7 @@ def require_checkpoints(program: str, argv) -> None:
     --cfg need none). The output folder, hydra.run.dir or the checkpoint run's eval/, can be created."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return
+    refuse_unreadable_overrides(program, argv)
     try:
         paths = override_values(argv, "ckpt")
         if not paths:

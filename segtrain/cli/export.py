@@ -4,7 +4,7 @@
 Exports a checkpoint's network to ONNX (torch.onnx's dynamo exporter) with the batch, height and width dynamic,
 then runs the file with onnxruntime at the example size and at another size and checks that it matches PyTorch.
 Networks whose padding depends on the input size in Python (U-Net's overlap-tile mirroring, DeconvNet's mirroring
-to 224) export with dynamic=false at the given height and width only.
+to 224, FRRN's padding to a multiple of its pooling) export with dynamic=false at the given height and width only.
 """
 import json
 import logging
@@ -34,7 +34,12 @@ def check_onnx(path, model, inputs, tolerance: float) -> float:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for x in inputs:
-        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        try:
+            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error kinds
+            raise SegtrainError(f"{path.name}: onnxruntime cannot run it at {tuple(x.shape)} ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:160]}); the network's padding depends on the "
+                                "input size: export with dynamic=false at height= and width=") from None
         with torch.no_grad():
             want = model(x).numpy()
         if got.shape != want.shape:

@@ -16,7 +16,8 @@ import hydra
 from ..config import config_dir, register_configs
 from ..errors import SegtrainError
 from ..processes import log_to_files, run_to_the_end
-from . import exit_with_error, failed_job, hydra_job, override_values, require_creatable
+from . import (exit_with_error, failed_job, hydra_job, override_values, refuse_unreadable_overrides,
+               require_creatable)
 
 register_configs()
 log = logging.getLogger("segtrain")
@@ -45,7 +46,7 @@ def resume_config(cfg, task_overrides, run_dir: Path):
                 raise SegtrainError(f"{override}: {path} was trained with {group}={trained_with}; a resumed run "
                                     f"keeps it (set single keys such as {group}.KEY=VALUE, or start a new run with "
                                     f"model.init_from={path})")
-        elif "." in key:
+        else:  # single keys, top-level ones too (seed: what resuming restores is then refused in one line)
             keys.append(override)
     resumed = compose_stored_config(stored, keys)
     resumed.trainer.resume = cfg.trainer.resume
@@ -135,6 +136,68 @@ def refuse_reused_run_dir(argv) -> None:
         argv.append("hydra.output_subdir=null")
 
 
+def refuse_reused_sweep_dir(argv) -> None:
+    """Before Hydra writes into hydra.sweep.dir: it can be created; one that holds runs with checkpoints is
+    continued only with trainer.resume=auto, and then its jobs' .hydra/ records are kept as they are."""
+    if "-m" not in argv and "--multirun" not in argv:
+        return
+    try:
+        sweep_dirs, resume = override_values(argv, "hydra.sweep.dir"), override_values(argv, "trainer.resume")
+        if not sweep_dirs:
+            return
+        sweep_dir = Path(sweep_dirs[-1])
+        require_creatable(sweep_dir, "hydra.sweep.dir")
+        resuming = bool(resume) and resume[-1] not in ("None", "null")
+        if any(sweep_dir.glob("*/checkpoints/*.pt")) and not resuming:
+            raise SegtrainError(f"hydra.sweep.dir={sweep_dir} already holds a sweep's runs; continue it with "
+                                "trainer.resume=auto or choose a new hydra.sweep.dir (nothing was changed)")
+    except SegtrainError as error:
+        exit_with_error("segtrain", error)
+    if resuming and sweep_dir.is_dir():
+        argv.append("hydra.output_subdir=null")  # the jobs it continues keep the record of their first command
+
+
+def refuse_overrides_that_do_not_compose(argv) -> None:
+    """Before Hydra: a command line whose overrides do not compose (a key no schema has, a choice no group has, a
+    value of the wrong type) is one line naming the key and what it could be, not Hydra's page."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from ..config import help_groups
+
+    if any(a.startswith("-") for a in argv[1:]):  # -m sweeps, --help, --cfg: Hydra answers
+        return
+    overrides = [a for a in argv[1:] if not a.lstrip("+~").startswith("hydra.")]
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            compose("config", overrides=overrides)
+            return
+    except Exception as e:  # noqa: BLE001 - Hydra's and OmegaConf's errors alike
+        error = e
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    cause = str(error.__cause__ or "").strip().splitlines()
+    bad = next((o for o in overrides if f"'{o.lstrip('+~').partition('=')[0]}'" in text or o in text
+                or f"'{o.lstrip('+~').partition('=')[0].replace('.', '/')}" in text), None)
+    line = f"{bad}: {cause[0] if cause else text}" if bad else f"{' '.join(overrides)}: {text}"
+    if bad is not None:
+        key = bad.lstrip("+~").partition("=")[0]
+        group, _, leaf = key.rpartition(".")
+        if "Could not find" in text and "." not in key:  # an unknown choice of a group
+            line = f"{bad}: {key} has no choice {bad.partition('=')[2]!r}; {help_groups(key)}"
+        elif leaf and "not in" in " ".join(cause + [text]):
+            try:
+                with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                    node = OmegaConf.select(compose("config", overrides=[o for o in overrides if o != bad]), group)
+                near = difflib.get_close_matches(leaf, list(node.keys()) if node is not None else [], n=1)
+            except Exception:  # noqa: BLE001 - the rest does not compose either: no suggestion
+                near = []
+            line = f"{bad}: {group or 'the config'} has no key {leaf!r}" + (
+                f"; did you mean {group}.{near[0]}?" if near else "")
+    exit_with_error("segtrain", SegtrainError(line))
+
+
 def refuse_keys_that_moved_or_do_not_apply(argv) -> None:
     """Before Hydra, one line where it would report a key its schemas lack: a key that moved to another group
     (`trainer.patch_size` is `augment.crop_size`), or an option the model's family does not have
@@ -168,13 +231,16 @@ def run() -> None:
     """The console script: under torchrun, ranks other than 0 keep Hydra's files out of the run directory that
     rank 0 owns (train() uses rank 0's directory on every rank). The exit watchdog follows (run_to_the_end)."""
     def work():
+        refuse_unreadable_overrides("segtrain", sys.argv[1:])
         if int(os.environ.get("RANK", "0")) > 0:
             scratch = tempfile.mkdtemp(prefix="segtrain-rank")
             atexit.register(shutil.rmtree, scratch, ignore_errors=True)
             sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
         else:
             refuse_reused_run_dir(sys.argv)
+            refuse_reused_sweep_dir(sys.argv)
         refuse_keys_that_moved_or_do_not_apply(sys.argv)
+        refuse_overrides_that_do_not_compose(sys.argv)
         main()
 
     run_to_the_end("segtrain", work)

@@ -31,8 +31,9 @@ def read_classes(path):
     from omegaconf import OmegaConf
 
     if path is None or not Path(path).is_file():
-        raise SegtrainError(f"dataset.classes={path}: no such file; expected a YAML with `classes: [{{name: ..., "
-                            "color: [R, G, B]}}, ...]` (color optional), one entry per class 0, 1, ...")
+        where = f" (looked for {Path(path).resolve()})" if path is not None else ""
+        raise SegtrainError(f"dataset.classes={path}: no such file{where}; expected a YAML with `classes: "
+                            "[{name: ..., color: [R, G, B]}, ...]` (color optional), one entry per class 0, 1, ...")
     try:
         entries = OmegaConf.to_container(OmegaConf.load(path))["classes"]
         names = [str(e["name"]) if isinstance(e, dict) else str(e) for e in entries]
