@@ -196,6 +196,7 @@ class FolderDatasetConfig(DatasetConfig):
     val_fraction: Optional[float] = None  # no val split on disk: hold out this fraction of train (seeded)
     split_seed: int = 0  # the seed of that hold-out
     channels: str = "auto"  # auto (as the files hold: 1 for grey, else 3) | 1 | 3
+    exif_orientation: str = "apply"  # apply (turn photos as their EXIF tag says, as shown) | ignore (as stored)
     mean: Optional[List[float]] = None  # per channel in 0..1; None: ImageNet's (RGB) or 0.449 (grey)
     std: Optional[List[float]] = None  # None: ImageNet's (RGB) or 0.226 (grey)
 

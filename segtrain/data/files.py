@@ -23,28 +23,48 @@ def describe_error(error: BaseException) -> str:
     return f"{kind}: {text.splitlines()[0][:200]}" if text else kind
 
 
-def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
-    """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs)."""
-    from PIL import Image, UnidentifiedImageError
+EXIF_ORIENTATION = 0x0112  # the tag cameras and phones write: how the stored pixels are turned to be displayed
+TURNED = {3: "turned 180 degrees", 6: "turned 90 degrees", 8: "turned 270 degrees", 2: "mirrored",
+          4: "mirrored vertically", 5: "transposed", 7: "transversed"}
+
+
+def orientation(image) -> int:
+    """An open PIL image's EXIF orientation (1: as stored)."""
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels as stored
+        return 1
+
+
+def read_image(path: Path, mode: str = "RGB", exif: bool = True) -> np.ndarray:
+    """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs). With `exif` the
+    pixels are turned as the file's EXIF orientation says, so that they are the upright picture annotation tools
+    and browsers show (dataset.exif_orientation=apply)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not Path(path).is_file():
         raise SegtrainError(f"{path}: image file is missing")
     try:
         with Image.open(path) as image:
+            if exif and orientation(image) != 1:
+                image = ImageOps.exif_transpose(image)
             return np.array(image.convert(mode) if mode else image)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SegtrainError(f"{path}: cannot read the image ({e})") from None
 
 
-def image_header(path: Path):
-    """((height, width), PIL mode) from the file's header, without decoding the pixels."""
+def image_header(path: Path, exif: bool = True):
+    """((height, width), PIL mode, EXIF orientation) from the file's header, without decoding the pixels; the size
+    as displayed when `exif` (a 90 or 270 degree orientation swaps it), else as stored."""
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
         raise SegtrainError(f"{path}: image file is missing")
     try:
         with Image.open(path) as image:
-            return (image.height, image.width), image.mode
+            turn = orientation(image)
+            size = (image.height, image.width)
+            return (size[::-1] if exif and turn in (5, 6, 7, 8) else size), image.mode, turn
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SegtrainError(f"{path}: cannot read the image ({e})") from None
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import SegtrainError
-from .files import IGNORE_INDEX, IMAGE_SUFFIXES, FileDataset, image_header, read_image, require_root
+from .files import IGNORE_INDEX, IMAGE_SUFFIXES, TURNED, FileDataset, image_header, read_image, require_root
 from .labels import LabelEncoding, read_mask
 from .palette import voc_palette
 
@@ -272,6 +272,9 @@ class FolderDataset(FileDataset):
                 pairs += self.with_regions(entry_pairs, cfg, str(entry)) if self.with_roi else entry_pairs
         if not pairs:
             raise SegtrainError(f"dataset=folder: split {split!r} in {self.root} holds no images ({LAYOUT})")
+        if str(cfg.exif_orientation) not in ("apply", "ignore"):
+            raise SegtrainError(f"dataset.exif_orientation={cfg.exif_orientation}: expected apply or ignore")
+        self.exif = str(cfg.exif_orientation) == "apply"
         self.channels_key = str(cfg.channels)
         self.channels = self.resolve_channels(self.channels_key, pairs[0][0])
         self.input_channels = (self.channels,)
@@ -297,11 +300,11 @@ class FolderDataset(FileDataset):
 
     def load_image(self, path: Path) -> np.ndarray:
         if self.channels == 3:
-            return read_image(path)
+            return read_image(path, exif=self.exif)
         if image_channels(path) != 1:
             raise SegtrainError(f"{path}: a colour image, but the dataset reads 1 channel (dataset.channels="
                                 f"{self.channels_key}); set dataset.channels=3")
-        image = read_image(path, mode=None)
+        image = read_image(path, mode=None, exif=self.exif)
         return (image[..., 0] if image.ndim == 3 else image)[..., None]
 
     def with_regions(self, pairs, cfg, split: str):
@@ -326,11 +329,30 @@ class FolderDataset(FileDataset):
 
     def load_pair(self, item):
         image_path, mask_path, *roi = item
-        return self.load_image(image_path), self.read_label(mask_path, *roi), mask_path
+        image, label = self.load_image(image_path), self.read_label(mask_path, *roi)
+        self.check_orientation(image_path, mask_path, image.shape[:2], label.shape)
+        return image, label, mask_path
 
     def load_label(self, item):
         image_path, mask_path, *roi = item
-        return self.read_label(mask_path, *roi), mask_path, image_header(image_path)[0]
+        label, size = self.read_label(mask_path, *roi), image_header(image_path, self.exif)[0]
+        self.check_orientation(image_path, mask_path, size, label.shape)
+        return label, mask_path, size
+
+    def check_orientation(self, image_path: Path, mask_path: Path, image_size, mask_size) -> None:
+        """A mask that fits its photo as stored but not as its EXIF orientation shows it (or the reverse) is one
+        line naming the key that decides."""
+        if tuple(image_size) == tuple(mask_size) or tuple(image_size)[::-1] != tuple(mask_size):
+            return
+        turn = image_header(image_path)[2]
+        if turn not in (5, 6, 7, 8):
+            return
+        height, width = mask_size
+        shown = ("as stored, not as its EXIF orientation shows it", "ignore") if self.exif else \
+            ("as its EXIF orientation shows it, not as stored", "apply")
+        raise SegtrainError(f"{mask_path}: the mask is {width}x{height}, the size of {image_path.name} {shown[0]} "
+                            f"({TURNED[turn]}); set dataset.exif_orientation={shown[1]} if the masks were drawn on "
+                            f"that view")
 
     def read_label(self, mask_path: Path, roi_path=None) -> np.ndarray:
         """Class indices; outside the region of interest (its value 0) ignored, for the loss and the metrics."""

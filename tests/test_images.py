@@ -1,0 +1,85 @@
+"""Images as cameras write them (issue 23): EXIF orientation applied as annotation tools and browsers show photos,
+in training, evaluation, the data check and prediction."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from segtrain.data import build_dataset
+from segtrain.data.fake import encode, save_png, scene, write_classes
+from segtrain.data.files import EXIF_ORIENTATION
+from segtrain.errors import SegtrainError
+
+from .conftest import compose_config
+
+# what turns the upright picture into the stored pixels, for each orientation tag (the inverse of displaying it)
+STORED_FROM_UPRIGHT = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+def photo_with_orientation(upright: np.ndarray, tag: int, path):
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = tag
+    Image.fromarray(upright).transpose(STORED_FROM_UPRIGHT[tag]).save(path, exif=exif)
+
+
+@pytest.fixture
+def phone_photos(tmp_path):
+    """Non-square photos with orientation tags 3 and 6 (and one without), masks drawn on the upright view. PNGs
+    with an eXIf chunk, read exactly as stored; the tag is read the same way from a phone's JPEG."""
+    truths = {}
+    for n, tag in enumerate((3, 6, None)):
+        image, label = scene(80 + n, 40, width=28)  # 40 high, 28 wide as shown
+        (tmp_path / "images").mkdir(exist_ok=True)
+        if tag:
+            photo_with_orientation(image, tag, tmp_path / "images" / f"p{n}.png")
+        else:
+            Image.fromarray(image).save(tmp_path / "images" / f"p{n}.png")
+        save_png(encode(label, "folder"), tmp_path / "masks" / f"p{n}.png")
+        truths[f"p{n}.png"] = (image, np.where(label == 5, 255, label))
+    write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
+    (tmp_path / "train.txt").write_text("p0\np1\np2\n")
+    (tmp_path / "val.txt").write_text("p0\n")
+    return tmp_path, truths
+
+
+def keys(root, *extra):
+    return ["dataset=folder", f"dataset.root={root}", f"dataset.classes={root / 'classes.yaml'}", *extra]
+
+
+def test_photos_are_read_upright_with_their_masks(phone_photos):
+    root, truths = phone_photos
+    dataset = build_dataset(compose_config(*keys(root)).dataset, "train")
+    for index, (image_path, _) in enumerate(dataset.items):
+        image, label = dataset.raw_item(index)
+        upright, truth = truths[image_path.name]
+        assert image.shape[:2] == (40, 28) and np.array_equal(label, truth)
+        assert np.array_equal(image, upright)
+
+
+def test_a_mask_that_fits_only_the_stored_pixels_names_the_key(phone_photos):
+    root, _ = phone_photos
+    ignoring = build_dataset(compose_config(*keys(root, "dataset.exif_orientation=ignore")).dataset, "train")
+    with pytest.raises(SegtrainError, match=r"p1.png: the mask is 28x40, the size of p1.png as its EXIF orientation "
+                                            r"shows it, not as stored \(turned 90 degrees\); set "
+                                            r"dataset.exif_orientation=apply"):
+        ignoring.raw_item(1)
+    stored = np.array(Image.open(root / "images" / "p1.png"))  # the pixels as stored (PIL does not turn them)
+    Image.fromarray(np.zeros(stored.shape[:2], np.uint8)).save(root / "masks" / "p1.png")  # drawn as stored
+    with pytest.raises(SegtrainError, match=r"p1.png: the mask is 40x28, the size of p1.png as stored, not as its "
+                                            r"EXIF orientation shows it .*set dataset.exif_orientation=ignore"):
+        build_dataset(compose_config(*keys(root)).dataset, "train").raw_item(1)
+    assert ignoring.raw_item(1)[0].shape[:2] == stored.shape[:2]  # ignore: the stored pixels, as asked
+
+
+def test_predict_labels_photos_as_they_are_shown(phone_photos, tmp_path):
+    from segtrain.cli.predict import run as predict
+    from segtrain.train import train
+
+    root, _ = phone_photos
+    cfg = compose_config(*keys(root), "model.width=0.0625", "trainer.max_iters=1", "trainer.batch_size=1",
+                         "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
+                         "trainer.num_vis_images=1")
+    train(cfg, tmp_path / "run")
+    assert predict([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}", f"input={root / 'images'}",
+                    f"output={tmp_path / 'labels'}"]) == 0
+    for n in range(3):
+        assert np.array(Image.open(tmp_path / "labels" / f"p{n}.png")).shape == (40, 28)
