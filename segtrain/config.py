@@ -197,6 +197,8 @@ class FolderDatasetConfig(DatasetConfig):
     split_seed: int = 0  # the seed of that hold-out
     channels: str = "auto"  # auto (as the files hold: 1 for grey, else 3) | 1 | 3
     exif_orientation: str = "apply"  # apply (turn photos as their EXIF tag says, as shown) | ignore (as stored)
+    # 16/32-bit and float images read as RGB: auto (the type's full range; floats 0..1) | [lo, hi] | percentile
+    intensity_range: Any = "auto"
     mean: Optional[List[float]] = None  # per channel in 0..1; None: ImageNet's (RGB) or 0.449 (grey)
     std: Optional[List[float]] = None  # None: ImageNet's (RGB) or 0.226 (grey)
 

@@ -83,3 +83,24 @@ def test_predict_labels_photos_as_they_are_shown(phone_photos, tmp_path):
                     f"output={tmp_path / 'labels'}"]) == 0
     for n in range(3):
         assert np.array(Image.open(tmp_path / "labels" / f"p{n}.png")).shape == (40, 28)
+
+
+def test_16_bit_images_read_as_rgb_keep_their_picture(tmp_path):
+    """A 16-bit grey microscopy image with a known ramp, read with dataset.channels=3: scaled from its bit depth,
+    not clipped to a constant white."""
+    ramp = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 60).astype(np.uint16)  # 0 .. 61380
+    (tmp_path / "images").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "images" / "cell.tif")
+    save_png(np.zeros((32, 32), np.uint8), tmp_path / "masks" / "cell.png")
+    write_classes(tmp_path / "classes.yaml", ["background", "cell"])
+    for setting, low, high in (("auto", 0, 65535), ("[0,61380]", 0, 61380)):
+        cfg = compose_config(*keys(tmp_path, "dataset.channels=3", f"dataset.intensity_range={setting}")).dataset
+        image = build_dataset(cfg, "train").raw_item(0)[0]
+        expected = np.clip(np.round((ramp.astype(float) - low) / (high - low) * 255), 0, 255).astype(np.uint8)
+        assert image.shape == (32, 32, 3) and np.array_equal(image[..., 1], expected)
+        assert image.std() > 50  # a picture, not a constant
+    percentile = build_dataset(compose_config(*keys(tmp_path, "dataset.channels=3",
+                                                   "dataset.intensity_range=percentile")).dataset, "train")
+    assert percentile.raw_item(0)[0].max() == 255 and percentile.raw_item(0)[0].min() == 0
+    with pytest.raises(SegtrainError, match=r"dataset.intensity_range=\[5, 1\]: expected auto, percentile"):
+        build_dataset(compose_config(*keys(tmp_path, "dataset.intensity_range=[5,1]")).dataset, "train")

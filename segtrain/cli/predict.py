@@ -129,7 +129,9 @@ def predict_images(cfg) -> int:
     if train_cfg.dataset.get("scale") is not None or train_cfg.dataset.get("short_side") is not None:
         resize = (train_cfg.dataset.get("scale"), train_cfg.dataset.get("short_side"))
     inference = to_plain(cfg.inference)
-    exif = train_cfg.dataset.get("exif_orientation", "apply") == "apply"
+    exif = train_cfg.dataset.get("exif_orientation", "apply") == "apply"  # labels for the picture as shown
+    scaling = train_cfg.dataset.get("intensity_range", "auto")
+    scaling = scaling if isinstance(scaling, str) else tuple(scaling)
     output = Path(cfg.output)
     skipped = []
 
@@ -137,7 +139,7 @@ def predict_images(cfg) -> int:
         """(rgb (H, W, 3) uint8, class probabilities or scores (C, H, W), file) for each readable image."""
         for path in track(files, len(files), "predicting", unit="image"):
             try:
-                rgb = read_image(path, exif=exif)  # labels for the picture as shown (or as stored)
+                rgb = read_image(path, exif=exif, intensity_range=scaling)  # as the training data were read
             except SegtrainError as error:
                 print(f"segtrain-predict: skipped {error}", file=sys.stderr)
                 skipped.append(path)

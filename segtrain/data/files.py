@@ -36,10 +36,36 @@ def orientation(image) -> int:
         return 1
 
 
-def read_image(path: Path, mode: str = "RGB", exif: bool = True) -> np.ndarray:
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16- and 32-bit integer, 32-bit float
+
+
+def to_8bit(pixels: np.ndarray, intensity_range="auto", path="image") -> np.ndarray:
+    """A 16/32-bit or float image as uint8, scaled from its real range (PIL's own conversion clips at 255: a
+    16-bit image turned constant white). intensity_range: auto (the type's full range; floats: 0..1),
+    [lo, hi] (stored values), or percentile (this image's 1st to 99th percentile)."""
+    values = pixels.astype(np.float64)
+    if intensity_range == "percentile":
+        low, high = np.percentile(values, (1, 99))
+    elif intensity_range == "auto":
+        if pixels.dtype.kind == "f":
+            low, high = 0.0, 1.0
+            if values.size and (values.min() < 0 or values.max() > 1):
+                raise SegtrainError(f"{path}: a float image with values {values.min():g}..{values.max():g}, not "
+                                    "0..1; set dataset.intensity_range=[LO,HI] (or percentile)")
+        else:
+            info = np.iinfo(pixels.dtype)
+            low, high = max(info.min, 0), info.max
+    else:
+        low, high = (float(v) for v in intensity_range)
+    scaled = (values - low) / max(high - low, 1e-12)
+    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def read_image(path: Path, mode: str = "RGB", exif: bool = True, intensity_range="auto") -> np.ndarray:
     """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs). With `exif` the
     pixels are turned as the file's EXIF orientation says, so that they are the upright picture annotation tools
-    and browsers show (dataset.exif_orientation=apply)."""
+    and browsers show (dataset.exif_orientation=apply). A 16/32-bit or float image read as RGB is scaled from its
+    bit depth first (to_8bit, by `intensity_range`), its grey copied to the three channels."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not Path(path).is_file():
@@ -48,6 +74,9 @@ def read_image(path: Path, mode: str = "RGB", exif: bool = True) -> np.ndarray:
         with Image.open(path) as image:
             if exif and orientation(image) != 1:
                 image = ImageOps.exif_transpose(image)
+            if mode == "RGB" and image.mode in HIGH_DEPTH_MODES:
+                grey = to_8bit(np.array(image), intensity_range, path)
+                return np.repeat(grey[..., None], 3, axis=2)
             return np.array(image.convert(mode) if mode else image)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SegtrainError(f"{path}: cannot read the image ({e})") from None

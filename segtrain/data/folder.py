@@ -93,6 +93,19 @@ def closest_file(folder: Path, name: str):
     return folder / match[0] if match else None
 
 
+def intensity_range(setting):
+    """dataset.intensity_range as read_image takes it: "auto", "percentile" or (lo, hi) with lo < hi."""
+    if isinstance(setting, str) and setting in ("auto", "percentile"):
+        return setting
+    try:
+        low, high = (float(v) for v in setting)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not low < high:
+        raise SegtrainError(f"dataset.intensity_range={setting}: expected auto, percentile or [LO, HI] with LO < HI")
+    return low, high
+
+
 def line_fields(line: str, split_file: Path, number: int):
     """A split file line's fields: tab-separated when it has a tab, shell-quoted when it has quotes (names with
     spaces), else split on whitespace."""
@@ -275,6 +288,7 @@ class FolderDataset(FileDataset):
         if str(cfg.exif_orientation) not in ("apply", "ignore"):
             raise SegtrainError(f"dataset.exif_orientation={cfg.exif_orientation}: expected apply or ignore")
         self.exif = str(cfg.exif_orientation) == "apply"
+        self.intensity_range = intensity_range(cfg.intensity_range)
         self.channels_key = str(cfg.channels)
         self.channels = self.resolve_channels(self.channels_key, pairs[0][0])
         self.input_channels = (self.channels,)
@@ -300,7 +314,7 @@ class FolderDataset(FileDataset):
 
     def load_image(self, path: Path) -> np.ndarray:
         if self.channels == 3:
-            return read_image(path, exif=self.exif)
+            return read_image(path, exif=self.exif, intensity_range=self.intensity_range)
         if image_channels(path) != 1:
             raise SegtrainError(f"{path}: a colour image, but the dataset reads 1 channel (dataset.channels="
                                 f"{self.channels_key}); set dataset.channels=3")
