@@ -263,8 +263,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
                 if validation_due(iteration, tc):
                     validate(iteration)
             if stop.signum:  # it came during the final validation: nothing was left to stop
-                progress.write(f"received {signal_name(stop.signum)} during the final validation: too late to stop, the run "
-                               "has finished", logging.WARNING)
+                progress.write(f"received {signal_name(stop.signum)} during the final validation: too late to stop, "
+                               "the run has finished", logging.WARNING)
         progress.close()
         trained = trained_so_far()
         return finish_run(cfg, run_dir, writer, run["metrics"], run["best_mean_iu"], train_set.class_names,

@@ -529,7 +529,7 @@ def test_resume_refuses_a_new_seed_and_unusable_checkpoints_in_one_line(finished
 
 
 def test_command_lines_that_do_not_compose_are_one_line_before_any_folder(tmp_path, capsys):
-    from segtrain.cli.train import refuse_overrides_that_do_not_compose, refuse_reused_sweep_dir
+    from segtrain.cli.train import refuse_overrides_that_do_not_compose, refuse_reused_run_dir
 
     for argument, line in (("trainer.max_iter=5", "trainer.max_iter=5: trainer has no key 'max_iter'; did you mean "
                                                   "trainer.max_iters?"),
@@ -537,7 +537,8 @@ def test_command_lines_that_do_not_compose_are_one_line_before_any_folder(tmp_pa
                                                      "converted to Integer")):
         with pytest.raises(SystemExit) as exit_info:
             refuse_overrides_that_do_not_compose(["segtrain", *TINY, argument, f"hydra.run.dir={tmp_path / 'r'}"])
-        assert exit_info.value.code == 2 and capsys.readouterr().err.strip().splitlines() == [f"segtrain: error: {line}"]
+        error = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and error == [f"segtrain: error: {line}"]
     with pytest.raises(SystemExit):
         refuse_overrides_that_do_not_compose(["segtrain", "model=fcn9s"])
     assert "model has no choice 'fcn9s'; model: deconvnet, deeplab_aspp" in capsys.readouterr().err
@@ -546,8 +547,8 @@ def test_command_lines_that_do_not_compose_are_one_line_before_any_folder(tmp_pa
     (sweep / "0" / "checkpoints").mkdir(parents=True)
     (sweep / "0" / "checkpoints" / "last.pt").write_bytes(b"")
     with pytest.raises(SystemExit):
-        refuse_reused_sweep_dir(["segtrain", "-m", "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}"])
-    assert "already holds a sweep's runs; continue it with trainer.resume=auto" in capsys.readouterr().err
+        refuse_reused_run_dir(["segtrain", "-m", "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}"])
+    assert "already holds checkpoints; continue it with trainer.resume=auto" in capsys.readouterr().err
     argv = ["segtrain", "-m", "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
-    refuse_reused_sweep_dir(argv)
+    refuse_reused_run_dir(argv)
     assert argv[-1] == "hydra.output_subdir=null"  # the jobs it continues keep their .hydra/ records

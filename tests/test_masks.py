@@ -232,7 +232,8 @@ def test_a_region_of_interest_removes_exactly_the_pixels_outside_it(shipped, tmp
     inside = sum(int(((scene(700 + n, 48)[1] < 5) & (field_of_view > 0)).sum()) for n in range(6, 9))
     cfg = compose_config(*keys, "trainer.device=cpu", "trainer.num_workers=0")
     for with_roi, expected in ((False, sum(everywhere)), (True, inside)):
-        dataset_cfg = cfg.dataset if with_roi else compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset
+        dataset_cfg = cfg.dataset if with_roi else \
+            compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset
         dataset = build_dataset(dataset_cfg, "val", evaluation=True)
         model = torch.nn.Conv2d(3, 5, 1)
         metrics, _ = evaluate(model, val_loader_for(cfg, dataset, torch.device("cpu")), 5, torch.device("cpu"),

@@ -19,7 +19,6 @@ parameters with Optuna, maximising the mean IU after the CRF. The sweep folder g
 """
 import json
 import logging
-import sys
 from pathlib import Path
 
 import hydra

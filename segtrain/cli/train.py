@@ -115,46 +115,27 @@ def main(cfg) -> float:
 
 
 def refuse_reused_run_dir(argv) -> None:
-    """Before Hydra writes into hydra.run.dir: it can be created; a run dir that already holds checkpoints is
-    continued only with trainer.resume; and a run that is continued keeps its .hydra/ record of the original
-    command as it is (its overrides are what a resume before the first checkpoint starts again from)."""
-    if "-m" in argv or "--multirun" in argv or any(a.startswith("-") for a in argv):
+    """Before Hydra writes into hydra.run.dir (hydra.sweep.dir for -m): it can be created; one that already holds
+    checkpoints is continued only with trainer.resume; and a run (or sweep) that is continued keeps its .hydra/
+    records of the original command as they are (a resume before the first checkpoint starts again from them)."""
+    sweeping = "-m" in argv or "--multirun" in argv
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return
+    key, checkpoints = ("hydra.sweep.dir", "*/checkpoints/*.pt") if sweeping else ("hydra.run.dir", "checkpoints/*.pt")
     try:
-        run_dirs, resume = override_values(argv, "hydra.run.dir"), override_values(argv, "trainer.resume")
-        if not run_dirs:
+        folders, resume = override_values(argv, key), override_values(argv, "trainer.resume")
+        if not folders:
             return
-        run_dir = Path(run_dirs[-1])
-        require_creatable(run_dir, "hydra.run.dir")
+        folder = Path(folders[-1])
+        require_creatable(folder, key)
         resuming = bool(resume) and resume[-1] not in ("None", "null")
-        if any((run_dir / "checkpoints").glob("*.pt")) and not resuming:
-            raise SegtrainError(f"{run_dir / 'checkpoints'} already holds checkpoints; continue that run with "
-                                "trainer.resume=auto or choose a new hydra.run.dir (nothing was changed)")
+        if any(folder.glob(checkpoints)) and not resuming:
+            raise SegtrainError(f"{key}={folder} already holds checkpoints; continue {'it' if sweeping else 'that run'}"
+                                f" with trainer.resume=auto or choose a new {key} (nothing was changed)")
     except SegtrainError as error:
         exit_with_error("segtrain", error)
-    if resuming and (run_dir / ".hydra").is_dir():
+    if resuming and (folder.is_dir() if sweeping else (folder / ".hydra").is_dir()):
         argv.append("hydra.output_subdir=null")
-
-
-def refuse_reused_sweep_dir(argv) -> None:
-    """Before Hydra writes into hydra.sweep.dir: it can be created; one that holds runs with checkpoints is
-    continued only with trainer.resume=auto, and then its jobs' .hydra/ records are kept as they are."""
-    if "-m" not in argv and "--multirun" not in argv:
-        return
-    try:
-        sweep_dirs, resume = override_values(argv, "hydra.sweep.dir"), override_values(argv, "trainer.resume")
-        if not sweep_dirs:
-            return
-        sweep_dir = Path(sweep_dirs[-1])
-        require_creatable(sweep_dir, "hydra.sweep.dir")
-        resuming = bool(resume) and resume[-1] not in ("None", "null")
-        if any(sweep_dir.glob("*/checkpoints/*.pt")) and not resuming:
-            raise SegtrainError(f"hydra.sweep.dir={sweep_dir} already holds a sweep's runs; continue it with "
-                                "trainer.resume=auto or choose a new hydra.sweep.dir (nothing was changed)")
-    except SegtrainError as error:
-        exit_with_error("segtrain", error)
-    if resuming and sweep_dir.is_dir():
-        argv.append("hydra.output_subdir=null")  # the jobs it continues keep the record of their first command
 
 
 def refuse_overrides_that_do_not_compose(argv) -> None:
@@ -238,7 +219,6 @@ def run() -> None:
             sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
         else:
             refuse_reused_run_dir(sys.argv)
-            refuse_reused_sweep_dir(sys.argv)
         refuse_keys_that_moved_or_do_not_apply(sys.argv)
         refuse_overrides_that_do_not_compose(sys.argv)
         main()
