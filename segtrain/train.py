@@ -315,6 +315,15 @@ def load_data(cfg, run_dir: Path, main_process: bool):
     if cfg.dataset.num_classes is None:  # the dataset's own count, stored resolved in every checkpoint
         cfg = copy.deepcopy(cfg)
         cfg.dataset.num_classes = len(train_set.class_names)
+    if str(cfg.dataset.get("channels")) == "auto":  # decided once for both splits, stored resolved
+        channels = dataset_channels(train_set, val_set)
+        cfg = copy.deepcopy(cfg)
+        cfg.dataset.channels = str(channels)
+        if {train_set.channels, val_set.channels} != {channels}:  # grey and colour files: grey ones expanded
+            log.info("dataset.channels=auto: colour and grey images in the splits; reading all as %d channels",
+                     channels)
+            train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
+            val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
     log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
              cfg.dataset.num_classes)
     train_scan = scan_labels(train_set, "checking train labels", keep_going=True) \
@@ -336,6 +345,13 @@ def load_data(cfg, run_dir: Path, main_process: bool):
     if main_process and cfg.dataset.get("val_fraction") is not None:
         write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
     return cfg, train_set, val_set, class_weights
+
+
+def dataset_channels(*datasets) -> int:
+    """dataset.channels=auto over every image of the splits (file headers only): 3 if any is colour, else 1."""
+    from .data.folder import image_channels
+
+    return 3 if any(image_channels(item[0]) == 3 for dataset in datasets for item in dataset.items) else 1
 
 
 MIN_SIDE = 8  # pixels: an image resized below this on its short side leaves nothing to segment

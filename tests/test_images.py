@@ -104,3 +104,55 @@ def test_16_bit_images_read_as_rgb_keep_their_picture(tmp_path):
     assert percentile.raw_item(0)[0].max() == 255 and percentile.raw_item(0)[0].min() == 0
     with pytest.raises(SegtrainError, match=r"dataset.intensity_range=\[5, 1\]: expected auto, percentile"):
         build_dataset(compose_config(*keys(tmp_path, "dataset.intensity_range=[5,1]")).dataset, "train")
+
+
+def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dataset(tmp_path):
+    from segtrain.checkpoint import load_checkpoint
+    from segtrain.cli.evaluate import run as evaluate
+    from segtrain.train import train
+
+    for n, split in enumerate(("train", "train", "val")):
+        image, label = scene(120 + n, 32)
+        picture = Image.fromarray(image) if n == 0 else Image.fromarray(image).convert("L")  # val is grey
+        (tmp_path / "images").mkdir(exist_ok=True)
+        picture.save(tmp_path / "images" / f"i{n}.png")
+        save_png(encode(label, "folder"), tmp_path / "masks" / f"i{n}.png")
+    (tmp_path / "train.txt").write_text("i0\ni1\n")
+    (tmp_path / "val.txt").write_text("i2\n")
+    write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
+    cfg = compose_config(*keys(tmp_path), "model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=1",
+                         "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
+                         "trainer.num_vis_images=1", "trainer.val_interval=1")
+    result = train(cfg, tmp_path / "run")  # validation on the grey file ran (no conv2d mismatch)
+    stored = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert stored["config"]["dataset"]["channels"] == "3" and stored["data"]["input_channels"] == [3]
+    assert evaluate([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}"])["mean_iu"] == result["mean_iu"]
+
+
+def test_a_grey_model_predicts_grey_files_as_its_training_read_them(tmp_path):
+    import torch
+
+    from segtrain.checkpoint import restore
+    from segtrain.cli.predict import run as predict
+    from segtrain.train import train
+
+    for n in range(3):
+        image, label = scene(140 + n, 32)
+        (tmp_path / "images").mkdir(exist_ok=True)
+        Image.fromarray(image).convert("L").save(tmp_path / "images" / f"g{n}.png")
+        save_png(encode(label, "folder"), tmp_path / "masks" / f"g{n}.png")
+    (tmp_path / "train.txt").write_text("g0\ng1\n")
+    (tmp_path / "val.txt").write_text("g2\n")
+    write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
+    cfg = compose_config(*keys(tmp_path), "model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=1",
+                         "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
+                         "trainer.num_vis_images=1")
+    train(cfg, tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert predict([f"ckpt={ckpt}", f"input={tmp_path / 'images'}", f"output={tmp_path / 'labels'}"]) == 0
+    train_cfg, model, state = restore(ckpt)
+    assert state["data"]["input_channels"] == [1]
+    dataset = build_dataset(train_cfg.dataset, "val", evaluation=True)
+    with torch.no_grad():
+        expected = model(dataset[0][0][None]).argmax(1)[0].numpy()
+    assert np.array_equal(np.array(Image.open(tmp_path / "labels" / "g2.png")), expected)

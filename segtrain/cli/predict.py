@@ -1,7 +1,8 @@
 """`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=[NAME,...]] [crf=dense|...]
 [inference=...] [KEY=VALUE ...]`: a Hydra app (configs/predict.yaml; `--help`, `--cfg job`).
 
-Segments new RGB images of any size with a trained checkpoint. For each image NAME it writes OUTPUT/NAME.png, the
+Segments new images of any size with a trained checkpoint, read as its training data were (RGB, or grey for a
+grey model). For each image NAME it writes OUTPUT/NAME.png, the
 label map as a palette PNG (pixel value = class index, colours from the dataset's palette), and
 OUTPUT/NAME_overlay.png, the image with the classes drawn over it at `alpha` (default 0.5) and a legend of the
 classes drawn below it. `skip_classes` (names or indices, comma-separated) are left unpainted; by default the
@@ -91,6 +92,26 @@ def network_input(rgb, normalize, resize=None):
     return normalize(rgb if resize is None else resize_image(rgb, resized_size(*rgb.shape[:2], *resize)))
 
 
+def read_input(path, grey: bool, info: dict, exif: bool, intensity_range):
+    """(rgb (H, W, 3) uint8 to draw on, the network's pixels (H, W, C) as stored, their full-intensity scale per
+    channel), read as the model's training data were: RGB, or one grey channel for a grey model (a colour file's
+    luminance; 16-bit files at their stored depth)."""
+    import numpy as np
+
+    from ..data.files import read_image, to_8bit
+
+    if not grey:
+        rgb = read_image(path, exif=exif, intensity_range=intensity_range)
+        return rgb, rgb, tuple(info.get("scale") or (255.0,) * 3)
+    raw = read_image(path, mode=None, exif=exif)
+    if raw.ndim == 3:
+        raw = read_image(path, mode="L", exif=exif)
+    # checkpoints before the scale was stored: as the folder dataset decides it, by the file's depth
+    scale = float((info.get("scale") or [65535.0 if raw.dtype == np.uint16 else 255.0])[0])
+    shown = to_8bit(raw, (0, scale), path) if raw.dtype != np.uint8 or scale != 255 else raw
+    return np.repeat(shown[..., None], 3, axis=2), raw[..., None], (scale,)
+
+
 def predict_images(cfg) -> int:
     """Label every image of cfg.input into cfg.output; the exit status (1 when an image was skipped)."""
     import numpy as np
@@ -102,7 +123,7 @@ def predict_images(cfg) -> int:
     from ..config import to_plain
     from ..crf import crf_params, crf_refiner
     from ..data import checkpoint_dataset_info
-    from ..data.files import Normalize, read_image
+    from ..data.files import Normalize
     from ..engine import autocast_context
     from ..inference import predict_scores
     from ..progress import track
@@ -114,13 +135,14 @@ def predict_images(cfg) -> int:
     prepare_output(Path(cfg.output), Path(cfg.input), files)
     train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))
     info = checkpoint_dataset_info(state, train_cfg)
-    if info["input_channels"] != [3]:
-        raise SegtrainError(f"ckpt={cfg.ckpt}: the model takes {info['input_channels']} input channels "
-                            f"({train_cfg.dataset.name}); segtrain-predict reads RGB images")
+    if info["input_channels"] not in ([3], [1]):
+        raise SegtrainError(f"ckpt={cfg.ckpt}: the model takes {info['input_channels']} input streams "
+                            f"({train_cfg.dataset.name} with dataset.modality={train_cfg.dataset.get('modality')}); "
+                            "segtrain-predict reads one RGB or grey image per input: evaluate it with segtrain-eval")
     device = select_device(train_cfg.trainer.device)
     autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
     model.to(device)
-    normalize = Normalize(info["mean"], info["std"], (255.0,) * 3)  # as the training data's 8-bit images
+    grey = info["input_channels"] == [1]
     palette = torch.tensor(info["palette"], dtype=torch.uint8)
     class_names = list(info["class_names"])
     alpha, skip = overlay_options(cfg.alpha, cfg.skip_classes, class_names)
@@ -139,12 +161,12 @@ def predict_images(cfg) -> int:
         """(rgb (H, W, 3) uint8, class probabilities or scores (C, H, W), file) for each readable image."""
         for path in track(files, len(files), "predicting", unit="image"):
             try:
-                rgb = read_image(path, exif=exif, intensity_range=scaling)  # as the training data were read
+                rgb, pixels, scale = read_input(path, grey, info, exif, scaling)  # as the training data were read
             except SegtrainError as error:
                 print(f"segtrain-predict: skipped {error}", file=sys.stderr)
                 skipped.append(path)
                 continue
-            image = network_input(rgb, normalize, resize)[None]
+            image = network_input(pixels, Normalize(info["mean"], info["std"], scale), resize)[None]
             with torch.no_grad(), autocast:
                 scores = predict_scores(model, image.to(device), **inference, probabilities=use_crf)
             if scores.shape[-2:] != rgb.shape[:2]:

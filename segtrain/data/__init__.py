@@ -87,8 +87,10 @@ def checkpoint_dataset_info(state: dict, cfg) -> dict:
 
 def dataset_info(dataset) -> dict:
     """What inference on new images needs from a dataset, as plain data (stored in every checkpoint)."""
+    scale = getattr(dataset, "scale", (255.0,) * sum(dataset.input_channels))  # stored value of full intensity
     return {"class_names": list(dataset.class_names), "mean": list(dataset.mean), "std": list(dataset.std),
-            "palette": dataset.palette.tolist(), "input_channels": list(dataset.input_channels)}
+            "palette": dataset.palette.tolist(), "input_channels": list(dataset.input_channels),
+            "scale": [float(v) for v in scale]}
 
 
 def item_name(dataset, index: int) -> str:
