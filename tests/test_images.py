@@ -156,3 +156,24 @@ def test_a_grey_model_predicts_grey_files_as_its_training_read_them(tmp_path):
     with torch.no_grad():
         expected = model(dataset[0][0][None]).argmax(1)[0].numpy()
     assert np.array_equal(np.array(Image.open(tmp_path / "labels" / "g2.png")), expected)
+
+
+def test_photometric_augmentation_changes_grey_images(tmp_path, caplog):
+    import logging
+
+    from segtrain.data.augment import Augmented
+
+    image, label = scene(160, 32)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(image).convert("L").save(tmp_path / "images" / "g.png")
+    save_png(encode(label, "folder"), tmp_path / "masks" / "g.png")
+    write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
+    cfg = compose_config(*keys(tmp_path), "augment=photometric")
+    dataset = build_dataset(cfg.dataset, "train")
+    assert dataset.input_channels == (1,)
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        augmented = Augmented(dataset, cfg.augment, seed=0)
+    assert "saturation and hue need colour and are left out" in caplog.text
+    plain = dataset[0][0]
+    changed = max(float((augmented[(0, position)][0] - plain).abs().max()) for position in range(8))
+    assert changed > 0.1  # brightness / contrast moved the normalised pixels (was exactly 0)

@@ -5,6 +5,8 @@ normalises it: geometric ones on image and label together, labels resampled near
 255, images padded with the mean; photometric ones on the RGB channels. Each sample's transforms are seeded by
 (seed, its position in the sampler's endless run), so a sample is augmented the same way in whichever DataLoader
 worker loads it and after a resume."""
+import logging
+
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
@@ -12,11 +14,15 @@ from torch.utils.data import Dataset
 from ..errors import SegtrainError
 from .files import IGNORE_INDEX, describe_error
 
+log = logging.getLogger("segtrain")
 
-def build_transforms(cfg, fill=0.0):
+
+def build_transforms(cfg, fill=0.0, grey: bool = False):
     """(geometric, photometric) albumentations pipelines (either may be None) for an `augment` config, with its
     random crop_size crop (when set) after the geometric transforms, but before DeepLab's mirror as DeepLab
-    orders them. Images are padded with `fill` (the dataset's mean, as stored), labels with 255."""
+    orders them. Images are padded with `fill` (the dataset's mean, as stored), labels with 255. For `grey`
+    (1-channel) images the photometric pipeline keeps brightness, contrast and blur; saturation and hue, which
+    need colour, are left out."""
     import albumentations as A
 
     crop = [A.PadIfNeeded(cfg.crop_size, cfg.crop_size, position="top_left", border_mode=cv2.BORDER_CONSTANT,
@@ -40,8 +46,8 @@ def build_transforms(cfg, fill=0.0):
         ]), None
     if cfg.name == "photometric":
         return compose(crop), A.Compose([
-            A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation,
-                          hue=cfg.hue, p=0.8),
+            A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=0.0 if grey else cfg.saturation,
+                          hue=0.0 if grey else cfg.hue, p=0.8),
             A.GaussianBlur(blur_limit=(3, 5), p=0.2),
         ], strict=True, seed=0)
     raise SegtrainError(f"augment.name={cfg.name!r} is not known; expected none, deeplab, unet or photometric")
@@ -54,7 +60,11 @@ class Augmented(Dataset):
 
     def __init__(self, dataset, cfg, seed: int):
         self.dataset, self.seed, self.name = dataset, seed, getattr(cfg.name, "value", cfg.name)
-        self.geometric, self.photometric = build_transforms(cfg, fill=dataset.raw_fill())
+        self.grey = tuple(getattr(dataset, "input_channels", (3,))) == (1,)
+        self.geometric, self.photometric = build_transforms(cfg, fill=dataset.raw_fill(), grey=self.grey)
+        if self.grey and self.photometric is not None and (cfg.saturation or cfg.hue):
+            log.info("augment=%s on grey images: brightness, contrast and blur; saturation and hue need colour and "
+                     "are left out", self.name)
 
     def __getattr__(self, name):  # class_names, palette, mean, std, tasks, ... of the wrapped dataset
         if name == "dataset":
@@ -76,7 +86,10 @@ class Augmented(Dataset):
 
     def augment(self, image, label, position: int):
         seed = int(np.random.default_rng([self.seed, position]).integers(2 ** 31))
-        if self.photometric is not None and image.shape[2] >= 3:
+        if self.photometric is not None and self.grey:
+            self.photometric.set_random_seed(seed)
+            image = self.photometric(image=np.ascontiguousarray(image))["image"].astype(image.dtype)
+        elif self.photometric is not None and image.shape[2] >= 3:
             self.photometric.set_random_seed(seed)
             rgb = self.photometric(image=np.ascontiguousarray(image[..., :3]))["image"]  # uint8 RGB (or 0..255)
             image = np.concatenate([rgb.astype(image.dtype), image[..., 3:]], axis=2)
