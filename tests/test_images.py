@@ -45,6 +45,15 @@ def keys(root, *extra):
     return ["dataset=folder", f"dataset.root={root}", f"dataset.classes={root / 'classes.yaml'}", *extra]
 
 
+def train_tiny(root, run_dir, *extra) -> dict:
+    """Two iterations of the narrowest FCN-8s on the folder at `root`, on the CPU."""
+    from segtrain.train import train
+
+    return train(compose_config(*keys(root), "model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=1",
+                                "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
+                                "trainer.num_vis_images=1", *extra), run_dir)
+
+
 def test_photos_are_read_upright_with_their_masks(phone_photos):
     root, truths = phone_photos
     dataset = build_dataset(compose_config(*keys(root)).dataset, "train")
@@ -72,13 +81,9 @@ def test_a_mask_that_fits_only_the_stored_pixels_names_the_key(phone_photos):
 
 def test_predict_labels_photos_as_they_are_shown(phone_photos, tmp_path):
     from segtrain.cli.predict import run as predict
-    from segtrain.train import train
 
     root, _ = phone_photos
-    cfg = compose_config(*keys(root), "model.width=0.0625", "trainer.max_iters=1", "trainer.batch_size=1",
-                         "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
-                         "trainer.num_vis_images=1")
-    train(cfg, tmp_path / "run")
+    train_tiny(root, tmp_path / "run")
     assert predict([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}", f"input={root / 'images'}",
                     f"output={tmp_path / 'labels'}"]) == 0
     for n in range(3):
@@ -109,7 +114,6 @@ def test_16_bit_images_read_as_rgb_keep_their_picture(tmp_path):
 def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dataset(tmp_path):
     from segtrain.checkpoint import load_checkpoint
     from segtrain.cli.evaluate import run as evaluate
-    from segtrain.train import train
 
     for n, split in enumerate(("train", "train", "val")):
         image, label = scene(120 + n, 32)
@@ -120,10 +124,7 @@ def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dat
     (tmp_path / "train.txt").write_text("i0\ni1\n")
     (tmp_path / "val.txt").write_text("i2\n")
     write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
-    cfg = compose_config(*keys(tmp_path), "model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=1",
-                         "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
-                         "trainer.num_vis_images=1", "trainer.val_interval=1")
-    result = train(cfg, tmp_path / "run")  # validation on the grey file ran (no conv2d mismatch)
+    result = train_tiny(tmp_path, tmp_path / "run", "trainer.val_interval=1")  # validation on the grey file ran (no conv2d mismatch)
     stored = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert stored["config"]["dataset"]["channels"] == "3" and stored["data"]["input_channels"] == [3]
     assert evaluate([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}"])["mean_iu"] == result["mean_iu"]
@@ -134,7 +135,6 @@ def test_a_grey_model_predicts_grey_files_as_its_training_read_them(tmp_path):
 
     from segtrain.checkpoint import restore
     from segtrain.cli.predict import run as predict
-    from segtrain.train import train
 
     for n in range(3):
         image, label = scene(140 + n, 32)
@@ -144,10 +144,7 @@ def test_a_grey_model_predicts_grey_files_as_its_training_read_them(tmp_path):
     (tmp_path / "train.txt").write_text("g0\ng1\n")
     (tmp_path / "val.txt").write_text("g2\n")
     write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
-    cfg = compose_config(*keys(tmp_path), "model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=1",
-                         "trainer.val_batch_size=1", "trainer.device=cpu", "trainer.num_workers=0",
-                         "trainer.num_vis_images=1")
-    train(cfg, tmp_path / "run")
+    train_tiny(tmp_path, tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     assert predict([f"ckpt={ckpt}", f"input={tmp_path / 'images'}", f"output={tmp_path / 'labels'}"]) == 0
     train_cfg, model, state = restore(ckpt)
