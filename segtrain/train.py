@@ -307,9 +307,11 @@ def start_run(cfg, run_dir: Path, world: int, main_process: bool):
 
 
 def load_data(cfg, run_dir: Path, main_process: bool):
-    """(cfg with dataset.num_classes resolved, train set, val set, class weights as numbers). Every label file is
+    """(cfg with dataset.num_classes, dataset.channels and the dataset's paths resolved, train set, val set, class
+    weights as numbers). Every label file is
     read once here: a bad one stops the run before any training, not at the first validation. `cfg` itself is
     left as it was."""
+    cfg = with_paths_resolved(cfg)
     train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
     val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
     if cfg.dataset.num_classes is None:  # the dataset's own count, stored resolved in every checkpoint
@@ -345,6 +347,24 @@ def load_data(cfg, run_dir: Path, main_process: bool):
     if main_process and cfg.dataset.get("val_fraction") is not None:
         write_split_lists(run_dir / "splits", {"train": train_set, "val": val_set})
     return cfg, train_set, val_set, class_weights
+
+
+# dataset keys that name files or folders relative to the working folder (image_dir, mask_dir, roi_dir are relative
+# to the root and stay as written)
+PATH_KEYS = ("root", "classes", "sbd_root", "voc2011_root", "aug_label_dir")
+
+
+def with_paths_resolved(cfg):
+    """cfg (a copy, where anything changes) with the dataset's paths absolute, so that a checkpoint evaluates from
+    any working folder; a dataset moved since is then one line naming the dataset.root to give."""
+    relative = [k for k in PATH_KEYS if isinstance(cfg.dataset.get(k), str) and cfg.dataset.get(k)
+                and not Path(cfg.dataset.get(k)).expanduser().is_absolute()]
+    if not relative:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for key in relative:
+        cfg.dataset[key] = str(Path(cfg.dataset[key]).expanduser().resolve())
+    return cfg
 
 
 def dataset_channels(*datasets) -> int:

@@ -1,5 +1,7 @@
 """Images as cameras write them (issue 23): EXIF orientation applied as annotation tools and browsers show photos,
 in training, evaluation, the data check and prediction."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -174,3 +176,32 @@ def test_photometric_augmentation_changes_grey_images(tmp_path, caplog):
     plain = dataset[0][0]
     changed = max(float((augmented[(0, position)][0] - plain).abs().max()) for position in range(8))
     assert changed > 0.1  # brightness / contrast moved the normalised pixels (was exactly 0)
+
+
+def test_a_checkpoint_evaluates_from_any_folder_and_a_moved_dataset_names_its_key(tmp_path, monkeypatch):
+    import shutil
+
+    from segtrain.checkpoint import load_checkpoint
+    from segtrain.cli.evaluate import run as evaluate
+
+    data = tmp_path / "work" / "data"
+    for n in range(2):
+        image, label = scene(170 + n, 32)
+        save_png(image, data / "images" / f"i{n}.png")
+        save_png(encode(label, "folder"), data / "masks" / f"i{n}.png")
+    (data / "train.txt").write_text("i0\n")
+    (data / "val.txt").write_text("i1\n")
+    write_classes(data / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
+    monkeypatch.chdir(tmp_path / "work")
+    result = train_tiny(Path("data"), tmp_path / "run")  # relative paths, as typed on a command line
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    stored = load_checkpoint(ckpt)["config"]["dataset"]
+    assert stored["root"] == str(data) and stored["classes"] == str(data / "classes.yaml")
+    monkeypatch.chdir(tmp_path)  # another working folder
+    assert evaluate([f"ckpt={ckpt}"])["mean_iu"] == result["mean_iu"]
+    shutil.move(str(data), str(tmp_path / "moved"))
+    with pytest.raises(SegtrainError, match=r"dataset.root=.*is not a folder.*set dataset.root=PATH"):
+        evaluate([f"ckpt={ckpt}", "name=moved"])
+    moved = tmp_path / "moved"
+    assert evaluate([f"ckpt={ckpt}", f"dataset.root={moved}", f"dataset.classes={moved / 'classes.yaml'}",
+                     "name=found"])["mean_iu"] == result["mean_iu"]

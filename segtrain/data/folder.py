@@ -261,11 +261,11 @@ def image_channels(path: Path) -> int:
 
 class FolderDataset(FileDataset):
     def __init__(self, cfg, split: str):
+        self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")  # first: a moved dataset names it
         self.class_names, self.palette, colours = read_classes(cfg.classes)
         self.encoding = LabelEncoding(self.class_names, colours, cfg.label_values, cfg.ignore_values,
                                       str(cfg.mask_format), cfg.classes, cfg.mask_tolerance, cfg.label_map,
                                       str(cfg.unmapped))
-        self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")
         self.with_roi = cfg.get("roi_dir") is not None
         layout = FolderLayout(cfg, self.root)
         if isinstance(split, str):
