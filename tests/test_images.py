@@ -126,7 +126,8 @@ def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dat
     (tmp_path / "train.txt").write_text("i0\ni1\n")
     (tmp_path / "val.txt").write_text("i2\n")
     write_classes(tmp_path / "classes.yaml", ["background", "disc", "block", "wire", "dot"])
-    result = train_tiny(tmp_path, tmp_path / "run", "trainer.val_interval=1")  # validation on the grey file ran (no conv2d mismatch)
+    # validation on the grey file runs (no conv2d mismatch)
+    result = train_tiny(tmp_path, tmp_path / "run", "trainer.val_interval=1")
     stored = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert stored["config"]["dataset"]["channels"] == "3" and stored["data"]["input_channels"] == [3]
     assert evaluate([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}"])["mean_iu"] == result["mean_iu"]

@@ -94,44 +94,38 @@ def compose_app(config_name: str, argv):
     return cfg, run_dir
 
 
-def override_values(argv, key: str) -> list:
-    """The values Hydra's override grammar gives `key=` on the command line, quotes taken off (a -m sweep's comma
-    list as its items), in order. A value the grammar cannot read (an unquoted `=`, say) is a one-line error that
-    shows the argument quoted."""
+def parse_argument(argument: str):
+    """A KEY=VALUE as Hydra's override grammar reads it; one it cannot read (an unquoted `=` in a path, say) is a
+    one-line SegtrainError that shows the argument quoted."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from ..config import override_argument
 
-    parser, values = OverridesParser.create(), []
-    for argument in argv:
-        name, _, raw = argument.partition("=")
-        if name.lstrip("+~") != key:
-            continue
-        try:
-            value = parser.parse_override(argument).value()
-        except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
-            raise SegtrainError(f"{argument}: Hydra's override grammar cannot read this value (characters such as "
-                                f"= , [ ] {{ }} ' \" need quotes); write it as {override_argument(key, raw)}") from None
+    try:
+        return OverridesParser.create().parse_override(argument)
+    except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
+        key, _, raw = argument.partition("=")
+        raise SegtrainError(f"{argument}: Hydra's override grammar cannot read this value (characters such as = , "
+                            f"[ ] {{ }} ' \" need quotes); write it as {override_argument(key, raw)}") from None
+
+
+def override_values(argv, key: str) -> list:
+    """The values Hydra's grammar gives `key=` on the command line, quotes taken off (a -m sweep's comma list as
+    its items), in order."""
+    values = []
+    for argument in (a for a in argv if a.partition("=")[0].lstrip("+~") == key):
+        value = parse_argument(argument).value()
         values += [str(v) for v in (value.list if hasattr(value, "list") else [value])]
     return values
 
 
 def refuse_unreadable_overrides(program: str, argv) -> None:
-    """Before Hydra: every KEY=VALUE its override grammar cannot read (an unquoted `=` in a path, say) is one
-    line that shows the argument quoted, not Hydra's parser error."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from ..config import override_argument
-
-    parser = OverridesParser.create()
-    for argument in (a for a in argv if "=" in a and not a.startswith("-")):
-        try:
-            parser.parse_override(argument)
-        except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
-            key, _, raw = argument.partition("=")
-            exit_with_error(program, SegtrainError(
-                f"{argument}: Hydra's override grammar cannot read this value (characters such as = , [ ] {{ }} ' \" "
-                f"need quotes); write it as {override_argument(key, raw)}"))
+    """Before Hydra: every KEY=VALUE its grammar cannot read is one line (parse_argument), not Hydra's page."""
+    try:
+        for argument in (a for a in argv if "=" in a and not a.startswith("-")):
+            parse_argument(argument)
+    except SegtrainError as error:
+        exit_with_error(program, error)
 
 
 def require_creatable(folder: Path, key: str) -> None:

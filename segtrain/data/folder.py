@@ -271,7 +271,8 @@ class FolderDataset(FileDataset):
         if isinstance(split, str):
             pairs = layout.split_pairs(split, cfg.train_split, cfg.val_split, cfg.val_fraction, cfg.split_seed)
             if self.with_roi:  # a val split held out of train takes its regions from train's folder
-                pairs = self.with_regions(pairs, cfg, cfg.train_split if cfg.val_fraction is not None else split)
+                pairs = self.with_regions(pairs, layout, cfg, cfg.train_split if cfg.val_fraction is not None
+                                          else split)
         else:  # several splits (folders) read as one
             if cfg.val_fraction is not None:
                 raise SegtrainError(f"dataset.val_fraction={cfg.val_fraction} holds out part of one split; with a "
@@ -282,7 +283,7 @@ class FolderDataset(FileDataset):
                     layout.folders(str(entry))  # a missing {split} folder names itself
                     raise SegtrainError(f"dataset=folder: no split {str(entry)!r} in {self.root}; expected {LAYOUT}")
                 entry_pairs = layout.pairs(str(entry))
-                pairs += self.with_regions(entry_pairs, cfg, str(entry)) if self.with_roi else entry_pairs
+                pairs += self.with_regions(entry_pairs, layout, cfg, str(entry)) if self.with_roi else entry_pairs
         if not pairs:
             raise SegtrainError(f"dataset=folder: split {split!r} in {self.root} holds no images ({LAYOUT})")
         if str(cfg.exif_orientation) not in ("apply", "ignore"):
@@ -321,10 +322,9 @@ class FolderDataset(FileDataset):
         image = read_image(path, mode=None, exif=self.exif)
         return (image[..., 0] if image.ndim == 3 else image)[..., None]
 
-    def with_regions(self, pairs, cfg, split: str):
+    def with_regions(self, pairs, layout, cfg, split: str):
         """(image, mask, region of interest) items: the region file is named as the mask is, from the image's
         name, in dataset.roi_dir with dataset.roi_suffix."""
-        layout = FolderLayout(cfg, self.root)
         image_suffix, _ = layout.suffixes(split)
         folder = self.root / str(cfg.roi_dir).replace("{split}", split)
         roi_suffix = str(cfg.roi_suffix).replace("{split}", split)
