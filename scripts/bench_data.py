@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset
 
-from segtrain.config import config_dir, register_configs
+from segtrain.config import compose
 from segtrain.data import build_dataset, pad_collate
 from segtrain.data.augment import Augmented
 from segtrain.data.samplers import InfiniteSampler
@@ -107,10 +106,8 @@ def main() -> None:
         root = Path(root)
         os.environ["SEGTRAIN_CACHE"] = str(root / "cache")
         write_images(root, args.images)
-        register_configs()
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose("config", overrides=["dataset=folder", f"dataset.root={root}",
-                                               f"dataset.classes={root / 'classes.yaml'}", "augment=deeplab"])
+        cfg = compose(["dataset=folder", f"dataset.root={root}",
+                       f"dataset.classes={root / 'classes.yaml'}", "augment=deeplab"])
         dataset = build_dataset(cfg.dataset, "train")
         segtrain_items = Augmented(dataset, cfg.augment, seed=0)
         reference = TorchvisionPipeline(dataset.items)

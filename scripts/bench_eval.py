@@ -11,9 +11,8 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from segtrain.config import config_dir, register_configs, to_plain
+from segtrain.config import compose, to_plain
 from segtrain.data import build_dataset
 from segtrain.engine import autocast_context, evaluate
 from segtrain.inference import predict_scores
@@ -39,9 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
+    cfg = compose(args.overrides)
     device = select_device(cfg.trainer.device)
     autocast = autocast_context(device, select_amp(cfg.trainer.amp, device))
     dataset = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from segtrain.config import config_dir, register_configs
+from segtrain.config import compose
 from segtrain.data import build_dataset
 from segtrain.data.scan import scan_labels
 
@@ -45,10 +44,8 @@ def main() -> None:
             Image.fromarray(label).save(root / "masks" / f"{n:05d}.png")
             Image.new("RGB", (500, 375)).save(root / "images" / f"{n:05d}.jpg")
         (root / "classes.yaml").write_text("classes: [" + ", ".join(f"c{i}" for i in range(21)) + "]\n")
-        register_configs()
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose("config", overrides=["dataset=folder", f"dataset.root={root}",
-                                               f"dataset.classes={root / 'classes.yaml'}"]).dataset
+        cfg = compose(["dataset=folder", f"dataset.root={root}",
+                       f"dataset.classes={root / 'classes.yaml'}"]).dataset
         dataset = build_dataset(cfg, "train")
         masks = [mask for _, mask in dataset.items]
         began = time.perf_counter()

@@ -17,10 +17,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from segtrain.config import config_dir, register_configs
+from segtrain.config import compose
 from segtrain.data import build_dataset
 from segtrain.data.samplers import InfiniteSampler
 from segtrain.engine import autocast_context
@@ -79,9 +78,7 @@ OPTIONS = {
 
 
 def compose_config(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose(overrides)
 
 
 def compare_options(args, base) -> None:

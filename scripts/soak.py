@@ -10,10 +10,8 @@ import argparse
 import tempfile
 import time
 
-from hydra import compose, initialize_config_dir
-
 import segtrain.train as train_module
-from segtrain.config import config_dir, register_configs
+from segtrain.config import compose
 
 
 def rss_mib() -> float:
@@ -30,12 +28,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=500, help="validation and checkpoint interval")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"trainer.max_iters={args.iters}", f"trainer.val_interval={args.every}",
-            f"trainer.ckpt_interval={args.every}", "trainer.log_interval=100", "trainer.batch_size=2",
-            "trainer.device=cpu", "dataset.num_val=20", *args.overrides])
+    cfg = compose([
+        f"trainer.max_iters={args.iters}", f"trainer.val_interval={args.every}",
+        f"trainer.ckpt_interval={args.every}", "trainer.log_interval=100", "trainer.batch_size=2",
+        "trainer.device=cpu", "dataset.num_val=20", *args.overrides])
 
     samples = []  # (iteration, RSS MiB), taken as each last.pt is written
     real_save = train_module.save_checkpoint

@@ -133,12 +133,12 @@ def restore(ckpt, overrides=(), input_channels=None):
     """(cfg, model, state) from a checkpoint: its stored training config with `overrides` (dotlist strings) checked
     against the training schemas, the configured network with the stored weights, on the CPU, in eval mode, and
     the whole checkpoint. `input_channels` defaults to what the checkpoint records."""
-    from .config import compose_stored_config
+    from .config import stored_config
     from .data import checkpoint_dataset_info
     from .models import build_model_from_config
 
     state = load_checkpoint(ckpt)
-    cfg = compose_stored_config(state["config"], overrides)
+    cfg = stored_config(state["config"], overrides, state.get("config_version", 0))
     if input_channels is None:
         input_channels = checkpoint_dataset_info(state, cfg)["input_channels"]
     model = build_model_from_config(cfg, cfg.dataset.num_classes, input_channels)

@@ -118,7 +118,7 @@ def crf_refiner(params: dict, backend: str = "torch", workers: int = 0, batch_im
     Probabilities on a GPU are refined there by the torch backend, `batch_images` at a time. On the CPU either
     backend runs in `workers` processes of one thread each (0: in this process, torch with all its threads): the
     CRF's sparse, memory-bound steps scale better across processes than across threads."""
-    backend = str(getattr(backend, "value", backend))  # crf.backend's enum, pickled to workers as a plain str
+    backend = str(backend)  # crf.backend's enum, pickled to workers as a plain str
     if backend not in BACKENDS:
         raise ValueError(f"crf backend {backend!r}: expected one of {BACKENDS}")
 

@@ -44,7 +44,7 @@ def cpu_has_bf16() -> bool:
 
 def select_amp(amp: str, device: torch.device) -> str:
     """trainer.amp as it can run here: fp16 needs CUDA; bf16 needs a GPU or a CPU with bfloat16 instructions."""
-    amp = str(getattr(amp, "value", amp))  # the config's Amp enum, as its name
+    amp = str(amp)
     if device.type == "cpu" and amp == "bf16" and cpu_has_bf16():
         return amp
     if amp != "off" and device.type != "cuda":

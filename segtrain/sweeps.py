@@ -21,7 +21,7 @@ def job_overrides(task_overrides) -> list:
 
 
 def record_job(run_dir: Path, overrides, status: str, error: str = None, result: dict = None) -> None:
-    from .config import strict_json
+    from .jsonio import strict_json
 
     result = result or {}
     iteration = result.get("iteration")
@@ -80,7 +80,7 @@ class SweepSummary(Callback):
     """Hydra callback: after a multirun, the summary table, and a non-zero exit when a job did not finish."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from .config import strict_json
+        from .jsonio import strict_json
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():

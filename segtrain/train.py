@@ -23,7 +23,7 @@ from torch.utils.tensorboard.summary import hparams
 from . import distributed
 from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, require_training_state,
                          rng_states, save_checkpoint, set_rng_states)
-from .config import check_config, override_argument, strict_json, to_plain, with_keys_moved
+from .config import CONFIG_VERSION, check_config, flatten, override_argument, stored_config, to_plain
 from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
 from .data.files import IGNORE_INDEX, FileDataset, resized_size
@@ -32,6 +32,7 @@ from .data.scan import problems_line, scan_labels
 from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
+from .jsonio import strict_json
 from .losses import build_loss
 from .metrics import METRIC_NAMES, format_metrics
 from .models import CRFasRNN, build_model_from_config, count_parameters
@@ -187,7 +188,8 @@ def _train(cfg, run_dir: Path, device: torch.device) -> dict:
         state = {"model": model.state_dict(), "iteration": iteration, "metrics": run["metrics"],
                  "metrics_iteration": run["metrics_iteration"], "validated": run["metrics_iteration"] == iteration,
                  "best_mean_iu": run["best_mean_iu"], "class_names": list(train_set.class_names),
-                 "data": dataset_info(val_set), "config": config_plain, "class_weights": class_weights,
+                 "data": dataset_info(val_set), "config": config_plain, "config_version": CONFIG_VERSION,
+                 "class_weights": class_weights,
                  "trained": trained_so_far()}
         if training_state:
             state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
@@ -423,8 +425,9 @@ def resume_training(path: Path, device, model, optimizer, scheduler, scaler, con
     changes what resuming restores, and weights that do not fit, are one-line errors."""
     state = load_checkpoint(path, map_location=device)
     require_training_state(state, path)
-    stored = _flatten(with_keys_moved(state["config"]))  # a checkpoint of an older version, as this one reads it
-    wanted = _flatten(config_plain)
+    # a checkpoint of an older version, as this one reads it
+    stored = flatten(to_plain(stored_config(state["config"], version=state.get("config_version", 0))))
+    wanted = flatten(config_plain)
     changed = sorted(k for k, v in wanted.items() if k != "trainer.resume" and k in stored and stored[k] != v)
     frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
     if frozen:  # before the weights are loaded: another width would otherwise be a page of shape mismatches
@@ -480,7 +483,7 @@ def finish_run(cfg, run_dir: Path, writer, metrics: dict, best_mean_iu: float, c
               **({"tasks": metrics["tasks"]} if "tasks" in metrics else {}),
               "train_images_per_s": images_per_second}
     # the HPARAMS tab of `tensorboard --logdir multirun/...` then compares the jobs of a sweep side by side
-    hparam_values = {k: v for k, v in _flatten(config_plain).items() if isinstance(v, (int, float, str, bool))}
+    hparam_values = {k: v for k, v in flatten(config_plain).items() if isinstance(v, (int, float, str, bool))}
     for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
         writer.file_writer.add_summary(summary)
     writer.close()
@@ -535,16 +538,6 @@ def all_finite(model) -> bool:
     """Parameters and buffers (BN statistics) alike, in one host sync."""
     tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 class NullWriter:

@@ -2,9 +2,8 @@ import os
 import tempfile
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from segtrain.config import config_dir, register_configs
+from segtrain.config import compose
 
 # the label-scan cache of every test run (and of its subprocesses) in a folder of its own, never ~/.cache
 os.environ["SEGTRAIN_CACHE"] = tempfile.mkdtemp(prefix="segtrain-test-cache-")
@@ -27,9 +26,7 @@ TINY = [
 
 
 def compose_config(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose(list(overrides))
 
 
 @pytest.fixture

@@ -83,13 +83,13 @@ def test_any_augment_crops_patches_of_its_crop_size(name):
 def test_checkpoints_with_the_trainers_patch_sampling_are_read_with_the_augments_crop(caplog):
     """Before augment.crop_size served every augment, trainer.sampling=patch cropped trainer.patch_size after any
     augment, and crop_size (321 by default) meant DeepLab's crop only."""
-    from segtrain.config import compose_stored_config, to_plain
+    from segtrain.config import stored_config, to_plain
 
     def stored(augment, sampling, crop_size, patch_size=224):
         old = to_plain(compose_config(f"augment={augment}"))
         old["trainer"].update(sampling=sampling, patch_size=patch_size)
         old["augment"]["crop_size"] = crop_size
-        return compose_stored_config(old, []).augment.crop_size
+        return stored_config(old).augment.crop_size  # unstamped: config version 0
 
     assert stored("none", "whole", 321) is None
     assert stored("unet", "patch", 321, 40) == 40

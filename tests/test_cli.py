@@ -184,11 +184,7 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
 
 def test_slurm_launcher_config_selects_submitit():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from hydra import compose, initialize_config_dir
+    from segtrain.config import compose
 
-    from segtrain.config import config_dir, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["launcher=slurm"], return_hydra_config=True)
+    cfg = compose(["launcher=slurm"], hydra_keys=True)
     assert "submitit" in cfg.hydra.launcher._target_.lower() and cfg.hydra.launcher.gpus_per_node == 1

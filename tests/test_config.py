@@ -5,10 +5,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from segtrain.config import config_dir
+from segtrain.errors import SegtrainError
 
 from .conftest import compose_config
 
@@ -39,17 +39,17 @@ def test_every_group_option_composes(group, option):
     ("optimizer.momentum=0.9", "momentum"),  # adamw has no momentum
 ])
 def test_bad_overrides_fail_at_composition(override, message):
-    with pytest.raises(ConfigCompositionException) as info:
+    with pytest.raises(SegtrainError) as info:
         compose_config(override)
-    assert message in str(info.value) + str(info.value.__cause__)
+    assert message in str(info.value)
 
 
 def test_unknown_key_in_a_yaml_option_is_rejected(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "typo.yaml").write_text("defaults:\n  - fcn_schema\nname: fcn8s\nwdith: 0.5\n")
-    with pytest.raises(ConfigCompositionException) as info:
+    with pytest.raises(SegtrainError) as info:
         compose_config(f"hydra.searchpath=[file://{tmp_path}]", "model=typo")
-    assert "wdith" in str(info.value) + str(info.value.__cause__)
+    assert "wdith" in str(info.value)
 
 
 def test_cli_config_typo_fails_before_any_work(tmp_path):
@@ -163,15 +163,184 @@ def test_checkpoints_from_the_one_union_schema_still_load():
     """Before each family had its schema, every checkpoint stored batch_norm, dropout, learned_upsampling and
     pretrained. Such a key is dropped where it holds what the family always has; any other value, or an override
     of such a key, is one line."""
-    from segtrain.config import compose_stored_config, to_plain
-    from segtrain.errors import SegtrainError
+    from segtrain.config import stored_config, to_plain
 
     stored = to_plain(compose_config("model=frrn_a"))
     union = {"batch_norm": True, "dropout": 0.0, "learned_upsampling": False, "pretrained": None}
     old = {**stored, "model": {**stored["model"], **union}}
-    assert to_plain(compose_stored_config(old, [])) == stored
+    assert to_plain(stored_config(old)) == stored
     with pytest.raises(SegtrainError, match=r"^the checkpoint's model.dropout=0.5: frrn_a has no dropout option"):
-        compose_stored_config({**old, "model": {**old["model"], "dropout": 0.5}}, [])
+        stored_config({**old, "model": {**old["model"], "dropout": 0.5}})
     with pytest.raises(SegtrainError, match=r"^model.pretrained=imagenet: frrn_a has no pretrained option; FRRN is "
                                             r"trained from scratch"):
-        compose_stored_config(stored, ["model.pretrained=imagenet"])
+        stored_config(stored, ["model.pretrained=imagenet"])
+
+
+def _option_using(group, schema):
+    """A choice of `group` whose YAML builds on `schema` (its fields are then in the composed config)."""
+    from segtrain.config import option_schema
+
+    for path in sorted((Path(config_dir()) / group).glob("*.yaml")):
+        if not path.stem.startswith("_") and option_schema(group, path.stem) is schema:
+            return path.stem
+    raise AssertionError(f"no {group} option builds on {schema.__name__}")
+
+
+def _schema_nodes():
+    """(dotted prefix, schema, a config holding it) for every schema of the training and checkpoint-app configs."""
+    from segtrain.config import SCHEMAS
+    from segtrain.config.schemas import CheckpointAppConfig
+
+    for (group, name), schema in SCHEMAS.items():
+        if group is None:
+            if issubclass(schema, CheckpointAppConfig):
+                app = name.replace("_schema", "")
+                yield "", schema, lambda app=app: compose_config_app(app)
+            else:
+                yield "", schema, compose_config
+        elif group in ("crf", "inference"):
+            yield f"{group}.", schema, lambda group=group: compose_config_app("eval", f"{group}=" + (
+                "dense" if group == "crf" else "slide"))
+        else:
+            option = _option_using(group, schema)
+            yield f"{group}.", schema, lambda group=group, option=option: compose_config(f"{group}={option}")
+
+
+def compose_config_app(app, *overrides):
+    from segtrain.config import compose
+
+    extra = ["input=x", "output=y"] if app == "predict" else []
+    return compose(["ckpt=x.pt", *extra, *overrides], app)
+
+
+CANDIDATES = [0, -1, 1, 0.5, 1.5, 1e9, -1e9, 10 ** 9, 2 ** 32, [], [-1.0], [2.0, 0.999], [0.9], [0.5, 0.5, 0.5],
+              [[300, 0, 0]], "abc"]
+
+
+def test_every_schema_field_states_its_range_and_fails_outside_it_in_one_line():
+    """Each numeric and list field of every schema declares its range beside it; a value just outside it (or of
+    another type) is one line `key=value: expected ...`, from the same check_config the console scripts run on
+    the composed command line (Hydra passes a well-typed value through unchanged, so updating the composed config
+    is what composing with the override gives). Wrong types are refused by the schema itself and described by
+    the field's range. The console scripts' exit 2 for such lines is checked on samples below."""
+    import dataclasses
+    import typing
+
+    from omegaconf import OmegaConf
+
+    from segtrain.config import check_config
+    from segtrain.config.checks import expected_of
+
+    walked = 0
+    for prefix, schema, make in _schema_nodes():
+        base = make()
+        for f in dataclasses.fields(schema):
+            kind = typing.get_origin(f.type) or f.type
+            args = [a for a in typing.get_args(f.type) if a is not type(None)]
+            numeric = kind in (int, float, list) or (kind is typing.Union and args and
+                                                     (typing.get_origin(args[0]) or args[0]) in (int, float, list))
+            check = f.metadata.get("check")
+            if numeric:
+                assert check is not None, f"{prefix}{f.name}: a numeric or list field without a stated range"
+            if check is None or OmegaConf.get_type(OmegaConf.select(base, prefix.rstrip(".")) if prefix else base) \
+                    is not schema:
+                continue
+            key = f"{prefix}{f.name}"
+            for bad in (v for v in CANDIDATES if _fits(f.type, v)):
+                cfg = base.copy()
+                OmegaConf.update(cfg, key, bad, force_add=False)
+                stored = OmegaConf.select(cfg, key)  # as the schema converted it (List[str] makes 1 "1")
+                if check.test(OmegaConf.to_container(stored) if OmegaConf.is_config(stored) else stored):
+                    continue
+                with pytest.raises(SegtrainError) as info:
+                    check_config(cfg)
+                assert str(info.value).startswith(f"{key}=") and str(info.value).endswith(
+                    f": expected {check.expected}"), key
+                assert "\n" not in str(info.value)
+                walked += 1
+                break
+            if numeric:  # another type: refused by the schema, described by the range
+                with pytest.raises(Exception):
+                    OmegaConf.update(base.copy(), key, "abc", force_add=False)
+                assert expected_of(schema, f.name) == check.expected
+    assert walked > 100
+
+
+def _fits(annotation, value) -> bool:
+    """Whether OmegaConf would take `value` for a field of this type (so that the range, not the type, is tested)."""
+    import typing
+
+    kind = typing.get_origin(annotation) or annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if kind is typing.Union and args:
+        return _fits(args[0], value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, list)
+    return not isinstance(value, list) or annotation is typing.Any
+
+
+@pytest.mark.parametrize("overrides,line", [
+    (["dataset.image_size=0"], "dataset.image_size=0: expected a whole number of pixels in [8, 4096]"),
+    (["dataset.num_train=0"], "dataset.num_train=0: expected a whole number of images >= 1"),
+    (["dataset.num_val=0"], "dataset.num_val=0: expected a whole number of images >= 1"),
+    (["seed=-1"], "seed=-1: expected a seed in [0, 4.29497e+09]"),
+    (["optimizer=adamw", "optimizer.betas=[2,0.999]"], "optimizer.betas=[2,0.999]: expected a list of 2 numbers in "
+                                                       "[0, 1)"),
+    (["optimizer=adamw", "optimizer.betas=[0.9]"], "optimizer.betas=[0.9]: expected a list of 2 numbers in [0, 1)"),
+    (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1: expected a number in [0, 1)"),
+    (["optimizer=adamw", "optimizer.eps=-1"], "optimizer.eps=-1: expected a number > 0"),
+    (["augment.crop_size=100000"], "augment.crop_size=100000: expected a whole number of pixels in [8, 8192]"),
+    (["trainer.max_iters=abc"], "trainer.max_iters=abc: expected a whole number of iterations >= 1"),
+    (["trainer.max_iters=1.5"], "trainer.max_iters=1.5: expected a whole number of iterations >= 1"),
+    (["trainer.amp=fp8"], "trainer.amp=fp8: expected one of off, fp16, bf16"),
+    (["trainer.max_iter=5"], "trainer.max_iter=5: trainer has no key 'max_iter'; did you mean trainer.max_iters?"),
+    (["loss.class_weights=[-1,1,1,1,1]"], "loss.class_weights=[-1,1,1,1,1]: expected null, median_frequency, "
+                                          "inverse_log or a list of weights >= 0 (not all 0), one per class"),
+    (["loss.top_k=5"], "loss.top_k=5: has no effect with loss=cross_entropy (only loss=bootstrap uses it)"),
+    (["augment.hue=0.9"], "augment.hue=0.9: expected a number in [0, 0.5]"),
+    (["augment=photometric", "augment.scale_min=0.7"],
+     "augment.scale_min=0.7: has no effect with augment=photometric (only augment=deeplab uses it)"),
+    (["dataset=folder", "dataset.roi_suffix=_fov.png"], "dataset.roi_suffix=_fov.png: has no effect without "
+                                                        "dataset.roi_dir"),
+    (["schedule.warmup_iters=5000"], "schedule.warmup_iters=5000: the warm-up would last the whole run "
+                                     "(trainer.max_iters=300), so the learning rate would never reach optimizer.lr; "
+                                     "expected fewer iterations than trainer.max_iters"),
+])
+def test_a_bad_command_line_is_one_line_and_exit_2_before_hydra_starts(overrides, line, capsys):
+    """The console script's check before Hydra creates the run folder (segtrain.cli.train)."""
+    from segtrain.cli.train import refuse_overrides_that_do_not_compose
+
+    with pytest.raises(SystemExit) as info:
+        refuse_overrides_that_do_not_compose(["segtrain", *overrides])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"segtrain: error: {line}"]
+
+
+@pytest.mark.parametrize("override,line", [
+    ("inference.tile=0", "inference.tile=0: expected a window size in pixels >= 8"),
+    ("inference.scales=[]", "inference.scales=[]: expected a list of 1 or more scales in (0, 16]"),
+    ("inference.scales=[0]", "inference.scales=[0]: expected a list of 1 or more scales in (0, 16]"),
+    ("inference.overlap=1.5", "inference.overlap=1.5: expected a fraction in [0, 1)"),
+])
+def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
+    from segtrain.config import check_command_line
+
+    with pytest.raises(SegtrainError) as info:
+        check_command_line(["ckpt=x.pt", "inference=slide", override], "eval")
+    assert str(info.value) == line
+
+
+def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):
+    """Metrics, reports and TensorBoard key classes by name: a repeated name would drop a class from them."""
+    from segtrain.data.folder import read_classes
+
+    path = tmp_path / "classes.yaml"
+    path.write_text("classes: [background, road, car, road]\n")
+    with pytest.raises(SegtrainError) as info:
+        read_classes(path)
+    assert str(info.value) == (f"dataset.classes={path}: the class name 'road' is listed 2 times (entries 1, 3); "
+                               "give each class a name of its own")

@@ -147,11 +147,11 @@ def test_predict_writes_palette_label_maps_and_overlays_and_skips_unreadable_ima
 
     # the same labels as the model's argmax on the normalised image
     from segtrain.checkpoint import load_checkpoint
-    from segtrain.config import compose_stored_config
+    from segtrain.config import stored_config
     from segtrain.models import build_model_from_config
 
     state = load_checkpoint(ckpt)
-    model = build_model_from_config(compose_stored_config(state["config"], []), 5)
+    model = build_model_from_config(stored_config(state["config"], version=state["config_version"]), 5)
     model.load_state_dict(state["model"])
     rgb = torch.from_numpy(np.array(Image.open(images / "tall.png"))).permute(2, 0, 1).float() / 255
     x = (rgb - torch.tensor(state["data"]["mean"])[:, None, None]) / torch.tensor(state["data"]["std"])[:, None, None]
@@ -170,7 +170,7 @@ def test_export_onnx_with_dynamic_height_and_width_matches_pytorch(finished_run,
     import onnxruntime
 
     from segtrain.checkpoint import load_checkpoint
-    from segtrain.config import compose_stored_config
+    from segtrain.config import stored_config
     from segtrain.cli.export import run as run_export
     from segtrain.models import build_model_from_config
 
@@ -178,7 +178,7 @@ def test_export_onnx_with_dynamic_height_and_width_matches_pytorch(finished_run,
     ckpt = run_dir / "checkpoints" / "last.pt"
     path = run_export([f"ckpt={ckpt}", f"out={tmp_path / 'model.onnx'}", "height=64", "width=48"])
     state = load_checkpoint(ckpt)
-    model = build_model_from_config(compose_stored_config(state["config"], []), 5).eval()
+    model = build_model_from_config(stored_config(state["config"], version=state["config_version"]), 5).eval()
     model.load_state_dict(state["model"])
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(3, 3, 81, 29)  # a batch and size the export never saw

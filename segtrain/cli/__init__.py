@@ -59,36 +59,23 @@ def stored_overrides(cfg) -> list:
     -export collect them in open nodes named after the training groups), as dotlist strings."""
     import json
 
-    from omegaconf import OmegaConf
+    from ..config import STORED_GROUPS, flatten, to_plain
 
-    from ..config import STORED_GROUPS
-
-    def flatten(prefix, value):
-        if isinstance(value, dict):
-            return [item for key, child in value.items() for item in flatten(f"{prefix}.{key}", child)]
-        return [f"{prefix}={json.dumps(value)}"]  # JSON is YAML: strings stay strings ("null", "{split}annot")
-
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return [item for group in STORED_GROUPS for item in flatten(group, plain.get(group) or {})]
+    plain = to_plain(cfg)
+    # JSON is YAML: strings stay strings ("null", "{split}annot")
+    return [f"{key}={json.dumps(value)}" for group in STORED_GROUPS
+            for key, value in flatten(plain.get(group) or {}, f"{group}.").items()]
 
 
 def compose_app(config_name: str, argv):
     """(config, its run folder) of a segtrain-eval/-predict/-export command line, composed as the app's
     @hydra.main would (for tests and scripts); a bad override is a one-line SegtrainError."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
-    from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import config_dir, register_configs
+    from ..config import compose
 
-    register_configs()
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(config_name, overrides=list(argv), return_hydra_config=True)
-        run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
-    except (HydraException, OmegaConfBaseException) as e:
-        raise SegtrainError(f"{' '.join(argv)}: {str(e).strip().splitlines()[0]}") from None
+    cfg = compose(argv, config_name, hydra_keys=True)
+    run_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg, run_dir
@@ -152,6 +139,12 @@ def require_checkpoints(program: str, argv) -> None:
         for path in paths:
             if not Path(path).is_file():
                 raise SegtrainError(f"checkpoint {path}: no such file")
+        if "-m" not in argv and "--multirun" not in argv:  # a sweep's comma lists are Hydra's to expand
+            from ..config import check_command_line
+
+            # the app's own keys (crf.*, inference.*, ...); the stored config's once the checkpoint is read
+            check_command_line([a for a in argv if not a.lstrip("+~").startswith("hydra.")],
+                               program.removeprefix("segtrain-"))
         run_dirs = override_values(argv, "hydra.run.dir")
         if run_dirs:
             require_creatable(Path(run_dirs[-1]), "hydra.run.dir")

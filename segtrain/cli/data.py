@@ -26,19 +26,9 @@ OWN_KEYS = ("out", "split", "num_images")
 
 def compose_training_config(overrides):
     """The config `segtrain` composes from the same overrides, checked by the same schemas."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from ..config import check_command_line
 
-    from ..config import config_dir, register_configs
-
-    register_configs()
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
-        cause = e.__cause__ or e
-        raise SegtrainError(f"config overrides {' '.join(overrides)}: {str(cause).splitlines()[0]}") from None
+    return check_command_line(overrides)
 
 
 def parse_args(argv):
@@ -80,7 +70,7 @@ def split_summary(dataset, scan, class_names) -> dict:
 def check(cfg, out: Path) -> dict:
     import numpy as np
 
-    from ..config import strict_json
+    from ..jsonio import strict_json
     from ..data import build_dataset, split_name
     from ..data.scan import scan_labels
 

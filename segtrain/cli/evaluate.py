@@ -23,8 +23,9 @@ from pathlib import Path
 
 import hydra
 
-from ..config import check_ranges, config_dir, register_configs, strict_json, to_plain
+from ..config import check_config, config_dir, register_configs, to_plain
 from ..errors import SegtrainError
+from ..jsonio import strict_json
 from ..processes import Interrupted
 from . import checkpoint_command, compose_app, failed_job, hydra_job, stored_overrides
 
@@ -73,9 +74,10 @@ def write_confusion(folder: Path, metrics: dict, class_names, tasks=None, title=
 def load_ensemble_member(path: str, cfg, input_channels):
     """The network of another checkpoint, which must have been trained on the same dataset and classes."""
     from ..checkpoint import load_checkpoint, restore
-    from ..config import compose_stored_config
+    from ..config import stored_config
 
-    member_cfg = compose_stored_config(load_checkpoint(path, peek=True)["config"], [])
+    state = load_checkpoint(path, peek=True)
+    member_cfg = stored_config(state["config"], version=state.get("config_version", 0))
     for key in ("name", "num_classes"):
         if member_cfg.dataset[key] != cfg.dataset[key]:
             raise SegtrainError(f"ensemble={path}: trained with dataset.{key}={member_cfg.dataset[key]}, but ckpt "
@@ -128,7 +130,7 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     if (out_dir / "metrics.json").exists():
         raise SegtrainError(f"{out_dir} already holds an evaluation (metrics.json); give another name= or "
                             "hydra.run.dir=")
-    check_ranges(cfg)
+    check_config(cfg)
     overrides = stored_overrides(cfg)
     train_cfg, model, state = restore(cfg.ckpt, overrides)
     device = select_device(train_cfg.trainer.device)

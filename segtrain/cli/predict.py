@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hydra
 
-from ..config import check_ranges, config_dir, register_configs
+from ..config import check_config, config_dir, register_configs
 from ..errors import SegtrainError
 from ..processes import Interrupted
 from . import checkpoint_command, compose_app, exit_with_error, stored_overrides
@@ -130,7 +130,7 @@ def predict_images(cfg) -> int:
     from ..runtime import select_amp, select_device
     from ..visualize import overlay_with_legend
 
-    check_ranges(cfg)
+    check_config(cfg)
     files = input_files(cfg.input)
     prepare_output(Path(cfg.output), Path(cfg.input), files)
     train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))

@@ -21,34 +21,33 @@ from . import (exit_with_error, failed_job, hydra_job, override_values, refuse_u
 
 register_configs()
 log = logging.getLogger("segtrain")
-# group choices a checkpoint stores; a resumed run keeps them
-STORED_GROUPS = ("model", "dataset", "optimizer", "schedule", "loss", "augment")
 
 
 def resume_config(cfg, task_overrides, run_dir: Path):
     """The checkpoint's config with this command line's key overrides on top (cfg as composed when there is no
     checkpoint to resume from yet)."""
     from ..checkpoint import find_resume_checkpoint, load_checkpoint
-    from ..config import compose_stored_config
+    from ..config import STORED_GROUPS, stored_config
     from ..sweeps import job_overrides
 
     path = find_resume_checkpoint(cfg.trainer.resume, run_dir / "checkpoints")
     if path is None:
         return recorded_config(cfg, task_overrides, run_dir)
-    stored = load_checkpoint(path, peek=True)["config"]
+    state = load_checkpoint(path, peek=True)
+    stored = state["config"]
     keys = []
     for override in job_overrides(task_overrides):
         key, _, value = override.partition("=")
         group = key.lstrip("+~")
-        if group in STORED_GROUPS:
-            trained_with = stored.get(group, {}).get("name")
+        if group in STORED_GROUPS and "name" in stored.get(group, {}):  # a group choice: kept on resume
+            trained_with = stored[group]["name"]
             if value != trained_with:
                 raise SegtrainError(f"{override}: {path} was trained with {group}={trained_with}; a resumed run "
                                     f"keeps it (set single keys such as {group}.KEY=VALUE, or start a new run with "
                                     f"model.init_from={path})")
         else:  # single keys, top-level ones too (seed: what resuming restores is then refused in one line)
             keys.append(override)
-    resumed = compose_stored_config(stored, keys)
+    resumed = stored_config(stored, keys, state.get("config_version", 0))
     resumed.trainer.resume = cfg.trainer.resume
     if keys:
         log.info("resuming %s with the stored config and: %s", path, " ".join(keys))
@@ -58,9 +57,9 @@ def resume_config(cfg, task_overrides, run_dir: Path):
 def recorded_config(cfg, task_overrides, run_dir: Path):
     """A run continued before its first checkpoint starts again from its own command: the overrides recorded in
     RUN/.hydra/overrides.yaml, then this command line's (cfg as composed for a run dir without that record)."""
-    from hydra import compose
     from omegaconf import OmegaConf
 
+    from ..config import compose
     from ..sweeps import job_overrides
 
     record = run_dir / ".hydra" / "overrides.yaml"
@@ -72,10 +71,10 @@ def recorded_config(cfg, task_overrides, run_dir: Path):
     if recorded == given:  # this very command made the record (a new run started with trainer.resume=auto)
         return cfg
     try:
-        started = compose("config", overrides=recorded + given + [f"trainer.resume={cfg.trainer.resume}"])
-    except Exception as e:  # noqa: BLE001 - Hydra's and OmegaConf's errors: the record no longer composes
-        raise SegtrainError(f"{record}: the run's recorded overrides no longer compose "
-                            f"({str(e).strip().splitlines()[0]}); start a new run") from None
+        started = compose(recorded + given + [f"trainer.resume={cfg.trainer.resume}"])
+    except SegtrainError as e:
+        raise SegtrainError(f"{record}: the run's recorded overrides no longer compose ({e}); start a new "
+                            "run") from None
     log.info("trainer.resume=%s: no checkpoint in %s yet; starting it again from scratch with its recorded "
              "overrides: %s", cfg.trainer.resume, run_dir, " ".join(recorded + given) or "(none)")
     return started
@@ -140,70 +139,16 @@ def refuse_reused_run_dir(argv) -> None:
 
 def refuse_overrides_that_do_not_compose(argv) -> None:
     """Before Hydra: a command line whose overrides do not compose (a key no schema has, a choice no group has, a
-    value of the wrong type) is one line naming the key and what it could be, not Hydra's page."""
-    import difflib
-
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from ..config import help_groups
-
-    if any(a.startswith("-") for a in argv[1:]):  # -m sweeps, --help, --cfg: Hydra answers
-        return
-    overrides = [a for a in argv[1:] if not a.lstrip("+~").startswith("hydra.")]
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            compose("config", overrides=overrides)
-            return
-    except Exception as e:  # noqa: BLE001 - Hydra's and OmegaConf's errors alike
-        error = e
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    cause = str(error.__cause__ or "").strip().splitlines()
-    bad = next((o for o in overrides if f"'{o.lstrip('+~').partition('=')[0]}'" in text or o in text
-                or f"'{o.lstrip('+~').partition('=')[0].replace('.', '/')}" in text), None)
-    line = f"{bad}: {cause[0] if cause else text}" if bad else f"{' '.join(overrides)}: {text}"
-    if bad is not None:
-        key = bad.lstrip("+~").partition("=")[0]
-        group, _, leaf = key.rpartition(".")
-        if "Could not find" in text and "." not in key:  # an unknown choice of a group
-            line = f"{bad}: {key} has no choice {bad.partition('=')[2]!r}; {help_groups(key)}"
-        elif leaf and "not in" in " ".join(cause + [text]):
-            try:
-                with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-                    node = OmegaConf.select(compose("config", overrides=[o for o in overrides if o != bad]), group)
-                near = difflib.get_close_matches(leaf, list(node.keys()) if node is not None else [], n=1)
-            except Exception:  # noqa: BLE001 - the rest does not compose either: no suggestion
-                near = []
-            line = f"{bad}: {group or 'the config'} has no key {leaf!r}" + (
-                f"; did you mean {group}.{near[0]}?" if near else "")
-    exit_with_error("segtrain", SegtrainError(line))
-
-
-def refuse_keys_that_moved_or_do_not_apply(argv) -> None:
-    """Before Hydra, one line where it would report a key its schemas lack: a key that moved to another group
-    (`trainer.patch_size` is `augment.crop_size`), or an option the model's family does not have
-    (`model.dropout=0.5` for deeplab_aspp), saying what that network always has."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from ..config import MODEL_SCHEMAS, refuse_fixed_options, refuse_moved_keys
+    value of the wrong type, a key that moved or that the model's family lacks) or whose values are out of range
+    or set where the chosen options ignore them is one line naming the key, not Hydra's page."""
+    from ..config import check_command_line
+    from ..config.compat import refuse_moved_keys
 
     try:
         refuse_moved_keys(argv[1:])
-    except SegtrainError as error:
-        exit_with_error("segtrain", error)
-    fixed = {f"model.{key}" for schema in MODEL_SCHEMAS.values() for key in schema.always}
-    named = [a for a in argv if a.lstrip("+~").partition("=")[0] in fixed]
-    if not named or any(a.startswith("-") for a in argv):  # none, or -m/--help/--cfg: Hydra answers
-        return
-    others = [a for a in argv[1:] if a not in named and not a.startswith("hydra.")]
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            model = compose("config", overrides=others).model
-    except Exception:  # noqa: BLE001 - any other problem of the command line: Hydra reports it as usual
-        return
-    try:
-        refuse_fixed_options(named, OmegaConf.get_type(model), model.name)
+        if any(a.startswith("-") for a in argv[1:]):  # -m sweeps, --help, --cfg: Hydra answers
+            return
+        check_command_line([a for a in argv[1:] if not a.lstrip("+~").startswith("hydra.")])
     except SegtrainError as error:
         exit_with_error("segtrain", error)
 
@@ -219,7 +164,6 @@ def run() -> None:
             sys.argv += ["hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
         else:
             refuse_reused_run_dir(sys.argv)
-        refuse_keys_that_moved_or_do_not_apply(sys.argv)
         refuse_overrides_that_do_not_compose(sys.argv)
         main()
 

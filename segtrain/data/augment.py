@@ -59,7 +59,7 @@ class Augmented(Dataset):
     normalised afterwards by the dataset's finish())."""
 
     def __init__(self, dataset, cfg, seed: int):
-        self.dataset, self.seed, self.name = dataset, seed, getattr(cfg.name, "value", cfg.name)
+        self.dataset, self.seed, self.name = dataset, seed, str(cfg.name)
         self.grey = tuple(getattr(dataset, "input_channels", (3,))) == (1,)
         self.geometric, self.photometric = build_transforms(cfg, fill=dataset.raw_fill(), grey=self.grey)
         if self.grey and self.photometric is not None and (cfg.saturation or cfg.hue):

@@ -46,6 +46,11 @@ def read_classes(path):
                             "`classes: [{name: ..., color: [R, G, B]}, ...]`") from None
     if not 1 <= len(names) <= 255:
         raise SegtrainError(f"dataset.classes={path}: lists {len(names)} classes; expected 1 to 255")
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:  # the metrics and reports key classes by name: one would vanish from them
+        where = [str(i) for i, name in enumerate(names) if name == repeated]
+        raise SegtrainError(f"dataset.classes={path}: the class name {repeated!r} is listed {len(where)} times "
+                            f"(entries {', '.join(where)}); give each class a name of its own")
     given = [tuple(c) for c in colours if c is not None]
     if len(set(given)) != len(given):
         raise SegtrainError(f"dataset.classes={path}: two classes share a colour")

@@ -37,7 +37,7 @@ class NYUDv2(FileDataset):
     def __init__(self, cfg, split: str):
         self.palette = voc_palette()
         self.root = require_root(cfg.root, cfg.name, LAYOUT, SOURCE)
-        self.modality = str(getattr(cfg.modality, "value", cfg.modality))
+        self.modality = str(cfg.modality)
         parts = MODALITIES[self.modality]
         self.mean, self.std, self.scale = (sum((p[k] for p in parts), ()) for k in ("mean", "std", "scale"))
         # rgb_hha is two streams; rgbd one 4-channel stream

@@ -36,7 +36,7 @@ class SiftFlow(FileDataset):
     def __init__(self, cfg, split: str):
         self.palette = voc_palette()
         self.root = require_root(cfg.root, cfg.name, LAYOUT, SOURCE)
-        self.task = str(getattr(cfg.task, "value", cfg.task))
+        self.task = str(cfg.task)
         if self.task not in ("semantic", "geometric", "both"):
             raise SegtrainError(f"dataset.task={self.task}: expected semantic, geometric or both")
         if self.task == "both":  # one network, two heads: 33 semantic then 3 geometric channels, summed loss
