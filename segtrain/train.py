@@ -26,7 +26,8 @@ from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_t
 from .config import CONFIG_VERSION, check_config, flatten, override_argument, stored_config, to_plain
 from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
-from .data.files import IGNORE_INDEX, FileDataset, resized_size
+from .data.files import FileDataset, resized_size
+from .data.labels import IGNORE_INDEX
 from .data.scan import class_weights as class_weights_from_scan
 from .data.scan import problems_line, scan_labels
 from .data.samplers import InfiniteSampler

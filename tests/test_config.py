@@ -98,20 +98,31 @@ def test_wheel_ships_the_configs(tmp_path):
 
 
 def test_choices_state_only_what_differs():
-    """Model YAMLs restate no schema default, voc_aug extends voc, the FCN recipes share one Caffe solver, and the
-    dataset presets for whole images of varying sizes are one file."""
-    from segtrain.config import MODEL_SCHEMAS
+    """No group YAML restates a schema default (each default lives in one place), voc_aug extends voc, the FCN
+    recipes share one Caffe solver (the VOC ones one split pair too), the DeepLab recipes theirs, and the dataset
+    presets for whole images of varying sizes are one file."""
+    import dataclasses
+
+    from segtrain.config import option_schema
 
     configs = Path(config_dir())
-    for path in sorted((configs / "model").glob("*.yaml")):
-        choice = OmegaConf.load(path)
-        schema = MODEL_SCHEMAS[choice.defaults[0]]()
-        for key, value in choice.items():
-            if key not in ("defaults", "name"):
-                assert value != getattr(schema, key), f"{path.name}: {key}={value} is the schema's default"
+    for group in ("model", "dataset", "optimizer", "schedule", "loss", "augment", "trainer", "crf", "inference"):
+        for path in sorted((configs / group).glob("*.yaml")):
+            choice = OmegaConf.to_container(OmegaConf.load(path))
+            fields = {f.name: f for f in dataclasses.fields(option_schema(group, choice.get("name", path.stem)))}
+            for key, value in choice.items():
+                if key in fields and key != "name":
+                    f = fields[key]
+                    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                    assert value != default, f"{group}/{path.name}: {key}={value} is the schema's default"
     assert list(OmegaConf.load(configs / "dataset" / "voc_aug.yaml").defaults) == ["voc", "_self_"]
+    assert "_fcn_caffe" in OmegaConf.load(configs / "experiment" / "_fcn_voc.yaml").defaults
     for path in sorted((configs / "experiment").glob("fcn*.yaml")):
-        assert "_fcn_caffe" in OmegaConf.load(path).defaults, path.name
+        base = "_fcn_voc" if path.stem.endswith("_voc") else "_fcn_caffe"
+        assert base in OmegaConf.load(path).defaults, path.name
+        assert "dataset" not in OmegaConf.load(path) or "val_split" not in OmegaConf.load(path).dataset, path.name
+    for path in sorted((configs / "experiment").glob("deeplab*.yaml")):
+        assert "_deeplab_caffe" in OmegaConf.load(path).defaults, path.name
     for name in ("folder", "nyud", "voc", "voc_aug"):
         assert list(OmegaConf.load(configs / "dataset_preset" / f"{name}.yaml").defaults) == ["varying_sizes"]
 

@@ -1,4 +1,4 @@
-"""The torch dense CRF (segtrain.meanfield on segtrain.permutohedral) against pydensecrf, its lattice, its
+"""The torch dense CRF (segtrain.crf.meanfield on segtrain.crf.lattice) against pydensecrf, its lattice, its
 gradients, batching, the CUDA path, CRF-as-RNN and the published presets."""
 import math
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import segtrain.permutohedral as permutohedral
+import segtrain.crf.lattice as lattice
 from segtrain.crf import crf_refiner, dense_crf
-from segtrain.meanfield import crf_lattices, dense_crf_torch, mean_field
-from segtrain.permutohedral import PermutohedralLattice
+from segtrain.crf.meanfield import crf_lattices, dense_crf_torch, mean_field
+from segtrain.crf.lattice import PermutohedralLattice
 
 VOC_LIKE = dict(w1=4.0, sigma_alpha=121.0, sigma_beta=5.0, w2=3.0, sigma_gamma=3.0, iterations=10)
 
@@ -62,7 +62,7 @@ def test_a_batch_of_images_of_two_sizes_gives_each_images_own_answer():
 def test_packed_and_row_keyed_lattices_are_the_same_lattice(monkeypatch):
     image, probs = photo_and_probabilities(3, 48, 64, 4)
     packed = dense_crf_torch([torch.from_numpy(image)], [torch.from_numpy(probs)], **VOC_LIKE)[0]
-    monkeypatch.setattr(permutohedral, "PACKED_CODE_LIMIT", 0)  # keys too wide for an int64: unique over rows
+    monkeypatch.setattr(lattice, "PACKED_CODE_LIMIT", 0)  # keys too wide for an int64: unique over rows
     rows = dense_crf_torch([torch.from_numpy(image)], [torch.from_numpy(probs)], **VOC_LIKE)[0]
     assert torch.equal(packed, rows)
 

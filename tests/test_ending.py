@@ -124,7 +124,7 @@ def test_an_augmentation_error_names_the_file_and_the_group(binary_folder, tmp_p
 # A segtrain-eval / -predict command whose CRF pauses, with its 2 workers started, until the test signals it.
 PAUSING_CRF = """
 import os, sys, time, pathlib
-import segtrain.crf as crf
+import segtrain.crf.refiner as crf
 real = crf._bounded_map
 def gated(pool, jobs, window):
     def held():

@@ -50,6 +50,8 @@ def split_summary(dataset, scan, class_names) -> dict:
     """Counts, sizes, label values and per-class pixels/images of one split (single-task view: the first task)."""
     from collections import Counter
 
+    from ..data.labels import IGNORE_INDEX
+
     counts = scan.counts[:, 0]
     pixels = counts[:, :len(class_names)].sum(0)
     labelled = int(pixels.sum())
@@ -60,7 +62,7 @@ def split_summary(dataset, scan, class_names) -> dict:
                         "min": "x".join(map(str, min(scan.image_sizes, key=lambda s: s[0] * s[1])[::-1])),
                         "max": "x".join(map(str, max(scan.image_sizes, key=lambda s: s[0] * s[1])[::-1]))},
         "label_values": [int(v) for v in (counts.sum(0) > 0).nonzero()[0]],
-        "ignored_pixels": int(counts[:, 255].sum()),
+        "ignored_pixels": int(counts[:, IGNORE_INDEX].sum()),
         "labelled_pixels": labelled,
         "classes": {name: {"pixels": int(p), "frequency": float(p) / max(labelled, 1), "images": int(n)}
                     for name, p, n in zip(class_names, pixels, scan.images_with(len(class_names)))},
@@ -133,6 +135,7 @@ def preview(cfg, out: Path, split: str, num_images: int) -> Path:
     from PIL import Image, ImageDraw
 
     from ..data import build_dataset, item_name
+    from ..data.labels import IGNORE_INDEX
     from ..data.palette import colorize
     from ..data.scan import label_item, raw_image
     from ..visualize import overlay_with_legend, stack_legend, evenly_spaced
@@ -146,7 +149,7 @@ def preview(cfg, out: Path, split: str, num_images: int) -> Path:
         image = raw_image(dataset, index)
         image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
         rgb = torch.from_numpy((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).permute(2, 0, 1)
-        present.update(c for c in [*range(len(names)), 255] if (label == c).any())
+        present.update(c for c in [*range(len(names)), IGNORE_INDEX] if (label == c).any())
         # black (background in most palettes) is left unpainted, so the overlay does not darken the image
         black = {c for c in range(len(names)) if not palette[c].any()}
         drawn = overlay_with_legend(rgb, label, palette, names, skip=black).crop((0, 0, rgb.shape[-1], rgb.shape[-2]))

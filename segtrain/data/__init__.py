@@ -3,7 +3,8 @@ import torch.nn.functional as F
 
 from ..errors import SegtrainError
 from .cityscapes import Cityscapes
-from .files import IGNORE_INDEX, FileDataset
+from .files import FileDataset
+from .labels import IGNORE_INDEX
 from .folder import FolderDataset
 from .nyud import NYUDv2
 from .siftflow import SiftFlow

@@ -12,7 +12,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import SegtrainError
-from .files import IGNORE_INDEX, describe_error
+from .files import describe_error
+from .labels import IGNORE_INDEX
 
 log = logging.getLogger("segtrain")
 

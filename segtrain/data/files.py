@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import SegtrainError
+from .labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")  # what a folder of images may hold
 IMAGENET_STD = (0.229, 0.224, 0.225)  # torchvision's ImageNet weights expect inputs divided by these
 

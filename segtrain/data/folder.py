@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import SegtrainError
-from .files import IGNORE_INDEX, IMAGE_SUFFIXES, TURNED, FileDataset, image_header, read_image, require_root
-from .labels import LabelEncoding, read_mask
+from .files import IMAGE_SUFFIXES, TURNED, FileDataset, image_header, read_image, require_root
+from .labels import IGNORE_INDEX, LabelEncoding, read_mask
 from .palette import voc_palette
 
 LAYOUT = ("<root>/images/<name>.jpg and <root>/masks/<name>.png, split by <root>/<split>.txt (names or "

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SegtrainError
-from .files import IGNORE_INDEX
+
+IGNORE_INDEX = 255  # void: the label value no loss, metric or count takes (VOC's object borders)
 
 MASK_FORMATS = ("auto", "index", "rgb")
 UNMAPPED = ("error", "ignore")

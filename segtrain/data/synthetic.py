@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .files import IGNORE_INDEX, Normalize
+from .files import Normalize
+from .labels import IGNORE_INDEX
 from .palette import voc_palette
 
 CLASS_NAMES = ("background", "block", "disc", "wire", "dot")

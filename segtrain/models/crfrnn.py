@@ -3,11 +3,11 @@ CRF, appended as its last layers and trained end to end. As the release (torrvis
 network's score, the spatial and bilateral kernel weights are (C, C) matrices initialised to 3 I and 5 I, the
 compatibility a (C, C) matrix initialised to Potts (-I), all three learnt; the kernels' scales are fixed (theta_gamma
 3, theta_alpha 160, theta_beta 3); 5 iterations when training, 10 at test. The iterations run in float32 on the
-permutohedral lattice of segtrain.meanfield, on whatever device the network is."""
+permutohedral lattice of segtrain.crf.meanfield, on whatever device the network is."""
 import torch
 from torch import nn
 
-from ..meanfield import crf_lattices, mean_field
+from ..crf.meanfield import crf_lattices, mean_field
 from ._utils import SegmentationModel
 
 

@@ -3,7 +3,7 @@ pydensecrf's: the same features, kernels, normalisation, update order and unary.
 of images of any sizes at once, and is differentiable, which CRF-as-RNN (segtrain.models.crfrnn) trains through."""
 import torch
 
-from .permutohedral import PermutohedralLattice
+from .lattice import PermutohedralLattice
 
 
 def crf_lattices(images, sigma_alpha: float, sigma_beta: float, sigma_gamma: float) -> tuple:

@@ -1,13 +1,6 @@
-"""Fully connected CRF refinement (Krähenbühl & Koltun, NIPS 2011) of a network's class probabilities.
-
-Energy: unary -log p, plus a Gaussian (smoothness) kernel w2 exp(-|dp|^2 / 2 sigma_gamma^2) and a bilateral
-(appearance) kernel w1 exp(-|dp|^2 / 2 sigma_alpha^2 - |dI|^2 / 2 sigma_beta^2), both with Potts compatibility.
-docs/reference.md section 5 holds the published parameters (configs/crf/).
-
-Two backends compute the same mean-field inference: `torch` (segtrain.meanfield: CPU or CUDA, batched,
-differentiable) and `pydensecrf` (Krähenbühl's C++ code through its Python binding, CPU only, in worker processes),
-which stays as the reference the torch one is tested against. This module imports torch only when the torch backend
-runs, so pydensecrf's worker processes start light."""
+"""crf_refiner: the dense CRF over a stream of images, on the evaluating device (the torch backend, batched on a
+GPU) or in CPU worker processes of one thread each, fed lazily while the network scores. This module imports torch
+only when the torch backend runs, so pydensecrf's worker processes start light."""
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -16,42 +9,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from .processes import worker_signals
-
-BACKENDS = ("torch", "pydensecrf")
-
-
-def dense_crf(image: np.ndarray, probs: np.ndarray, w1: float, sigma_alpha: float, sigma_beta: float, w2: float,
-              sigma_gamma: float, iterations: int) -> np.ndarray:
-    """pydensecrf: image (H, W, 3) uint8 RGB and probs (C, H, W) float -> (H, W) uint8 labels."""
-    import pydensecrf.densecrf as dcrf
-    from pydensecrf.utils import unary_from_softmax
-
-    classes, height, width = probs.shape
-    crf = dcrf.DenseCRF2D(width, height, classes)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs.astype(np.float32))))
-    crf.addPairwiseGaussian(sxy=sigma_gamma, compat=w2)
-    crf.addPairwiseBilateral(sxy=sigma_alpha, srgb=sigma_beta, rgbim=np.ascontiguousarray(image), compat=w1)
-    q = np.array(crf.inference(iterations)).reshape(classes, height, width)
-    return q.argmax(0).astype(np.uint8)
-
-
-def crf_params(crf_cfg) -> dict:
-    """dense_crf's keyword arguments from a `crf` config (its name, backend and parallelism dropped)."""
-    return {key: crf_cfg[key] for key in ("w1", "sigma_alpha", "sigma_beta", "w2", "sigma_gamma", "iterations")}
-
-
-def _refine(job):
-    """One job in a CPU process: (labels, extra)."""
-    image, probs, params, backend, extra = job
-    if backend == "pydensecrf":
-        return dense_crf(image, probs, **params), extra
-    import torch
-
-    from .meanfield import dense_crf_torch
-
-    labels = dense_crf_torch([torch.from_numpy(image)], [torch.from_numpy(probs)], **params)[0]
-    return labels.to(torch.uint8).numpy(), extra
+from ..processes import worker_signals
+from .backends import BACKENDS, refine_one
 
 
 def _worker_setup(backend: str):
@@ -80,7 +39,7 @@ def _bounded_map(pool, jobs, window: int):
     and a split's probability maps do not fit in memory)."""
     pending = deque()
     for job in jobs:
-        pending.append(pool.submit(_refine, job))
+        pending.append(pool.submit(refine_one, job))
         if len(pending) >= window:
             yield pending.popleft().result()
     while pending:
@@ -135,7 +94,7 @@ def crf_refiner(params: dict, backend: str = "torch", workers: int = 0, batch_im
         jobs = chain([first], jobs)
         if backend == "torch" and getattr(first[1], "is_cuda", False):
             return _on_device(jobs, params, max(1, batch_images))
-        return map(_refine, on_cpu(jobs)) if pool is None else _bounded_map(pool, on_cpu(jobs), 2 * workers)
+        return map(refine_one, on_cpu(jobs)) if pool is None else _bounded_map(pool, on_cpu(jobs), 2 * workers)
 
     if workers == 0:
         pool = None
