@@ -10,6 +10,7 @@ import argparse
 import tempfile
 import time
 
+import segtrain.checkpoint as checkpoint_module
 import segtrain.train as train_module
 from segtrain.config import compose
 
@@ -34,7 +35,7 @@ def main() -> None:
         "trainer.device=cpu", "dataset.num_val=20", *args.overrides])
 
     samples = []  # (iteration, RSS MiB), taken as each last.pt is written
-    real_save = train_module.save_checkpoint
+    real_save = checkpoint_module.save_checkpoint
 
     def save_and_sample(state, path):
         real_save(state, path)
@@ -42,7 +43,7 @@ def main() -> None:
             samples.append((state["iteration"], rss_mib()))
             print(f"iteration {state['iteration']}: RSS {samples[-1][1]:.1f} MiB", flush=True)
 
-    train_module.save_checkpoint = save_and_sample
+    checkpoint_module.save_checkpoint = save_and_sample
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
         train_module.train(cfg, run_dir)

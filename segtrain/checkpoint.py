@@ -149,3 +149,140 @@ def restore(ckpt, overrides=(), input_channels=None):
         raise SegtrainError(f"checkpoint {ckpt}: its weights do not fit the model its config describes "
                             f"({detail})") from None
     return cfg, model.eval(), state
+
+
+def init_from_checkpoint(model, path: str, strict: bool = True) -> None:
+    """Copies every weight of a segtrain checkpoint whose name and shape match (FCN-16s from a trained FCN-32s:
+    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets; CRF-as-RNN
+    takes its network's weights from a run of that network, as the paper starts from a trained FCN-8s. A trainable
+    weight of the same name and another shape (another width, another class count) is an error unless
+    `strict` is false; fixed buffers of another shape (e.g. a bilinear upsampling kernel) are left as built."""
+    from .models import CRFasRNN
+
+    source = load_checkpoint(path)["model"]
+    target = model.state_dict()
+    if isinstance(model, CRFasRNN) and not any(k.startswith("network.") for k in source):
+        source = {f"network.{k}": v for k, v in source.items()}  # CRF-as-RNN from the plain network's run
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    mismatched = [k for k in source if k in target and k not in matched]
+    if strict and any(k in trainable for k in mismatched):
+        shown = ", ".join(f"{k} {tuple(source[k].shape)} -> {tuple(target[k].shape)}"
+                          for k in mismatched if k in trainable)
+        raise SegtrainError(f"model.init_from={path}: {len(mismatched)} weights have other shapes ({shown[:300]}"
+                            f"{'...' if len(shown) > 300 else ''}); is it another width or class count? "
+                            "model.init_from_strict=false copies only the weights that fit")
+    if not matched:
+        raise SegtrainError(f"model.init_from={path}: none of its weights fits {type(model).__name__}")
+    model.load_state_dict(matched, strict=False)
+    left = [k for k in target if k not in matched]
+    log.info("initialised %d of %d tensors from %s; kept as built: %s", len(matched), len(target), path,
+             ", ".join(left[:12]) + (f" and {len(left) - 12} more" if len(left) > 12 else "") if left else "none")
+
+
+# what resuming restores from the checkpoint: a different value on the command line would be recorded but ignored
+RESTORED_ON_RESUME = ("model.", "optimizer.", "schedule.", "dataset.name", "dataset.num_classes", "seed")
+
+
+class Checkpointer:
+    """A run's checkpoints: what they hold, when they are written, and resuming from one.
+
+    last.pt (everything resuming needs) every trainer.ckpt_interval iterations, at a stop and at the end, always
+    before that iteration's validation so a failing validation cannot lose it; best.pt (what evaluation and
+    prediction need, the training state too with `best_with_state`) whenever a validation improves the best mean
+    IU. Each records whether its iteration's validation ran (`validated`): a run resumed from one whose
+    validation did not run runs it first. Only the process that `writes` (rank 0) writes. The run's carried-over
+    state (iteration, best mean IU, last metrics, images and seconds trained) lives here."""
+
+    def __init__(self, folder: Path, model, optimizer, scheduler, scaler, config: dict, extra: dict,
+                 writes: bool = True, best_with_state: bool = False):
+        self.folder, self.writes, self.best_with_state = folder, writes, best_with_state
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.config, self.extra = config, extra  # extra: class names, data facts, class weights
+        self.iteration, self.best_mean_iu = 0, -1.0
+        self.metrics, self.metrics_iteration = None, None
+        self.carried = {"images": 0, "seconds": 0.0}  # trained in earlier sessions of the run
+
+    def trained(self, session) -> dict:
+        """Images and seconds of training (validation left out) over every session, `session` (images, seconds)
+        being this one's."""
+        images, seconds = session
+        return {"images": self.carried["images"] + images, "seconds": self.carried["seconds"] + seconds}
+
+    def state(self, iteration: int, session, training_state: bool = True) -> dict:
+        from .config import CONFIG_VERSION
+
+        state = {"model": self.model.state_dict(), "iteration": iteration, "metrics": self.metrics,
+                 "metrics_iteration": self.metrics_iteration, "validated": self.metrics_iteration == iteration,
+                 "best_mean_iu": self.best_mean_iu, **self.extra, "config": self.config,
+                 "config_version": CONFIG_VERSION, "trained": self.trained(session)}
+        if training_state:
+            state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         scaler=self.scaler.state_dict(), rng=rng_states())
+        return state
+
+    def save_last(self, iteration: int, session) -> None:
+        if self.writes:
+            save_checkpoint(self.state(iteration, session), self.folder / "last.pt")
+
+    def validated(self, iteration: int, metrics: dict, session, final: bool) -> bool:
+        """Records a validation; best.pt when it improved the best mean IU, and at the end last.pt again (the final
+        metrics with it). Whether it improved."""
+        improved = metrics["mean_iu"] > self.best_mean_iu
+        self.metrics, self.metrics_iteration = metrics, iteration
+        self.best_mean_iu = max(self.best_mean_iu, metrics["mean_iu"])
+        if improved and self.writes:
+            save_checkpoint(self.state(iteration, session, self.best_with_state), self.folder / "best.pt")
+        if final:
+            self.save_last(iteration, session)
+        return improved
+
+    def validation_missing(self) -> bool:
+        """Resumed from a checkpoint whose iteration's validation did not run (stopped or killed between them)."""
+        return self.iteration > 0 and self.metrics_iteration != self.iteration
+
+    def kept(self) -> str:
+        """Which checkpoint a failed run leaves to go back to, as the end of an error line."""
+        last = self.folder / "last.pt"
+        if last.is_file():
+            return f"the last good checkpoint is {last} (iteration {load_checkpoint(last, peek=True)['iteration']})"
+        return "no checkpoint had been written yet"
+
+    def resume(self, path: Path, device) -> int:
+        """The checkpoint's training state into the model, optimizer, schedule, scaler and RNGs, and the run's
+        carried-over state into this object; the iteration to continue after. A config that changes what resuming
+        restores, and weights that do not fit, are one-line errors."""
+        from .config import flatten, stored_config, to_plain
+
+        state = load_checkpoint(path, map_location=device)
+        require_training_state(state, path)
+        # a checkpoint of an older version, as this one reads it
+        stored = flatten(to_plain(stored_config(state["config"], version=state.get("config_version", 0))))
+        wanted = flatten(self.config)
+        changed = sorted(k for k, v in wanted.items() if k != "trainer.resume" and k in stored and stored[k] != v)
+        frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
+        if frozen:  # before the weights are loaded: another width would otherwise be a page of shape mismatches
+            raise SegtrainError(f"{frozen[0]}={wanted[frozen[0]]}: {path} was trained with {stored[frozen[0]]}, and "
+                                "a resumed run restores the model, optimizer and schedule as they were; start a new "
+                                f"run (model.init_from={path}) to change it")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:  # an edited or foreign file
+            detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).strip())
+            raise SegtrainError(f"checkpoint {path}: its weights do not fit the model its config describes "
+                                f"({detail[:200]})") from None
+        try:
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            set_rng_states(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise SegtrainError(f"checkpoint {path}: its training state does not load ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''})") from None
+        if changed:
+            log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
+        log.info("resumed from %s at iteration %d", path, state["iteration"])
+        self.iteration, self.best_mean_iu = state["iteration"], state["best_mean_iu"]
+        self.metrics, self.metrics_iteration = state["metrics"], state["metrics_iteration"]
+        self.carried = state.get("trained") or {"images": 0, "seconds": 0.0}  # newer than some checkpoints
+        return self.iteration

@@ -9,14 +9,15 @@ from functools import partial
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from . import distributed
-from .data import pad_collate
+from .data.labels import IGNORE_INDEX
 from .engine import task_heads, task_target
 from .errors import SegtrainError
 
 
-def unet_weight_map(label: np.ndarray, ignore_index: int = 255, w0: float = 10.0, sigma: float = 5.0,
+def unet_weight_map(label: np.ndarray, ignore_index: int = IGNORE_INDEX, w0: float = 10.0, sigma: float = 5.0,
                     background: int = 0) -> np.ndarray:
     """(H, W) float32 weights for one label map. Objects are the connected components of every class but
     `background`; the border term applies to background pixels, as in the paper's cell images."""
@@ -38,12 +39,27 @@ def unet_weight_map(label: np.ndarray, ignore_index: int = 255, w0: float = 10.0
     return np.where(valid, weights, 0).astype(np.float32)
 
 
-def collate_with_unet_weights(batch, collate, ignore_index: int, w0: float, sigma: float):
-    """`collate(batch)` plus each label map's U-Net weights: computed in the DataLoader's workers, not in the
-    training loop."""
-    images, targets = collate(batch)
-    weights = np.stack([unet_weight_map(t, ignore_index, w0, sigma) for t in targets.numpy()])
-    return images, targets, torch.from_numpy(weights)
+def pixel_weights(loss_cfg, ignore_index: int):
+    """The per-pixel weights a loss takes with every label map (U-Net's: a function of the (H, W) label giving
+    (H, W) float32 weights), or None."""
+    if loss_cfg.name == "unet_weighted":
+        return partial(unet_weight_map, ignore_index=ignore_index, w0=loss_cfg.w0, sigma=loss_cfg.sigma)
+    return None
+
+
+class PixelWeighted(Dataset):
+    """Items of `dataset` (image, label) with the label's per-pixel weights `weigh(label)` as a third entry,
+    computed in the DataLoader's workers; pad_collate pads them with 0 like the labels' void."""
+
+    def __init__(self, dataset, weigh):
+        self.dataset, self.weigh = dataset, weigh
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        image, label = self.dataset[item]
+        return image, label, torch.from_numpy(self.weigh(label.numpy()))
 
 
 def unet_weighted_loss(logits, targets, weights, ignore_index: int, normalize: bool = True, denominator=None):
@@ -106,7 +122,8 @@ def drop_cells(targets: torch.Tensor, rate: float, cell: int, ignore_index: int)
 
 
 def build_loss(loss_cfg, num_classes: int, dataset, device, cell: int = 1, world: int = 1, class_weights=None):
-    """(loss_fn(logits, targets[, pixel weights]), the collate its batches need) as the `loss` config says, with
+    """loss_fn(logits, targets[, pixel weights]) as the `loss` config says (its pixel weights come with the batch:
+    pixel_weights, PixelWeighted), with
     FCN's cell sampling when loss.sample_rate < 1 (`cell`: the network's output stride). With `world` processes
     the mean is over the global batch's labelled pixels (DDP then averages the gradients). `class_weights` are
     loss.class_weights as numbers (segtrain.train.resolve_class_weights)."""
@@ -144,13 +161,10 @@ def build_loss(loss_cfg, num_classes: int, dataset, device, cell: int = 1, world
         if loss_cfg.name == "bootstrap":  # a mean per image, then over the batch (DDP averages the ranks)
             return bootstrapped_cross_entropy(logits, targets, dataset.ignore_index, loss_cfg.top_k,
                                               loss_cfg.top_fraction, weights)
-        if loss_cfg.name == "unet_weighted":  # the weights come with the batch (the collate below)
+        if loss_cfg.name == "unet_weighted":  # the weights come with the batch (PixelWeighted)
             return unet_weighted_loss(logits, targets, pixel_weights, dataset.ignore_index, loss_cfg.normalize,
                                       denominator)
         return segmentation_loss(logits, targets, num_classes, dataset.ignore_index, dataset.tasks,
                                  loss_cfg.normalize, weights, denominator)
 
-    if loss_cfg.name == "unet_weighted":
-        return loss_fn, partial(collate_with_unet_weights, collate=pad_collate, ignore_index=dataset.ignore_index,
-                                w0=loss_cfg.w0, sigma=loss_cfg.sigma)
-    return loss_fn, pad_collate
+    return loss_fn

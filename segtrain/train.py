@@ -4,73 +4,188 @@
     segtrain model=fcn32s trainer.max_iters=500
     segtrain -m optimizer.lr=1e-3,1e-4         # a sweep: one run dir (and TensorBoard run) per job
     segtrain hydra.run.dir=outputs/RUN trainer.resume=auto   # continue RUN from its last.pt
+    torchrun --nproc_per_node=2 -m segtrain.cli.train ...   # several processes: trainer.batch_size is global
+
+The checkpoints' contents and timing are segtrain.checkpoint.Checkpointer's; the logs', TensorBoard's and
+metrics.json's segtrain.runlog.RunLogger's. The loop below only steps, validates and asks them to save and write.
 """
 import copy
 import gc
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from . import distributed
-from .checkpoint import (find_resume_checkpoint, load_checkpoint, remove_stale_temporaries, require_training_state,
-                         rng_states, save_checkpoint, set_rng_states)
-from .config import CONFIG_VERSION, check_config, flatten, override_argument, stored_config, to_plain
+from .checkpoint import Checkpointer, find_resume_checkpoint, init_from_checkpoint, remove_stale_temporaries
+from .config import check_config, override_argument, to_plain
+from .config.schemas import MIN_SIDE
 from .data import build_dataset, dataset_info, item_name
 from .data.augment import Augmented
 from .data.files import FileDataset, resized_size
 from .data.labels import IGNORE_INDEX
+from .data.samplers import InfiniteSampler
 from .data.scan import class_weights as class_weights_from_scan
 from .data.scan import problems_line, scan_labels
-from .data.samplers import InfiniteSampler
 from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
-from .jsonio import strict_json
-from .losses import build_loss
-from .metrics import METRIC_NAMES, format_metrics
-from .models import CRFasRNN, build_model_from_config, count_parameters
+from .losses import PixelWeighted, build_loss, pixel_weights
+from .models import build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
+from .processes import shutdown_workers, worker_signals
+from .runlog import RunLogger
 from .runtime import (resolve_deterministic, resolve_num_workers, seed_everything, select_amp, select_device,
                       val_loader_for)
-from .processes import shutdown_workers, worker_signals
 from .signals import StopRequests, TrainingInterrupted
-from .visualize import evenly_spaced, prediction_panels
+from .visualize import evenly_spaced
 
 log = logging.getLogger("segtrain")
 
-def init_from_checkpoint(model, path: str, strict: bool = True) -> None:
-    """Copies every weight of a segtrain checkpoint whose name and shape match (FCN-16s from a trained FCN-32s:
-    all but the new skip layers and the final upsampling), as the FCN paper trains its finer nets; CRF-as-RNN
-    takes its network's weights from a run of that network, as the paper starts from a trained FCN-8s. A trainable
-    weight of the same name and another shape (another width, another class count) is an error unless
-    `strict` is false; fixed buffers of another shape (e.g. a bilinear upsampling kernel) are left as built."""
-    source = load_checkpoint(path)["model"]
-    target = model.state_dict()
-    if isinstance(model, CRFasRNN) and not any(k.startswith("network.") for k in source):
-        source = {f"network.{k}": v for k, v in source.items()}  # CRF-as-RNN from the plain network's run
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    mismatched = [k for k in source if k in target and k not in matched]
-    if strict and any(k in trainable for k in mismatched):
-        shown = ", ".join(f"{k} {tuple(source[k].shape)} -> {tuple(target[k].shape)}"
-                          for k in mismatched if k in trainable)
-        raise SegtrainError(f"model.init_from={path}: {len(mismatched)} weights have other shapes ({shown[:300]}"
-                            f"{'...' if len(shown) > 300 else ''}); is it another width or class count? "
-                            "model.init_from_strict=false copies only the weights that fit")
-    if not matched:
-        raise SegtrainError(f"model.init_from={path}: none of its weights fits {type(model).__name__}")
-    model.load_state_dict(matched, strict=False)
-    left = [k for k in target if k not in matched]
-    log.info("initialised %d of %d tensors from %s; kept as built: %s", len(matched), len(target), path,
-             ", ".join(left[:12]) + (f" and {len(left) - 12} more" if len(left) > 12 else "") if left else "none")
+
+FROM_CONFIG = "trainer.resume"  # train(resume_from=): the checkpoint trainer.resume names, if any
+
+
+def train(cfg, run_dir, resume_from=FROM_CONFIG) -> dict:
+    """Train as `cfg` says, writing checkpoints and TensorBoard events under `run_dir`; returns the final
+    validation metrics (with `best_mean_iu`). `resume_from`: the checkpoint to continue, or None (segtrain's
+    console script decides it once, with the config it resumes with); by default the one trainer.resume names.
+    Under torchrun every rank runs this; rank 0's run_dir is used."""
+    device = distributed.setup(select_device(cfg.trainer.device))
+    try:
+        return _train(cfg, Path(distributed.broadcast(str(run_dir))), device, resume_from)
+    finally:
+        distributed.teardown()
+        # a sweep runs its jobs in this one process: hand the model's and optimizer's memory back before the next
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
+    tc = cfg.trainer
+    rank, world = distributed.rank(), distributed.world_size()
+    main_process = rank == 0
+    resume_from = start_run(cfg, run_dir, world, main_process, resume_from)
+    deterministic = resolve_deterministic(tc.deterministic, device)
+    seed_everything(cfg.seed, deterministic)
+    amp = select_amp(tc.amp, device)
+    autocast = autocast_context(device, amp)
+
+    cfg, train_set, val_set, class_weights = load_data(cfg, run_dir, main_process)
+    model, train_model, memory_format = build_network(cfg, train_set, device, world)
+    optimizer = build_optimizer(model, **cfg.optimizer)
+    scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+    loss_fn = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device, model.output_stride, world,
+                         class_weights)
+    checkpointer = Checkpointer(run_dir / "checkpoints", model, optimizer, scheduler, scaler, to_plain(cfg),
+                                {"class_names": list(train_set.class_names), "data": dataset_info(val_set),
+                                 "class_weights": class_weights}, main_process, tc.best_with_state)
+    start_iter = checkpointer.resume(resume_from, device) if resume_from is not None else 0
+
+    workers = resolve_num_workers(tc.num_workers, train_set)
+    log.info("device %s%s, %d DataLoader worker(s), %s kernels", device, f" with {amp} autocast" if amp != "off"
+             else "", workers, "deterministic" if deterministic else "autotuned (non-deterministic)")
+    batches = iter(train_loader_for(cfg, train_set, start_iter, workers, rank, world, device))
+    # each rank validates every world-th image; the confusion matrices are summed
+    val_loader = val_loader_for(cfg, Subset(val_set, range(rank, len(val_set), world)) if world > 1 else val_set,
+                                device)
+    # the same evenly spaced validation images in the panels at every validation (not the first few, which in a
+    # real dataset are often neighbouring frames)
+    panel_items = evenly_spaced(tc.num_vis_images, len(val_loader.dataset))
+    logger = RunLogger(run_dir, start_iter, tc.max_iters, tc.batch_size * tc.accumulate, main_process)
+
+    def validate(iteration: int) -> None:
+        began = time.perf_counter()
+        metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast, keep=panel_items,
+                                    tasks=val_set.tasks, reduce=distributed.all_reduce_sum)
+        logger.validation(iteration, metrics, metrics["mean_iu"] > checkpointer.best_mean_iu, samples,
+                          [item_name(val_loader.dataset, i) for i in panel_items], val_set, began)
+        checkpointer.validated(iteration, metrics, logger.progress.trained(), final=iteration == tc.max_iters)
+
+    try:
+        model.train()
+        loss_sum, loss_count = torch.zeros((), device=device), 0
+        with StopRequests() as stop:
+            if checkpointer.validation_missing() and validation_due(start_iter, tc):
+                # stopped (or killed) between its checkpoint and its validation: that validation first, as it
+                # would have run (it draws from no RNG stream the training uses)
+                log.info("iteration %d's validation did not run before the stop: running it now", start_iter)
+                validate(start_iter)
+            for iteration in range(start_iter + 1, tc.max_iters + 1):
+                step = [(images.to(device, non_blocking=True, memory_format=memory_format),
+                         *(t.to(device, non_blocking=True) for t in targets))
+                        for images, *targets in (next(batches) for _ in range(tc.accumulate))]
+                loss_sum += train_step(train_model, step, optimizer, scheduler, scaler, autocast, loss_fn)
+                loss_count += 1
+                last = iteration == tc.max_iters
+                # one process reads its flag every iteration; under torchrun the ranks agree (a collective and a
+                # host sync) only at log steps, where the loop syncs anyway
+                log_step = iteration % tc.log_interval == 0 or last
+                signum = stop.pending(device) if world == 1 or log_step else None
+                if log_step:
+                    mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
+                    if not np.isfinite(mean_loss):
+                        raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; {checkpointer.kept()}")
+                    logger.step(iteration, mean_loss, optimizer.param_groups[0]["lr"])
+                    loss_sum.zero_()
+                    loss_count = 0
+                else:
+                    logger.step(iteration)
+                if iteration == start_iter + CPU_ESTIMATE_AFTER and device.type == "cpu":
+                    warn_if_long_on_cpu(logger.progress, tc.max_iters - iteration, cfg.model.width)
+                save_last = iteration % tc.ckpt_interval == 0 or last or signum
+                if (validation_due(iteration, tc) or save_last) and not all_finite(model):
+                    raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
+                                        f"{checkpointer.kept()}")
+                if save_last:  # before validating: an error there then cannot lose this iteration
+                    checkpointer.save_last(iteration, logger.progress.trained())
+                if signum:
+                    # resuming takes the stored config, so the run dir is all the command needs
+                    message = (f"received {signal_name(signum)}: interrupted at iteration {iteration}; resume "
+                               f"with: segtrain {override_argument('hydra.run.dir', run_dir)} trainer.resume=auto")
+                    logger.message(message, logging.WARNING)
+                    raise TrainingInterrupted(message, signum, stop.previous.get(signum))
+                if validation_due(iteration, tc):
+                    validate(iteration)
+            if stop.signum:  # it came during the final validation: nothing was left to stop
+                logger.message(f"received {signal_name(stop.signum)} during the final validation: too late to "
+                               "stop, the run has finished", logging.WARNING)
+        logger.progress.close()
+        return logger.finish(checkpointer.metrics, checkpointer.best_mean_iu, tc.max_iters, train_set.class_names,
+                             checkpointer.config, checkpointer.trained(logger.progress.trained()))
+    finally:
+        # a failed run (or a failed job of a sweep) ends its workers and writer threads here too: left to exit
+        # handlers, idle persistent workers kept the process from exiting
+        logger.close()
+        shutdown_workers(batches, val_loader)
+
+
+def validation_due(iteration: int, tc) -> bool:
+    """Whether the loop validates at `iteration`: every trainer.val_interval and at the end."""
+    return iteration % tc.val_interval == 0 or iteration == tc.max_iters
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+CPU_ESTIMATE_AFTER = 10  # iterations measured before estimating a CPU run's length
+
+
+def warn_if_long_on_cpu(progress, remaining_iters: int, width: float) -> None:
+    """The advice fits the run: a narrower network is proposed only where the run has room below its width."""
+    seconds = remaining_iters * progress.per_step / max(progress.rate(), 1e-9)
+    if seconds > 3600:
+        narrower = f"model.width (e.g. {width / 4:g}), " if width > 0.0625 else ""
+        log.warning("on this CPU the remaining %d iterations take about %.1f hours (%.1f img/s); shrink the run with "
+                    "trainer.max_iters, %sdataset.scale or dataset.short_side, or trainer.batch_size",
+                    remaining_iters, seconds / 3600, progress.rate(), narrower)
 
 
 def resolve_class_weights(setting, train_set, train_scan):
@@ -96,200 +211,7 @@ def write_split_lists(folder: Path, datasets: dict) -> None:
              len(datasets["val"]), folder)
 
 
-CPU_ESTIMATE_AFTER = 10  # iterations measured before estimating a CPU run's length
-
-
-def warn_if_long_on_cpu(progress, remaining_iters: int, width: float) -> None:
-    """The advice fits the run: a narrower network is proposed only where the run has room below its width."""
-    seconds = remaining_iters * progress.batch_size / max(progress.images_per_second(), 1e-9)
-    if seconds > 3600:
-        narrower = f"model.width (e.g. {width / 4:g}), " if width > 0.0625 else ""
-        log.warning("on this CPU the remaining %d iterations take about %.1f hours (%.1f img/s); shrink the run with "
-                    "trainer.max_iters, %sdataset.scale or dataset.short_side, or trainer.batch_size",
-                    remaining_iters, seconds / 3600, progress.images_per_second(), narrower)
-
-
-def kept_checkpoint(ckpt_dir: Path) -> str:
-    """Which checkpoint a failed run leaves to go back to, as the end of an error line."""
-    last = ckpt_dir / "last.pt"
-    if last.is_file():
-        return f"the last good checkpoint is {last} (iteration {load_checkpoint(last, peek=True)['iteration']})"
-    return "no checkpoint had been written yet"
-
-
-# what resuming restores from the checkpoint: a different value on the command line would be recorded but ignored
-RESTORED_ON_RESUME = ("model.", "optimizer.", "schedule.", "dataset.name", "dataset.num_classes", "seed")
-
-
-def train(cfg, run_dir) -> dict:
-    """Train as `cfg` says, writing checkpoints and TensorBoard events under `run_dir`; returns the final
-    validation metrics (with `best_mean_iu`). Under torchrun every rank runs this; rank 0's run_dir is used."""
-    tc = cfg.trainer
-    device = distributed.setup(select_device(tc.device))
-    try:
-        return _train(cfg, Path(distributed.broadcast(str(run_dir))), device)
-    finally:
-        distributed.teardown()
-        # a sweep runs its jobs in this one process: hand the model's and optimizer's memory back before the next
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
-
-def _train(cfg, run_dir: Path, device: torch.device) -> dict:
-    tc = cfg.trainer
-    ckpt_dir = run_dir / "checkpoints"
-    rank, world = distributed.rank(), distributed.world_size()
-    main_process = rank == 0
-    resume_path = start_run(cfg, run_dir, world, main_process)
-    deterministic = resolve_deterministic(tc.deterministic, device)
-    seed_everything(cfg.seed, deterministic)
-    amp = select_amp(tc.amp, device)
-    autocast = autocast_context(device, amp)
-
-    cfg, train_set, val_set, class_weights = load_data(cfg, run_dir, main_process)
-    model, train_model, memory_format = build_network(cfg, train_set, device, world)
-    optimizer = build_optimizer(model, **cfg.optimizer)
-    scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
-    loss_fn, collate = build_loss(cfg.loss, cfg.dataset.num_classes, train_set, device,
-                                  model.output_stride, world, class_weights)
-
-    config_plain = to_plain(cfg)  # what checkpoints store
-    run = {"iteration": 0, "best_mean_iu": -1.0, "metrics": None, "metrics_iteration": None,
-           "trained": {"images": 0, "seconds": 0.0}}  # what a checkpoint carries over to a resumed run
-    if resume_path is not None:
-        run = resume_training(resume_path, device, model, optimizer, scheduler, scaler, config_plain)
-    start_iter = run["iteration"]
-
-    images_per_step = tc.batch_size * tc.accumulate
-    workers = resolve_num_workers(tc.num_workers, train_set)
-    log.info("device %s%s, %d DataLoader worker(s), %s kernels", device, f" with {amp} autocast" if amp != "off"
-             else "", workers, "deterministic" if deterministic else "autotuned (non-deterministic)")
-    train_loader = train_loader_for(cfg, train_set, collate, start_iter, workers, rank, world, device)
-    # each rank validates every world-th image; the confusion matrices are summed
-    val_loader = val_loader_for(cfg, Subset(val_set, range(rank, len(val_set), world)) if world > 1 else val_set,
-                                device)
-    # the same evenly spaced validation images in the panels at every validation (not the first few, which in a
-    # real dataset are often neighbouring frames)
-    panel_items = evenly_spaced(tc.num_vis_images, len(val_loader.dataset))
-    # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
-    writer = SummaryWriter(run_dir / "tb", purge_step=start_iter if start_iter else None) if main_process \
-        else NullWriter()
-    progress = Progress(start_iter, tc.max_iters, images_per_step, quiet=not main_process)
-
-    def trained_so_far() -> dict:
-        """Images and seconds of training (validation left out) over every session of the run."""
-        images, seconds = progress.trained()
-        return {"images": run["trained"]["images"] + images, "seconds": run["trained"]["seconds"] + seconds}
-
-    def checkpoint_state(iteration: int, training_state: bool = True) -> dict:
-        """What evaluation and prediction need; with training_state also what resuming needs. `validated`: this
-        iteration's validation ran (its metrics are the checkpoint's), which a resume otherwise runs first."""
-        state = {"model": model.state_dict(), "iteration": iteration, "metrics": run["metrics"],
-                 "metrics_iteration": run["metrics_iteration"], "validated": run["metrics_iteration"] == iteration,
-                 "best_mean_iu": run["best_mean_iu"], "class_names": list(train_set.class_names),
-                 "data": dataset_info(val_set), "config": config_plain, "config_version": CONFIG_VERSION,
-                 "class_weights": class_weights,
-                 "trained": trained_so_far()}
-        if training_state:
-            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                         scaler=scaler.state_dict(), rng=rng_states())
-        return state
-
-    def validate(iteration: int) -> None:
-        """Validation at `iteration`: metrics, best.pt when they improved, and at the end last.pt again."""
-        val_began = time.perf_counter()
-        metrics = validate_and_log(model, val_loader, cfg.dataset.num_classes, val_set, train_set.class_names,
-                                   panel_items, writer, device, autocast, iteration)
-        improved = metrics["mean_iu"] > run["best_mean_iu"]
-        run.update(metrics=metrics, metrics_iteration=iteration,
-                   best_mean_iu=max(run["best_mean_iu"], metrics["mean_iu"]))
-        progress.write(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
-        progress.exclude(time.perf_counter() - val_began)
-        if improved and main_process:
-            save_checkpoint(checkpoint_state(iteration, tc.best_with_state), ckpt_dir / "best.pt")
-        if iteration == tc.max_iters and main_process:  # the final last.pt also carries the final metrics
-            save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
-
-    batches = iter(train_loader)
-    try:
-        model.train()
-        loss_sum, loss_count = torch.zeros((), device=device), 0
-        with StopRequests() as stop:
-            if start_iter and validation_due(start_iter, tc) and run["metrics_iteration"] != start_iter:
-                # stopped (or killed) between its checkpoint and its validation: that validation first, as it
-                # would have run (it draws from no RNG stream the training uses)
-                log.info("iteration %d's validation did not run before the stop: running it now", start_iter)
-                validate(start_iter)
-            for iteration in range(start_iter + 1, tc.max_iters + 1):
-                step_batches = [(images.to(device, non_blocking=True, memory_format=memory_format),
-                                 *(t.to(device, non_blocking=True) for t in targets))
-                                for images, *targets in (next(batches) for _ in range(tc.accumulate))]
-                loss = train_step(train_model, step_batches, optimizer, scheduler, scaler, autocast, loss_fn)
-                loss_sum += loss
-                loss_count += 1
-                last = iteration == tc.max_iters
-                save_last = iteration % tc.ckpt_interval == 0 or last
-                # one process reads its flag every iteration; under torchrun the ranks agree (a collective and a
-                # host sync) only at log steps, where the loop syncs anyway
-                signum = stop.pending(device) if world == 1 or iteration % tc.log_interval == 0 or last else None
-
-                if iteration % tc.log_interval == 0 or last:
-                    mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
-                    if not np.isfinite(mean_loss):
-                        raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; "
-                                            f"{kept_checkpoint(ckpt_dir)}")
-                    lr = optimizer.param_groups[0]["lr"]
-                    writer.add_scalar("train/loss", mean_loss, iteration)
-                    writer.add_scalar("train/lr", lr, iteration)
-                    progress.update(iteration, mean_loss, lr)
-                    loss_sum.zero_()
-                    loss_count = 0
-                else:
-                    progress.tick(iteration)
-                if iteration == start_iter + CPU_ESTIMATE_AFTER and device.type == "cpu":
-                    warn_if_long_on_cpu(progress, tc.max_iters - iteration, cfg.model.width)
-
-                if (validation_due(iteration, tc) or save_last or signum) and not all_finite(model):
-                    raise SegtrainError(f"the weights became non-finite by iteration {iteration}; "
-                                        f"{kept_checkpoint(ckpt_dir)}")
-                # last.pt first: an error in validation then cannot lose this iteration's checkpoint
-                if (save_last or signum) and main_process:
-                    save_checkpoint(checkpoint_state(iteration), ckpt_dir / "last.pt")
-                if signum:
-                    # resuming takes the stored config, so the run dir is all the command needs
-                    message = (f"received {signal_name(signum)}: interrupted at iteration {iteration}; resume "
-                               f"with: segtrain {override_argument('hydra.run.dir', run_dir)} trainer.resume=auto")
-                    progress.write(message, logging.WARNING)
-                    raise TrainingInterrupted(message, signum, stop.previous.get(signum))
-                if validation_due(iteration, tc):
-                    validate(iteration)
-            if stop.signum:  # it came during the final validation: nothing was left to stop
-                progress.write(f"received {signal_name(stop.signum)} during the final validation: too late to stop, "
-                               "the run has finished", logging.WARNING)
-        progress.close()
-        trained = trained_so_far()
-        return finish_run(cfg, run_dir, writer, run["metrics"], run["best_mean_iu"], train_set.class_names,
-                          config_plain, trained["images"] / max(trained["seconds"], 1e-9), main_process)
-    finally:
-        # a failed run (or a failed job of a sweep) ends its workers and writer threads here too: left to exit
-        # handlers, idle persistent workers kept the process from exiting
-        progress.close()
-        shutdown_workers(batches, val_loader)
-        writer.close()
-
-
-def validation_due(iteration: int, tc) -> bool:
-    """Whether the loop validates at `iteration`: every trainer.val_interval and at the end."""
-    return iteration % tc.val_interval == 0 or iteration == tc.max_iters
-
-
-def signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
-
-
-def start_run(cfg, run_dir: Path, world: int, main_process: bool):
+def start_run(cfg, run_dir: Path, world: int, main_process: bool, resume_from):
     """The checks before any work, and the checkpoint to resume from (None: a new run)."""
     check_config(cfg)
     tc = cfg.trainer
@@ -302,7 +224,7 @@ def start_run(cfg, run_dir: Path, world: int, main_process: bool):
     if main_process:
         require_writable(run_dir)
         remove_stale_temporaries(ckpt_dir)
-    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir)
+    resume_path = find_resume_checkpoint(tc.resume, ckpt_dir) if resume_from == FROM_CONFIG else resume_from
     if resume_path is None and any(ckpt_dir.glob("*.pt")):
         raise SegtrainError(f"{ckpt_dir} already holds checkpoints; continue that run with trainer.resume=auto "
                             f"or choose a new hydra.run.dir (nothing was overwritten)")
@@ -377,9 +299,6 @@ def dataset_channels(*datasets) -> int:
     return 3 if any(image_channels(item[0]) == 3 for dataset in datasets for item in dataset.items) else 1
 
 
-MIN_SIDE = 8  # pixels: an image resized below this on its short side leaves nothing to segment
-
-
 def refuse_what_cannot_train(dataset_cfg, train_set, scan) -> None:
     """Labels and sizes that would train on nothing (and show only as a NaN loss later), as one line each."""
     per_task = [len(names) for _, names in train_set.tasks] if train_set.tasks else [len(train_set.class_names)]
@@ -420,108 +339,27 @@ def build_network(cfg, train_set, device, world: int):
     return model, train_model, memory_format
 
 
-def resume_training(path: Path, device, model, optimizer, scheduler, scaler, config_plain: dict) -> dict:
-    """Restore a checkpoint's training state into these objects (and the RNGs); what the run carries over
-    (iteration, best mean IU, last metrics and their iteration, images and seconds trained). A config that
-    changes what resuming restores, and weights that do not fit, are one-line errors."""
-    state = load_checkpoint(path, map_location=device)
-    require_training_state(state, path)
-    # a checkpoint of an older version, as this one reads it
-    stored = flatten(to_plain(stored_config(state["config"], version=state.get("config_version", 0))))
-    wanted = flatten(config_plain)
-    changed = sorted(k for k, v in wanted.items() if k != "trainer.resume" and k in stored and stored[k] != v)
-    frozen = [k for k in changed if k.startswith(RESTORED_ON_RESUME)]
-    if frozen:  # before the weights are loaded: another width would otherwise be a page of shape mismatches
-        raise SegtrainError(f"{frozen[0]}={wanted[frozen[0]]}: {path} was trained with {stored[frozen[0]]}, and a "
-                            "resumed run restores the model, optimizer and schedule as they were; start a new run "
-                            f"(model.init_from={path}) to change it")
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:  # an edited or foreign file
-        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).strip())
-        raise SegtrainError(f"checkpoint {path}: its weights do not fit the model its config describes "
-                            f"({detail[:200]})") from None
-    try:
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_states(state["rng"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise SegtrainError(f"checkpoint {path}: its training state does not load ({type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''})") from None
-    if changed:
-        log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
-    log.info("resumed from %s at iteration %d", path, state["iteration"])
-    # "trained" is newer than some checkpoints
-    return {"iteration": state["iteration"], "best_mean_iu": state["best_mean_iu"], "metrics": state["metrics"],
-            "metrics_iteration": state["metrics_iteration"],
-            "trained": state.get("trained") or {"images": 0, "seconds": 0.0}}
-
-
-def train_loader_for(cfg, train_set, collate, start_iter: int, workers: int, rank: int, world: int, device):
+def train_loader_for(cfg, train_set, start_iter: int, workers: int, rank: int, world: int, device):
     """The endless training batches from `start_iter` on: augmented (and cropped) items in the sampler's order,
-    each rank its slice of the global batch."""
+    with the per-pixel weights the loss takes (U-Net's), each rank its slice of the global batch."""
     tc = cfg.trainer
     images_per_step = tc.batch_size * tc.accumulate
     augmenting = cfg.augment.name != "none" or cfg.augment.crop_size is not None
     train_items = Augmented(train_set, cfg.augment, cfg.seed) if augmenting else train_set
+    weights = pixel_weights(cfg.loss, train_set.ignore_index)
+    if weights is not None:  # computed in the DataLoader's workers, not in the training loop
+        train_items = PixelWeighted(train_items, weights)
     sampler = InfiniteSampler(len(train_set), cfg.seed, start=start_iter * images_per_step, with_position=augmenting)
     if world > 1:
         sampler = distributed.RankSlice(sampler, tc.batch_size, rank, world)
     # its own generator: iter() would otherwise draw the workers' base seed from the global RNG, which a
     # resumed run has just restored, and shift every later dropout mask
+    from .data import pad_collate
+
     return DataLoader(train_items, batch_size=tc.batch_size // world, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, persistent_workers=workers > 0, worker_init_fn=worker_signals,
+                      collate_fn=pad_collate, persistent_workers=workers > 0, worker_init_fn=worker_signals,
                       pin_memory=device.type == "cuda", drop_last=True,
                       generator=torch.Generator().manual_seed(cfg.seed + start_iter))
-
-
-def finish_run(cfg, run_dir: Path, writer, metrics: dict, best_mean_iu: float, class_names, config_plain: dict,
-               images_per_second: float, main_process: bool) -> dict:
-    """The run's result (final metrics, best mean IU), into metrics.json and TensorBoard's HPARAMS tab."""
-    result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
-              "iu": dict(zip(class_names, metrics["iu"])), "iteration": cfg.trainer.max_iters,
-              **({"tasks": metrics["tasks"]} if "tasks" in metrics else {}),
-              "train_images_per_s": images_per_second}
-    # the HPARAMS tab of `tensorboard --logdir multirun/...` then compares the jobs of a sweep side by side
-    hparam_values = {k: v for k, v in flatten(config_plain).items() if isinstance(v, (int, float, str, bool))}
-    for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
-        writer.file_writer.add_summary(summary)
-    writer.close()
-    if main_process:
-        (run_dir / "metrics.json").write_text(strict_json(result, indent=2))
-    log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu,
-             run_dir / "checkpoints")
-    return result
-
-
-def validate_and_log(model, val_loader, num_classes: int, val_set, class_names, panel_items, writer, device,
-                     autocast, iteration: int) -> dict:
-    """One validation (under torchrun each rank scores its share and the confusion matrices are summed), and its
-    four metrics, per-class IU, per-task metrics, confusion matrix and the panels of `panel_items` to
-    TensorBoard; the metrics."""
-    metrics, samples = evaluate(model, val_loader, num_classes, device, autocast, keep=panel_items,
-                                tasks=val_set.tasks, reduce=distributed.all_reduce_sum)
-    names = [item_name(val_loader.dataset, i) for i in panel_items]
-    for name in METRIC_NAMES:
-        writer.add_scalar(f"val/{name}", metrics[name], iteration)
-    for name, iu in zip(class_names, metrics["iu"]):
-        if not np.isnan(iu):
-            writer.add_scalar(f"val_iu/{name}", iu, iteration)
-    for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's four metrics
-        for name in METRIC_NAMES:
-            writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
-    if samples:
-        writer.add_image("val/input_gt_pred", prediction_panels(samples, val_set.mean, val_set.std, val_set.palette,
-                                                                names), iteration)
-    if not isinstance(writer, NullWriter):  # pictures only where they are written (rank 0)
-        from .plots import confusion_figure, iu_bar_figure
-
-        writer.add_figure("val/confusion", confusion_figure(metrics["confusion"], class_names[:len(
-            metrics["confusion"])]), iteration)
-        writer.add_figure("val/iu_per_class", iu_bar_figure(metrics["iu"], class_names[:len(metrics["iu"])]),
-                          iteration)
-    return metrics
 
 
 def require_writable(run_dir: Path) -> None:
@@ -539,64 +377,3 @@ def all_finite(model) -> bool:
     """Parameters and buffers (BN statistics) alike, in one host sync."""
     tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-
-class NullWriter:
-    """SummaryWriter's calls, doing nothing: ranks other than 0 write no TensorBoard events."""
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
-
-    file_writer = property(lambda self: self)
-
-
-class Progress:
-    """A tqdm bar on a terminal; elsewhere (logs, CI) a log line per log_interval. Both show speed and ETA."""
-
-    def __init__(self, start: int, total: int, batch_size: int, quiet: bool = False):
-        self.start, self.total, self.batch_size = start, total, batch_size
-        self.began = time.perf_counter()
-        self.done = start
-        self.bar = None
-        if sys.stderr.isatty() and not quiet:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, leave=False)
-
-    def exclude(self, seconds: float) -> None:
-        """Leave time spent outside training (validation) out of the speed."""
-        self.began += seconds
-
-    def images_per_second(self) -> float:
-        images, seconds = self.trained()
-        return images / max(seconds, 1e-9)
-
-    def tick(self, iteration: int) -> None:
-        if self.bar is not None:
-            self.bar.update(iteration - self.done)
-        self.done = iteration
-
-    def update(self, iteration: int, loss: float, lr: float) -> None:
-        self.tick(iteration)
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-            return
-        speed = self.images_per_second()
-        eta = (self.total - iteration) * self.batch_size / max(speed, 1e-9)
-        log.info("iter %d/%d  loss %.4f  lr %.2e  %.1f img/s  eta %s", iteration, self.total, loss, lr, speed,
-                 time.strftime("%H:%M:%S", time.gmtime(eta)))
-
-    def trained(self):
-        """(images, seconds) this process trained on, validation time left out."""
-        return (self.done - self.start) * self.batch_size, time.perf_counter() - self.began
-
-    def write(self, message: str, level: int = logging.INFO) -> None:
-        if self.bar is not None:
-            self.bar.clear()
-        log.log(level, message)
-        if self.bar is not None:
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -173,7 +173,7 @@ def test_crfrnn_trains_its_kernel_weights_checkpoints_and_evaluates(tiny_cfg, tm
 
 def test_crfrnn_starts_from_a_plain_networks_checkpoint(finished_run, tiny_cfg):
     from segtrain.models import build_model_from_config
-    from segtrain.train import init_from_checkpoint
+    from segtrain.checkpoint import init_from_checkpoint
 
     run_dir, _ = finished_run
     cfg = tiny_cfg("model.crf=crfrnn")

@@ -512,9 +512,9 @@ def test_resume_refuses_a_new_seed_and_unusable_checkpoints_in_one_line(finished
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0] / "checkpoints", run_dir / "checkpoints")
     given = ["trainer.resume=auto", "seed=3", "trainer.max_iters=8"]
-    resumed = resume_config(tiny_cfg(*given), given, run_dir)  # a top-level key is applied, not dropped
+    resumed, path = resume_config(tiny_cfg(*given), given, run_dir)  # a top-level key is applied, not dropped
     with pytest.raises(SegtrainError, match=r"^seed=3: .*last.pt was trained with 0, and a resumed run restores"):
-        train(resumed, run_dir)
+        train(resumed, run_dir, path)
     last = run_dir / "checkpoints" / "last.pt"
     state = load_checkpoint(last)
     del state["rng"]

@@ -312,9 +312,10 @@ def test_binary_folder_trains_with_label_values_val_fraction_and_median_frequenc
 
 
 def test_a_long_cpu_run_is_announced_once(caplog):
-    from segtrain.train import Progress, warn_if_long_on_cpu
+    from segtrain.progress import Progress
+    from segtrain.train import warn_if_long_on_cpu
 
-    progress = Progress(0, 100_000, 8)
+    progress = Progress(100_000, per_step=8)
     progress.began -= 10.0
     progress.tick(10)  # 8 img/s
     with caplog.at_level(logging.WARNING, logger="segtrain"):

@@ -349,13 +349,16 @@ def test_unet_weights_come_with_the_batch():
     import numpy as np
 
     from segtrain.data import pad_collate
-    from segtrain.losses import collate_with_unet_weights, unet_weight_map, unet_weighted_loss
+    from segtrain.losses import PixelWeighted, pixel_weights, unet_weight_map, unet_weighted_loss
+
+    from .conftest import compose_config
 
     label = torch.zeros(20, 20, dtype=torch.long)
     label[2:8, 2:8] = 1
     label[2:8, 10:16] = 1
-    batch = [(torch.zeros(3, 20, 20), label), (torch.zeros(3, 16, 18), label[:16, :18])]
-    images, targets, weights = collate_with_unet_weights(batch, pad_collate, 255, 10.0, 5.0)
+    items = PixelWeighted([(torch.zeros(3, 20, 20), label), (torch.zeros(3, 16, 18), label[:16, :18])],
+                          pixel_weights(compose_config("loss=unet_weighted").loss, 255))
+    images, targets, weights = pad_collate([items[0], items[1]])
     assert weights.shape == targets.shape == (2, 20, 20)
     assert np.array_equal(weights[1].numpy(), unet_weight_map(targets[1].numpy(), 255, 10.0, 5.0))
     assert (weights[1][16:] == 0).all()  # the padding is ignored

@@ -24,15 +24,16 @@ log = logging.getLogger("segtrain")
 
 
 def resume_config(cfg, task_overrides, run_dir: Path):
-    """The checkpoint's config with this command line's key overrides on top (cfg as composed when there is no
-    checkpoint to resume from yet)."""
+    """(config, checkpoint) of a run continued with trainer.resume, decided once: the checkpoint's config with
+    this command line's key overrides on top, and the checkpoint to resume from (cfg as composed, and None, when
+    there is none yet)."""
     from ..checkpoint import find_resume_checkpoint, load_checkpoint
     from ..config import STORED_GROUPS, stored_config
     from ..sweeps import job_overrides
 
     path = find_resume_checkpoint(cfg.trainer.resume, run_dir / "checkpoints")
     if path is None:
-        return recorded_config(cfg, task_overrides, run_dir)
+        return recorded_config(cfg, task_overrides, run_dir), None
     state = load_checkpoint(path, peek=True)
     stored = state["config"]
     keys = []
@@ -51,7 +52,7 @@ def resume_config(cfg, task_overrides, run_dir: Path):
     resumed.trainer.resume = cfg.trainer.resume
     if keys:
         log.info("resuming %s with the stored config and: %s", path, " ".join(keys))
-    return resumed
+    return resumed, path
 
 
 def recorded_config(cfg, task_overrides, run_dir: Path):
@@ -93,9 +94,10 @@ def main(cfg) -> float:
             log.info("job already finished (best mean_iu %s): skipped", done["best_mean_iu"])
             return done["best_mean_iu"]
     try:
+        resume_from = None
         if cfg.trainer.resume:
-            cfg = resume_config(cfg, overrides, run_dir)
-        result = train(cfg, run_dir)
+            cfg, resume_from = resume_config(cfg, overrides, run_dir)
+        result = train(cfg, run_dir, resume_from)
     except KeyboardInterrupt:  # before the training loop, or a second Ctrl-C inside it
         line = "segtrain: aborted by Ctrl-C (checkpoints already written are kept)"
         log_to_files(line)

@@ -65,20 +65,22 @@ def split_name(split) -> str:
 
 
 def pad_collate(batch):
-    """Stacks (image, label) pairs of different sizes by padding each at the bottom and right to the largest:
-    images with 0 (the mean, after normalisation), labels with the ignore index, so padding never counts.
-    Where images were resized and labels kept their size (evaluation), a third entry gives each item's
-    (image height, image width, label height, label width), so scores can be upsampled to the labels."""
+    """Stacks (image, label, *per-pixel maps) items of different sizes by padding each at the bottom and right to
+    the largest: images with 0 (the mean, after normalisation), labels with the ignore index and the maps (e.g.
+    the loss's pixel weights) with 0, so padding never counts. Where images were resized and labels kept their
+    size (evaluation), a third entry gives each item's (image height, image width, label height, label width),
+    so scores can be upsampled to the labels."""
     def pad(x, height, width, value):
         return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]), value=value)
 
-    image_size = [max(image.shape[dim] for image, _ in batch) for dim in (-2, -1)]
-    label_size = [max(label.shape[dim] for _, label in batch) for dim in (-2, -1)]
-    images = torch.stack([pad(image, *image_size, 0.0) for image, _ in batch])
-    labels = torch.stack([pad(label, *label_size, IGNORE_INDEX) for _, label in batch])
-    if all(image.shape[-2:] == label.shape[-2:] for image, label in batch):
-        return images, labels
-    return images, labels, torch.tensor([[*image.shape[-2:], *label.shape[-2:]] for image, label in batch])
+    image_size = [max(item[0].shape[dim] for item in batch) for dim in (-2, -1)]
+    label_size = [max(item[1].shape[dim] for item in batch) for dim in (-2, -1)]
+    images = torch.stack([pad(item[0], *image_size, 0.0) for item in batch])
+    labels = torch.stack([pad(item[1], *label_size, IGNORE_INDEX) for item in batch])
+    maps = [torch.stack([pad(item[k], *label_size, 0.0) for item in batch]) for k in range(2, len(batch[0]))]
+    if maps or all(item[0].shape[-2:] == item[1].shape[-2:] for item in batch):
+        return (images, labels, *maps)
+    return images, labels, torch.tensor([[*item[0].shape[-2:], *item[1].shape[-2:]] for item in batch])
 
 
 def checkpoint_dataset_info(state: dict, cfg) -> dict:

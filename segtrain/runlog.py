@@ -1,0 +1,102 @@
+"""Where a training run reports: the progress line (speed, ETA), TensorBoard (scalars, per-class IU, the confusion
+matrix, image panels of the same validation items every time, and the HPARAMS tab of a sweep), and metrics.json.
+Under torchrun only rank 0 writes; the others log warnings only."""
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import flatten
+from .jsonio import strict_json
+from .metrics import METRIC_NAMES, format_metrics
+from .progress import Progress
+from .visualize import prediction_panels
+
+log = logging.getLogger("segtrain")
+
+
+class NullWriter:
+    """SummaryWriter's calls, doing nothing: ranks other than 0 write no TensorBoard events."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    file_writer = property(lambda self: self)
+
+
+class RunLogger:
+    """The reports of one run in `run_dir` (TensorBoard in run_dir/tb) from iteration `start` of `total`, each of
+    `images_per_step` images; `writes`: this process writes files (rank 0)."""
+
+    def __init__(self, run_dir: Path, start: int, total: int, images_per_step: int, writes: bool):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir, self.writes = run_dir, writes
+        # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
+        self.writer = SummaryWriter(run_dir / "tb", purge_step=start if start else None) if writes else NullWriter()
+        self.progress = Progress(total, unit="it", start=start, per_step=images_per_step, quiet=not writes)
+
+    def step(self, iteration: int, loss=None, lr=None) -> None:
+        """An iteration done; at a log step with its mean loss and learning rate (to TensorBoard and the line)."""
+        if loss is None:
+            self.progress.tick(iteration)
+            return
+        self.writer.add_scalar("train/loss", loss, iteration)
+        self.writer.add_scalar("train/lr", lr, iteration)
+        self.progress.update(iteration, loss, lr)
+
+    def message(self, text: str, level: int = logging.INFO) -> None:
+        self.progress.write(text, level)
+
+    def validation(self, iteration: int, metrics: dict, improved: bool, samples, names, dataset,
+                   began: float) -> None:
+        """A validation's line, its four metrics, per-class IU, per-task metrics, the confusion matrix and bar
+        chart, and the panels of `samples` (image, target, prediction) named `names`; the time since `began`
+        (time.perf_counter() as it started) is left out of the training speed."""
+        self.message(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
+        class_names = list(dataset.class_names)
+        for name in METRIC_NAMES:
+            self.writer.add_scalar(f"val/{name}", metrics[name], iteration)
+        for name, iu in zip(class_names, metrics["iu"]):
+            if not np.isnan(iu):
+                self.writer.add_scalar(f"val_iu/{name}", iu, iteration)
+        for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's four metrics
+            for name in METRIC_NAMES:
+                self.writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
+        if samples:
+            self.writer.add_image("val/input_gt_pred", prediction_panels(samples, dataset.mean, dataset.std,
+                                                                         dataset.palette, names), iteration)
+        if self.writes:  # pictures only where they are written
+            from .plots import confusion_figure, iu_bar_figure
+
+            self.writer.add_figure("val/confusion", confusion_figure(
+                metrics["confusion"], class_names[:len(metrics["confusion"])]), iteration)
+            self.writer.add_figure("val/iu_per_class", iu_bar_figure(metrics["iu"], class_names[:len(metrics["iu"])]),
+                                   iteration)
+        self.progress.exclude(time.perf_counter() - began)
+
+    def finish(self, metrics: dict, best_mean_iu: float, iteration: int, class_names, config: dict,
+               trained: dict) -> dict:
+        """The run's result (final metrics, best mean IU, speed over every session) into metrics.json and
+        TensorBoard's HPARAMS tab, which then compares the jobs of a sweep side by side."""
+        result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
+                  "iu": dict(zip(class_names, metrics["iu"])), "iteration": iteration,
+                  **({"tasks": metrics["tasks"]} if "tasks" in metrics else {}),
+                  "train_images_per_s": trained["images"] / max(trained["seconds"], 1e-9)}
+        from torch.utils.tensorboard.summary import hparams
+
+        hparam_values = {k: v for k, v in flatten(config).items() if isinstance(v, (int, float, str, bool))}
+        for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
+            self.writer.file_writer.add_summary(summary)
+        self.writer.close()
+        if self.writes:
+            (self.run_dir / "metrics.json").write_text(strict_json(result, indent=2))
+        log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu,
+                 self.run_dir / "checkpoints")
+        return result
+
+    def close(self) -> None:
+        """The bar and the TensorBoard writer's thread (also after a failure)."""
+        self.progress.close()
+        self.writer.close()
