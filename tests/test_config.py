@@ -355,3 +355,21 @@ def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):
         read_classes(path)
     assert str(info.value) == (f"dataset.classes={path}: the class name 'road' is listed 2 times (entries 1, 3); "
                                "give each class a name of its own")
+
+
+def test_checkpoints_carry_their_config_version_and_upgrades_key_on_it(finished_run):
+    """Every new checkpoint is stamped with the config version; an unstamped (version 0) config is upgraded by
+    what its keys show, a stamped one is read as its version says (a moved key there is no guess but an error),
+    and a version newer than this segtrain's is one line."""
+    from segtrain.checkpoint import load_checkpoint
+    from segtrain.config import CONFIG_VERSION, stored_config, to_plain
+
+    state = load_checkpoint(finished_run[0] / "checkpoints" / "last.pt")
+    assert state["config_version"] == CONFIG_VERSION == 1
+    old = {**state["config"], "trainer": {**state["config"]["trainer"], "sample_rate": 0.5}}
+    old["loss"] = {k: v for k, v in old["loss"].items() if k != "sample_rate"}
+    assert to_plain(stored_config(old, version=0))["loss"]["sample_rate"] == 0.5  # version 0: moved
+    with pytest.raises(SegtrainError, match="does not fit this segtrain's schemas"):
+        stored_config(old, version=1)  # stamped 1: trainer.sample_rate was never a key of it
+    with pytest.raises(SegtrainError, match=r"config version 2 is newer than this segtrain's \(1\)"):
+        stored_config(state["config"], version=2)

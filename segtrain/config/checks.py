@@ -3,7 +3,7 @@ keys no schema has (`+key=value` adds them past Hydra's check), every value in t
 (segtrain.config.schemas), keys set where the chosen option ignores them, and the rules that tie keys together."""
 import dataclasses
 from enum import Enum
-from typing import Any, get_args, get_origin
+from typing import get_args, get_origin
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 

@@ -465,7 +465,7 @@ class Device(Choice):
 
 
 def _workers(value) -> bool:
-    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 256)
+    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 @dataclass
@@ -480,7 +480,7 @@ class TrainerConfig:
     accumulate: int = whole(1, ge=1)  # batches whose gradients are summed per optimizer step (Caffe's iter_size)
     num_vis_images: int = whole(4, ge=0, le=64)  # image panels written to TensorBoard at each validation
     # DataLoader processes: auto (0 for generated data, else up to 8 per process) or N
-    num_workers: Any = checked("auto", _workers, "auto or a whole number of processes in [0, 256]")
+    num_workers: Any = checked("auto", _workers, "auto or a whole number >= 0")
     device: Device = Device.auto
     amp: Amp = Amp.off  # fp16 (CUDA, with a GradScaler) or bf16 (CUDA, or a CPU with bfloat16 instructions)
     channels_last: bool = False  # NHWC weights and inputs (faster convolutions with AMP on recent GPUs)
@@ -559,6 +559,10 @@ class InferenceConfig:
     flip: bool = False  # also score the mirrored image and average
 
 
+def _texts(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value)
+
+
 @dataclass
 class CheckpointAppConfig:
     """What segtrain-eval, segtrain-predict and segtrain-export share: the checkpoint, and overrides of the
@@ -576,8 +580,7 @@ class CheckpointAppConfig:
 @dataclass
 class EvalConfig(CheckpointAppConfig):
     # more checkpoints: the product of their probabilities
-    ensemble: List[str] = checked([], lambda v: isinstance(v, (list, tuple)) and all(isinstance(p, str) and p for p in v),
-                                 "a list of checkpoint paths")
+    ensemble: List[str] = checked([], _texts, "a list of checkpoint paths")
     name: Optional[str] = None  # the output folder's name before its time stamp (default: the checkpoint's stem)
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
@@ -589,8 +592,7 @@ class PredictConfig(CheckpointAppConfig):
     output: str = MISSING  # the folder for NAME.png and NAME_overlay.png
     alpha: float = number(0.5, ge=0, le=1, what="an opacity")  # the overlay's opacity
     # names or indices left unpainted (default: background)
-    skip_classes: Optional[List[str]] = checked(None, lambda v: isinstance(v, (list, tuple)) and all(isinstance(c, str) and c for c in v),
-                                                "a list of class names or indices")
+    skip_classes: Optional[List[str]] = checked(None, _texts, "a list of class names or indices")
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
 
