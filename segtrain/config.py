@@ -465,10 +465,15 @@ def register_configs() -> None:
 
 
 def config_dir() -> str:
-    """The folder holding config.yaml: `segtrain/configs` in an installed wheel, `configs/` in a checkout."""
+    """The folder holding config.yaml: `segtrain/configs` in an installed wheel, `configs/` in a checkout (through
+    the editable install's mapping, or found beside the package when the checkout is only on PYTHONPATH, as
+    scripts/device_check.py runs it on a GPU machine where nothing may be installed)."""
     from importlib.resources import files
 
-    return str(files("segtrain.configs"))
+    try:
+        return str(files("segtrain.configs"))
+    except ModuleNotFoundError:
+        return str(Path(__file__).resolve().parent.parent / "configs")
 
 
 def to_plain(cfg: Any) -> dict:

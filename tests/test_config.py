@@ -175,3 +175,17 @@ def test_checkpoints_from_the_one_union_schema_still_load():
     with pytest.raises(SegtrainError, match=r"^model.pretrained=imagenet: frrn_a has no pretrained option; FRRN is "
                                             r"trained from scratch"):
         compose_stored_config(stored, ["model.pretrained=imagenet"])
+
+
+def test_configs_are_found_in_a_checkout_that_is_only_on_the_path(monkeypatch):
+    """As scripts/device_check.py runs segtrain on a GPU machine: no install, so no segtrain.configs package."""
+    import importlib.resources
+
+    installed = Path(config_dir())
+
+    def no_such_package(anchor):
+        raise ModuleNotFoundError(f"No module named {anchor!r}", name=anchor)
+
+    monkeypatch.setattr(importlib.resources, "files", no_such_package)
+    found = Path(config_dir())
+    assert found == installed.resolve() and (found / "config.yaml").is_file()
