@@ -59,7 +59,8 @@ PEAK_BF16_TFLOPS = [
 ]
 PEAK_SOURCE = "NVIDIA datasheets, dense bf16 tensor-core rate without sparsity"
 
-# Where the check needs segtrain's tests (SEGTRAIN_TEST_DEVICE sets their tiny runs' device; tests/conftest.py)
+# The test files whose tiny runs train where SEGTRAIN_TEST_DEVICE says (tests/conftest.py), run with it set to cuda;
+# in a dry run one quick test stands in for them
 SUITE_ON_CUDA = ["tests/test_train.py", "tests/test_interruptions.py", "tests/test_evaluation.py"]
 SUITE_DRY = ["tests/test_evaluation.py", "-k", "test_sliding_window_and_flip_match_a_whole_pass_for_a_pointwise_net"]
 
@@ -72,8 +73,9 @@ TARGETS = {
     "bit_exact_resume": "bit-exact resume on CUDA with trainer.deterministic=true",
     "fp16_finite": "fp16 training, 200 iterations, no non-finite loss",
 }
+# import name -> package, for the one line of a step skipped for want of one
 OPTIONAL_PACKAGES = {"hydra": "hydra-core", "omegaconf": "omegaconf", "albumentations": "albumentations",
-                     "pydensecrf": "pydensecrf2", "xdist": "pytest-xdist"}
+                     "pydensecrf": "pydensecrf2"}
 
 
 class Skipped(Exception):
@@ -883,8 +885,11 @@ def main() -> int:
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"--steps: unknown {', '.join(unknown)}; the steps are {', '.join(names)}")
-    if args.dry_run:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch is imported: nothing in a dry run can reach a GPU
+    if args.dry_run:  # before torch is imported, here and in every process started later
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # nothing in a dry run can reach a GPU
+        # toy sizes gain nothing from threads, and OpenMP threads spinning beside other work on a small CPU (CI's
+        # other test worker) slowed the dry run several times over
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network there: no version check at import
     args.out.mkdir(parents=True, exist_ok=True)
     log_file = args.out / "device_check.log"
