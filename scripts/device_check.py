@@ -475,10 +475,9 @@ def step_trainer_overhead(check: Check) -> None:
 
     warmup, total, repeats = check.size(20, 1), check.size(120, 3), check.size(2, 1)
     with tempfile.TemporaryDirectory(dir=fast_temporary()) as root:
-        root = Path(root)
+        root, data = Path(root), Path(root) / "data"
         os.environ["SEGTRAIN_CACHE"] = str(root / "cache")
-        write_images(root / "data", check.size(64, 8))
-        data = root / "data"
+        write_images(data, check.size(64, 8))
         cfg = compose("dataset=folder", f"dataset.root={data}", f"dataset.classes={data / 'classes.yaml'}",
                       "dataset.num_classes=21", "dataset.val_fraction=0.125",  # bare_loop reads num_classes
                       *([] if not check.dry else ["dataset.scale=0.125"]),
