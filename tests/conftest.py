@@ -8,6 +8,13 @@ from segtrain.config import compose
 # the label-scan cache of every test run (and of its subprocesses) in a folder of its own, never ~/.cache
 os.environ["SEGTRAIN_CACHE"] = tempfile.mkdtemp(prefix="segtrain-test-cache-")
 
+# Where the tiny runs train: cpu (CI), or cuda when scripts/device_check.py runs the suite on a GPU. There they
+# also take deterministic kernels, which trainer.deterministic=auto leaves off on CUDA: the suite checks bit-exact
+# resumes.
+TEST_DEVICE = os.environ.get("SEGTRAIN_TEST_DEVICE", "cpu")
+if TEST_DEVICE not in ("cpu", "cuda"):
+    raise ValueError(f"SEGTRAIN_TEST_DEVICE={TEST_DEVICE!r}: expected cpu or cuda")
+
 # Shrinks any run to seconds on a CPU: narrow network, tiny images, a few iterations.
 TINY = [
     "model.width=0.0625",
@@ -21,7 +28,8 @@ TINY = [
     "trainer.ckpt_interval=2",
     "trainer.log_interval=2",
     "trainer.num_vis_images=2",
-    "trainer.device=cpu",
+    f"trainer.device={TEST_DEVICE}",
+    *(["trainer.deterministic=true"] if TEST_DEVICE == "cuda" else []),
 ]
 
 

@@ -373,3 +373,17 @@ def test_checkpoints_carry_their_config_version_and_upgrades_key_on_it(finished_
         stored_config(old, version=1)  # stamped 1: trainer.sample_rate was never a key of it
     with pytest.raises(SegtrainError, match=r"config version 2 is newer than this segtrain's \(1\)"):
         stored_config(state["config"], version=2)
+
+
+def test_configs_are_found_in_a_checkout_that_is_only_on_the_path(monkeypatch):
+    """As scripts/device_check.py runs segtrain on a GPU machine: no install, so no segtrain.configs package."""
+    import importlib.resources
+
+    installed = Path(config_dir())
+
+    def no_such_package(anchor):
+        raise ModuleNotFoundError(f"No module named {anchor!r}", name=anchor)
+
+    monkeypatch.setattr(importlib.resources, "files", no_such_package)
+    found = Path(config_dir())
+    assert found == installed.resolve() and (found / "config.yaml").is_file()

@@ -14,10 +14,15 @@ from .schemas import MODEL_SCHEMAS, SCHEMAS, STORED_GROUPS, TrainConfig, registe
 
 
 def config_dir() -> str:
-    """The folder holding config.yaml: `segtrain/configs` in an installed wheel, `configs/` in a checkout."""
+    """The folder holding config.yaml: `segtrain/configs` in an installed wheel, `configs/` in a checkout (through
+    the editable install's mapping, or found beside the package when the checkout is only on PYTHONPATH, as
+    scripts/device_check.py runs it on a GPU machine where nothing may be installed)."""
     from importlib.resources import files
 
-    return str(files("segtrain.configs"))
+    try:
+        return str(files("segtrain.configs"))
+    except ModuleNotFoundError:
+        return str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def register_configs() -> None:
