@@ -42,6 +42,9 @@ def test_train_then_eval_through_the_console_scripts(tmp_path):
     stored = (folder / "config.yaml").read_text()  # the training config as evaluated, and the evaluation's keys
     assert "evaluation:" in stored and "training:" in stored and "crf:" in stored
     assert (folder / ".hydra" / "config.yaml").is_file()
+    logged = (folder / "segtrain-eval.log").read_text()  # the evaluation's lines, with their time
+    for line in ("mean IU", "training logged at iteration 6: identical", f"wrote {folder}: metrics.json"):
+        assert line in logged
 
 
 def test_eval_errors_are_one_line(tmp_path):

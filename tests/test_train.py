@@ -201,7 +201,7 @@ def test_edeconvnet_ensemble_of_checkpoints(finished_run, tiny_cfg, tmp_path, ca
     other = load_checkpoint(fcn8s)
     other["config"]["dataset"]["num_classes"] = 4
     torch.save(other, tmp_path / "other.pt")
-    with pytest.raises(SegtrainError, match="must share the dataset"):
+    with pytest.raises(SegtrainError, match="dataset.num_classes 4 against 5; the members of an ensemble"):
         run_eval([f"ckpt={deconvnet}", f"ensemble=[{tmp_path / 'other.pt'}]"])
 
 
