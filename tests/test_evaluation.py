@@ -1,5 +1,8 @@
 """CRF refinement, test-time scoring modes and the evaluation CLI's handling of them."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -310,3 +313,53 @@ def test_eval_table_aligns_every_value_under_its_column():
     for line, (plain, crf) in zip(lines[5:], [("90.00", "90.00"), ("50.00", "50.00"), ("75.00", "80.00"),
                                               ("12.50", "12.50")]):  # under IU and +CRF IU, nothing after
         assert line[ends[0] - 5:ends[0]] == plain and line[ends[2] - 5:] == crf, line
+
+
+def test_export_of_a_valid_unet_takes_the_sizes_it_can_and_names_every_file(tiny_cfg, tmp_path, monkeypatch):
+    import onnx
+    import onnxruntime
+
+    from segtrain.cli.export import run as run_export
+    from segtrain.checkpoint import restore
+    from segtrain.train import train
+
+    train(tiny_cfg("model=unet", "trainer.max_iters=1"), tmp_path / "unet")
+    ckpt = tmp_path / "unet" / "checkpoints" / "last.pt"
+
+    # a failing dynamic export: one line naming a fixed-size export at sizes the U-Net takes; nothing left behind
+    def exporter_fails(model, args, path, **kwargs):
+        Path(path).write_bytes(b"half an onnx file")
+        os.write(2, b"the exporter's chatter\n")
+        raise RuntimeError("the exporter gave up")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", exporter_fails)
+        with pytest.raises(SegtrainError) as info:
+            run_export([f"ckpt={ckpt}", f"out={tmp_path / 'new' / 'deeper' / 'unet.onnx'}", "height=64", "width=110"])
+    line, _, kept = str(info.value).partition(" (the exporter's messages: ")
+    assert line == ("cannot export unet to ONNX (RuntimeError: the exporter gave up); export one size instead: "
+                    "dynamic=false height=100 width=116")
+    assert "the exporter's chatter" in Path(kept.rstrip(")")).read_text()
+    Path(kept.rstrip(")")).unlink()
+    assert not (tmp_path / "new").exists()  # the folders it made for out= are gone too
+
+    path = tmp_path / "onnx" / "unet.onnx"
+    result = subprocess.run([Path(sys.executable).parent / "segtrain-export", f"ckpt={ckpt}", f"out={path}",
+                             "height=100", "width=110"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = [path, path.with_name("unet.onnx.data"), path.with_name("unet.onnx.log")]
+    assert f"wrote {', '.join(map(str, files))} (dynamic batch; heights and widths of 16k+4 px (100, 116, 132, " \
+           "...) only)" in result.stdout
+    assert all(p.is_file() for p in files)
+    terminal = result.stdout + result.stderr
+    chatter = [line for line in files[2].read_text().splitlines()[1:] if line]  # the exporter's, in the log only
+    assert len(chatter) > 20 and not any(line in terminal for line in chatter)
+    assert len(terminal.splitlines()) == 5, terminal  # reading, traced at, exporting, checking, wrote
+    dims = [d.dim_param for d in onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[2:] == ["16*height_steps + 4", "16*width_steps + 4"]  # the file states what it takes
+    _, model, _ = restore(ckpt)
+    x = torch.randn(2, 3, 132, 148)  # a batch and sizes of that rule the export never saw
+    with torch.no_grad():
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], model(x).numpy(), rtol=1e-3,
+                                   atol=1e-4)

@@ -9,7 +9,7 @@ exactly the input's pixels, whatever its size. `unet_same` pads every convolutio
 import torch
 from torch import nn
 
-from ._utils import SegmentationModel, init_relu_convs, mirror_pad
+from ._utils import InputSizes, SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import scale_channels
 
 VALID_BORDER = 92  # pixels the unpadded network eats on each side: (572 - 388) / 2
@@ -35,6 +35,8 @@ class UNet(SegmentationModel):
                  padding: int = 0):
         super().__init__()
         self.padding = padding
+        # same: four 2x poolings; valid: 16m-124, mirrored out by VALID_BORDER (a single reflection from 93 px)
+        self.input_sizes = InputSizes(16, 0, 16) if padding else InputSizes(16, 4, 100)
         channels = [scale_channels(64 * 2 ** i, width) for i in range(5)]  # 64 .. 1024
         self.encoder = nn.ModuleList(double_conv(c_in, c_out, padding, batch_norm)
                                      for c_in, c_out in zip([3] + channels[:-1], channels))
