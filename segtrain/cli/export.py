@@ -13,9 +13,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import hydra
@@ -141,14 +143,18 @@ def export_checkpoint(cfg) -> Path:
                                   dynamic_shapes=dynamic_shapes(sizes) if dynamic else None, dynamo=True,
                                   verbose=False)
         except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the first line says which
-            raise export_error(f"cannot export {name} to ONNX ({one_line(e)[:200]})", messages, dynamic,
-                               sizes, height, width) from None
+            cause = e  # torch.onnx wraps torch.export's error, which says what failed
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            text = re.sub(r"\x1b\[[0-9;]*m", "", one_line(cause))[:200]  # its colour codes off
+            raise export_error(f"cannot export {name} to ONNX ({text})", e, messages, dynamic, sizes, height,
+                               width) from None
         try:
             log.info("checking %s with onnxruntime at %s", out.name, " and ".join(str(tuple(x.shape)) for x in inputs))
             with output_into(messages):
                 worst = check_onnx(staged, model, inputs, tolerance=1e-3)
         except SegtrainError as e:
-            raise export_error(f"{out.name}: {e}", messages, dynamic, sizes, height, width) from None
+            raise export_error(f"{out.name}: {e}", e, messages, dynamic, sizes, height, width) from None
         files = sorted(p.name for p in staging.iterdir())
         record_written(out.parent, files)
         for file in files:
@@ -163,18 +169,18 @@ def export_checkpoint(cfg) -> Path:
     return out
 
 
-def export_error(what: str, messages: Path, dynamic: bool, sizes, height: int, width: int) -> SegtrainError:
+def export_error(what: str, error: BaseException, messages: Path, dynamic: bool, sizes, height: int,
+                 width: int) -> SegtrainError:
     """A failed export's line: what failed, for a dynamic export the fixed-size one to run instead (at a size the
-    network takes), and where the exporter's messages were kept (a temporary file: nothing stays beside OUT)."""
+    network takes), and the temporary file that keeps the exporter's messages and the error's traceback (nothing
+    stays beside OUT)."""
     hint = (f"; export one size instead: dynamic=false height={sizes.fitting(height)} width={sizes.fitting(width)}"
             if dynamic else "")
-    kept = ""
-    if messages.is_file():
-        handle, path = tempfile.mkstemp(prefix="segtrain-export-", suffix=".log")
-        os.close(handle)
-        shutil.copyfile(messages, path)
-        kept = f" (the exporter's messages: {path})"
-    return SegtrainError(f"{what}{hint}{kept}")
+    handle, path = tempfile.mkstemp(prefix="segtrain-export-", suffix=".log")
+    with os.fdopen(handle, "w") as kept:
+        kept.write(messages.read_text() if messages.is_file() else "")
+        kept.write("".join(traceback.format_exception(error)))
+    return SegtrainError(f"{what}{hint} (the exporter's messages: {path})")
 
 
 MANIFEST = ".segtrain-export.json"  # the files segtrain-export wrote into a folder

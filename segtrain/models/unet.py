@@ -68,7 +68,9 @@ class UNet(SegmentationModel):
         x = self.dropout(skips.pop())  # (N, 1024w, ...) the bottom of the U
         for upconv, block in zip(self.upconvs, self.decoder):
             x = upconv(x)
-            skip = center_crop(skips.pop(), *x.shape[-2:])  # 568->392, 280->200, 136->104, 64->56 at 572
+            # padded convolutions keep the sizes (no crop: one with symbolic sizes fails an ONNX export of
+            # unet_same); unpadded ones crop 568->392, 280->200, 136->104, 64->56 at 572
+            skip = skips.pop() if self.padding else center_crop(skips.pop(), *x.shape[-2:])
             x = block(torch.cat([skip, x], dim=1))
         return self.classifier(x)[..., :height, :width]  # the output starts at the image's first pixel
 
