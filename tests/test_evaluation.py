@@ -355,7 +355,8 @@ def test_export_of_a_valid_unet_takes_the_sizes_it_can_and_names_every_file(tiny
     chatter = [line for line in files[2].read_text().splitlines()[1:] if line]  # the exporter's, in the log only
     assert len(chatter) > 20 and not any(line in terminal for line in chatter)
     assert len(terminal.splitlines()) == 5, terminal  # reading, traced at, exporting, checking, wrote
-    dims = [d.dim_param for d in onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
+    shape = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape
+    dims = [d.dim_param for d in shape.dim]
     assert dims[2:] == ["16*height_steps + 4", "16*width_steps + 4"]  # the file states what it takes
     _, model, _ = restore(ckpt)
     x = torch.randn(2, 3, 132, 148)  # a batch and sizes of that rule the export never saw

@@ -66,7 +66,8 @@ def test_report_puts_runs_sweeps_and_the_published_figure_side_by_side(tmp_path)
     assert any("| 39.5 |" in line and "fcn16s" in line for line in lines)
     # each evaluation with its checkpoint, inference and CRF settings and both scores
     evaluated = json.loads((tmp_path / "runs" / "a" / "eval" / evaluation / "metrics.json").read_text())
-    assert rows[1]["settings"].startswith("best.pt inference=multiscale(scales=1,1.5 flip) crf=dense(w1=4 sigma_alpha=121")
+    assert rows[1]["settings"].startswith(
+        "best.pt inference=multiscale(scales=1,1.5 flip) crf=dense(w1=4 sigma_alpha=121")
     assert float(rows[1]["mean IU"]) == evaluated["mean_iu"] and float(rows[1]["CRF mean IU"]) == evaluated["crf"][
         "mean_iu"] and rows[1]["best mean IU"] == "" and rows[1]["iterations"] == str(evaluated["iteration"])
     assert "crf=dense(w1=3 " in rows[6]["settings"] and "crf=dense(w1=5 " in rows[7]["settings"]

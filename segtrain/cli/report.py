@@ -37,7 +37,7 @@ def natural_order(path: Path):
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path.name) if part]
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, kind=dict):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -45,8 +45,8 @@ def read_yaml(path: Path) -> dict:
         value = OmegaConf.to_container(OmegaConf.load(path))
     except (OSError, ValueError, OmegaConfBaseException) as e:
         raise Skipped(f"{path.name} cannot be read ({type(e).__name__})") from None
-    if not isinstance(value, dict):
-        raise Skipped(f"{path.name} holds no mapping")
+    if not isinstance(value, kind):
+        raise Skipped(f"{path.name} holds no {kind.__name__}")
     return value
 
 
@@ -84,8 +84,8 @@ def find_rows(folder: Path, rows: list, skipped: list) -> None:
         return
     if kind == "training":
         attempt(lambda: rows.append(summarize_training(folder)))
-        folder = folder / "eval"  # its evaluations, RUN/eval/<name>-<time>/
-        below = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        evaluations = folder / "eval"  # RUN/eval/<name>-<time>/
+        below = [p for p in evaluations.iterdir() if p.is_dir()] if evaluations.is_dir() else []
     elif kind is not None:
         below = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if not below:
@@ -95,7 +95,8 @@ def find_rows(folder: Path, rows: list, skipped: list) -> None:
 
 
 def folder_kind(folder: Path) -> str:
-    """"evaluation", "training", or for any other folder why it holds no row itself (it may have some below)."""
+    """What `folder` is: an evaluation, a training run, or else why it holds no row itself (it may have some
+    below); a record it cannot read is Skipped."""
     record = folder / ".hydra" / "config.yaml"
     if (folder / "metrics.json").is_file() and (folder / "config.yaml").is_file():
         if {"evaluation", "training"} <= set(read_yaml(folder / "config.yaml")):
@@ -130,8 +131,11 @@ def mean_iu_curve(run: Path):
 def summarize_training(run: Path) -> dict:
     config = read_yaml(run / ".hydra" / "config.yaml")
     overrides_file = run / ".hydra" / "overrides.yaml"
-    overrides = [o for o in (read_yaml_list(overrides_file) if overrides_file.is_file() else [])
-                 if not o.startswith(("hydra.", "trainer.device", "trainer.resume"))]
+    try:  # a damaged record only loses the overrides column
+        overrides = [str(o) for o in read_yaml(overrides_file, list)
+                     if not str(o).startswith(("hydra.", "trainer.device", "trainer.resume"))]
+    except Skipped:
+        overrides = []
     metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
     curve = mean_iu_curve(run)
     if not metrics and not curve:
@@ -145,16 +149,6 @@ def summarize_training(run: Path) -> dict:
         "CRF mean IU": None, "pixel acc.": metrics.get("pixel_acc"), "images/s": metrics.get("train_images_per_s"),
         "published mean IU": (config.get("published") or {}).get("mean_iu"), "curve": curve,
     }
-
-
-def read_yaml_list(path: Path) -> list:
-    from omegaconf import OmegaConf
-
-    try:
-        value = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception:  # noqa: BLE001 - a damaged record only loses the overrides column
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def evaluation_settings(evaluation: dict, result: dict) -> str:
