@@ -52,13 +52,21 @@ def finished_before(run_dir: Path, overrides):
     return None
 
 
-def score(record: dict):
-    """What the sweep maximises for a job: an evaluation's mean IU after its CRF (else its network's), a
-    training's best validation mean IU; None where the job has none."""
+# what a sweep maximises for a job, by its key in the job's record
+OBJECTIVES = {"crf_mean_iu": "mean IU after the CRF", "mean_iu": "mean IU", "best_mean_iu": "best validation mean IU"}
+
+
+def objective(record: dict) -> str:
+    """The key of a job's score: an evaluation's mean IU after its CRF (else its network's), a training's best
+    validation mean IU."""
     if "crf_mean_iu" in record:  # segtrain-eval's job
-        value = record["mean_iu"] if record["crf_mean_iu"] is None else record["crf_mean_iu"]
-    else:
-        value = record.get("best_mean_iu")
+        return "mean_iu" if record["crf_mean_iu"] is None else "crf_mean_iu"
+    return "best_mean_iu"
+
+
+def score(record: dict):
+    """A job's score (OBJECTIVES), or None where it has none."""
+    value = record.get(objective(record))
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
@@ -81,7 +89,8 @@ def shown(override: str) -> str:
 
 
 def summarize(sweep_dir: Path):
-    """(rows, markdown) over every job status under the sweep dir, in job order; the best job's row marked."""
+    """(rows, markdown) over every job status under the sweep dir, in job order; the best job's score in bold
+    and its overrides repeated below the table."""
     records = []
     for path in sorted(Path(sweep_dir).rglob(STATUS_FILE), key=lambda p: [int(s) if s.isdigit() else s
                                                                             for s in p.parent.name.split("_")]):
@@ -98,16 +107,16 @@ def summarize(sweep_dir: Path):
              "|---|---|---|---|---|---|" + ("---|" if evaluation else "")]
     best = best_job(records)
     for record in records:
-        values = (f"{percent(record.get('mean_iu'))} | {percent(record.get('crf_mean_iu'))}" if evaluation
-                  else percent(record.get("best_mean_iu")))
-        job = Path(record["run_dir"]).name + (" (best)" if record is best else "")
+        keys = ("mean_iu", "crf_mean_iu") if evaluation else ("best_mean_iu",)
+        values = " | ".join(f"**{percent(record[k])}**" if record is best and k == objective(best)
+                            else percent(record.get(k)) for k in keys)  # the best job's score in bold
+        job = Path(record["run_dir"]).name
         lines.append(f"| {job} | {' '.join(map(shown, record['overrides'])) or '(defaults)'} | "
                      f"{record['status']} | {values} | {record.get('iteration') or '-'} | "
                      f"{(record.get('error') or '').replace('|', '/')} |")
     if best is not None:
-        what = "mean IU after the CRF" if best.get("crf_mean_iu") is not None else (
-            "mean IU" if evaluation else "best validation mean IU")
-        lines.append(f"\nBest: job {Path(best['run_dir']).name} ({what} {percent(score(best))}): "
+        lines.append(f"\nBest: job {Path(best['run_dir']).name} ({OBJECTIVES[objective(best)]} "
+                     f"{percent(score(best))}): "
                      f"{' '.join(map(shown, best['overrides'])) or '(defaults)'}")
     if any(shown(o) != o for record in records for o in record["overrides"]):
         lines.append("\nNumbers drawn by the sweeper are shown to 4 significant digits; sweep_summary.json and each "

@@ -187,7 +187,7 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
     records = json.loads((tmp_path / "sweep_summary.json").read_text())
     summary = (tmp_path / "sweep_summary.md").read_text()
     best_job = max(records, key=lambda r: r["best_mean_iu"])
-    assert summary.count("(best)") == 1 and f"| {Path(best_job['run_dir']).name} (best) |" in summary
+    assert summary.count("**") == 2 and f"| **{100 * best_job['best_mean_iu']:.2f}** |" in summary
     for record in records:
         lr = next(o for o in record["overrides"] if o.startswith("optimizer.lr="))
         assert f"optimizer.lr={float(lr.partition('=')[2]):.4g} " in summary and lr not in summary
@@ -207,7 +207,9 @@ def test_optuna_crf_search_draws_short_values_and_marks_the_best_trial(finished_
         assert float(values["crf.sigma_alpha"]) % 5 == 0 and len(values["crf.w1"]) <= 4
     best = max(records, key=lambda r: r["crf_mean_iu"])  # the first of equals, as Optuna
     summary = (tmp_path / "sweep" / "sweep_summary.md").read_text()
-    assert summary.count("(best)") == 1 and f"| {Path(best['run_dir']).name} (best) |" in summary
+    row, = (line for line in summary.splitlines() if "**" in line)  # its score after the CRF in bold
+    assert row.startswith(f"| {Path(best['run_dir']).name} | ") and row.count("**") == 2
+    assert f" | **{100 * best['crf_mean_iu']:.2f}** | " in row
     assert f"Best: job {Path(best['run_dir']).name} (mean IU after the CRF {100 * best['crf_mean_iu']:.2f}): " \
            f"{' '.join(best['overrides'])}" in summary
 
