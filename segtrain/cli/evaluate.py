@@ -79,6 +79,8 @@ def check_ensemble(paths, ckpt, stored_config: dict) -> list:
     from ..checkpoint import load_checkpoint
     from ..config import compose_stored_config
 
+    if not paths:
+        return []
     ours = to_plain(compose_stored_config(stored_config, []).dataset)
     names = []
     for path in paths:
