@@ -69,6 +69,14 @@ def predict_scores(model, images: torch.Tensor, mode: str = "whole", tile: int =
     return total / (len(scales) * (2 if flip else 1))
 
 
+def inference_name(mode: str = "whole", scales=(1.0,), flip: bool = False, **_) -> str:
+    """The scoring of these `inference.*` settings as the choice that gives it: whole (one pass, what training
+    validates with), slide (tiles) or multiscale (several scales, or a flip, averaged)."""
+    if mode == "slide":
+        return "slide"
+    return "multiscale" if tuple(scales) != (1.0,) or flip else "whole"
+
+
 def upsample_to_labels(scores: torch.Tensor, sizes: torch.Tensor, label_shape) -> torch.Tensor:
     """Scores of resized images (N, C, h, w), padded, to their labels' stored sizes (N, C, H, W), padded:
     each item's (image height, image width, label height, label width) in `sizes` (from pad_collate)."""

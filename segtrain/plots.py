@@ -39,7 +39,8 @@ def confusion_figure(confusion, class_names, title: str = "confusion (rows: grou
 
 
 def iu_bar_figure(iu, class_names, title: str = "IU per class (%)"):
-    """Horizontal bars, one per class (a class absent from both ground truth and prediction has none)."""
+    """Horizontal bars, one per class, each value written just past its bar's end, in a margin right of 100 that
+    takes "100.0" (a class absent from both ground truth and prediction has no bar and "-")."""
     values = [np.nan if v is None else 100 * float(v) for v in iu]
     n = len(class_names)
     fig = figure(6.0, max(2.5, 0.25 * n + 1.0))
@@ -47,11 +48,13 @@ def iu_bar_figure(iu, class_names, title: str = "IU per class (%)"):
     ax.barh(range(n), np.nan_to_num(values), color="tab:blue")
     ax.set_yticks(range(n), class_names, fontsize=max(5.0, min(10.0, 220 / max(n, 1))))
     ax.invert_yaxis()
-    ax.set_xlim(0, 100)
+    ax.set_xlim(0, 112)
+    ax.set_xticks(range(0, 101, 20))
+    ax.spines[["top", "right"]].set_visible(False)
     ax.set_title(title, fontsize=10)
     for row, value in enumerate(values):
-        ax.text(min(value, 88) + 1 if value == value else 1, row, f"{value:.1f}" if value == value else "-",
-                va="center", fontsize=7)
+        ax.text(value + 1 if value == value else 1, row, f"{value:.1f}" if value == value else "-", va="center",
+                fontsize=7)
     return fig
 
 

@@ -1,8 +1,11 @@
 """Where and how a run computes: device, mixed precision, determinism and seeds, DataLoader workers. Training and
 the evaluation commands share these."""
+import contextlib
 import logging
 import os
 import random
+import re
+import warnings
 
 import numpy as np
 import torch
@@ -24,6 +27,38 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)  # set both ways: sweep jobs share a process
     torch.backends.cudnn.benchmark = not deterministic
+
+
+# torch's warning for an op it has no deterministic kernel for, which warn_only=True runs anyway
+NONDETERMINISTIC_WARNING = re.compile(r"(\S+) does not have a deterministic implementation, but you set "
+                                      r"'torch\.use_deterministic_algorithms\(True, warn_only=True\)'")
+
+
+@contextlib.contextmanager
+def nondeterministic_ops_named(deterministic: bool):
+    """While a deterministic run trains, torch's warning for an op without a deterministic kernel (DeconvNet's
+    max_unpool2d; on CUDA, some backward passes), repeated at every call, becomes one log line the first time each
+    op runs: "deterministic kernels except max_unpooling2d_forward_out (torch has none for it)". Other warnings
+    are shown as before."""
+    if not deterministic:
+        yield
+        return
+    named = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", message=NONDETERMINISTIC_WARNING.pattern)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            op = NONDETERMINISTIC_WARNING.match(str(message))
+            if op is None:
+                shown(message, category, filename, lineno, file, line)
+            elif op[1] not in named:
+                named.append(op[1])
+                log.info("deterministic kernels except %s (torch has none for %s)", ", ".join(named),
+                         "it" if len(named) == 1 else "them")
+
+        warnings.showwarning = show
+        yield
 
 
 def select_device(name: str) -> torch.device:

@@ -6,6 +6,7 @@ with the same overrides and resumes the others from their last.pt."""
 import json
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -51,8 +52,45 @@ def finished_before(run_dir: Path, overrides):
     return None
 
 
+# what a sweep maximises for a job, by its key in the job's record
+OBJECTIVES = {"crf_mean_iu": "mean IU after the CRF", "mean_iu": "mean IU", "best_mean_iu": "best validation mean IU"}
+
+
+def objective(record: dict) -> str:
+    """The key of a job's score: an evaluation's mean IU after its CRF (else its network's), a training's best
+    validation mean IU."""
+    if "crf_mean_iu" in record:  # segtrain-eval's job
+        return "mean_iu" if record["crf_mean_iu"] is None else "crf_mean_iu"
+    return "best_mean_iu"
+
+
+def score(record: dict):
+    """A job's score (OBJECTIVES), or None where it has none."""
+    value = record.get(objective(record))
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def best_job(records):
+    """The finished job with the highest score (the first of equals, as Optuna picks), or None."""
+    scored = [r for r in records if r["status"] == "finished" and score(r) is not None]
+    return max(scored, key=score) if scored else None
+
+
+def shown(override: str) -> str:
+    """An override as the summary shows it: a number a sampler drew with more than 6 significant digits
+    (crf.w1=4.646440511781974) to 4 (crf.w1=4.646); sweep_summary.json keeps it whole."""
+    key, _, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    digits = re.sub(r"\D", "", value.lower().split("e")[0]).strip("0")
+    return f"{key}={number:.4g}" if len(digits) > 6 else override
+
+
 def summarize(sweep_dir: Path):
-    """(rows, markdown) over every job status under the sweep dir, in job order."""
+    """(rows, markdown) over every job status under the sweep dir, in job order; the best job's score in bold
+    and its overrides repeated below the table."""
     records = []
     for path in sorted(Path(sweep_dir).rglob(STATUS_FILE), key=lambda p: [int(s) if s.isdigit() else s
                                                                             for s in p.parent.name.split("_")]):
@@ -67,12 +105,22 @@ def summarize(sweep_dir: Path):
     scores = "mean IU | + CRF" if evaluation else "best mean IU"
     lines = [f"| job | overrides | status | {scores} | iterations | error |",
              "|---|---|---|---|---|---|" + ("---|" if evaluation else "")]
+    best = best_job(records)
     for record in records:
-        score = (f"{percent(record.get('mean_iu'))} | {percent(record.get('crf_mean_iu'))}" if evaluation
-                 else percent(record.get("best_mean_iu")))
-        lines.append(f"| {Path(record['run_dir']).name} | {' '.join(record['overrides']) or '(defaults)'} | "
-                     f"{record['status']} | {score} | {record.get('iteration') or '-'} | "
+        keys = ("mean_iu", "crf_mean_iu") if evaluation else ("best_mean_iu",)
+        values = " | ".join(f"**{percent(record[k])}**" if record is best and k == objective(best)
+                            else percent(record.get(k)) for k in keys)  # the best job's score in bold
+        job = Path(record["run_dir"]).name
+        lines.append(f"| {job} | {' '.join(map(shown, record['overrides'])) or '(defaults)'} | "
+                     f"{record['status']} | {values} | {record.get('iteration') or '-'} | "
                      f"{(record.get('error') or '').replace('|', '/')} |")
+    if best is not None:
+        lines.append(f"\nBest: job {Path(best['run_dir']).name} ({OBJECTIVES[objective(best)]} "
+                     f"{percent(score(best))}): "
+                     f"{' '.join(map(shown, best['overrides'])) or '(defaults)'}")
+    if any(shown(o) != o for record in records for o in record["overrides"]):
+        lines.append("\nNumbers drawn by the sweeper are shown to 4 significant digits; sweep_summary.json and each "
+                     "job's .hydra/overrides.yaml hold them whole.")
     return records, "\n".join(lines) + "\n"
 
 
@@ -89,8 +137,10 @@ class SweepSummary(Callback):
         (sweep_dir / "sweep_summary.json").write_text(strict_json(records, indent=2))
         (sweep_dir / "sweep_summary.md").write_text(f"# Sweep {sweep_dir}\n\n{markdown}")
         failed = [r for r in records if r["status"] != "finished"]
-        print(f"sweep: {len(records) - len(failed)} of {len(records)} jobs finished; summary in "
-              f"{sweep_dir / 'sweep_summary.md'}", file=sys.stderr)
+        best = best_job(records)
+        print(f"sweep: {len(records) - len(failed)} of {len(records)} jobs finished"
+              + (f"; best: job {Path(best['run_dir']).name} ({100 * score(best):.2f})" if best else "")
+              + f"; summary in {sweep_dir / 'sweep_summary.md'}", file=sys.stderr)
         if failed:
             for record in failed:
                 print(f"segtrain: job {Path(record['run_dir']).name} ({' '.join(record['overrides'])}) "

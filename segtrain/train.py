@@ -39,8 +39,8 @@ from .models import build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
 from .processes import shutdown_workers, worker_signals
 from .runlog import RunLogger
-from .runtime import (resolve_deterministic, resolve_num_workers, seed_everything, select_amp, select_device,
-                      val_loader_for)
+from .runtime import (nondeterministic_ops_named, resolve_deterministic, resolve_num_workers, seed_everything,
+                      select_amp, select_device, val_loader_for)
 from .signals import StopRequests, TrainingInterrupted
 from .visualize import evenly_spaced
 
@@ -111,7 +111,7 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
     try:
         model.train()
         loss_sum, loss_count = torch.zeros((), device=device), 0
-        with StopRequests() as stop:
+        with StopRequests() as stop, nondeterministic_ops_named(deterministic):
             if checkpointer.validation_missing() and validation_due(start_iter, tc):
                 # stopped (or killed) between its checkpoint and its validation: that validation first, as it
                 # would have run (it draws from no RNG stream the training uses)

@@ -42,6 +42,9 @@ def test_train_then_eval_through_the_console_scripts(tmp_path):
     stored = (folder / "config.yaml").read_text()  # the training config as evaluated, and the evaluation's keys
     assert "evaluation:" in stored and "training:" in stored and "crf:" in stored
     assert (folder / ".hydra" / "config.yaml").is_file()
+    logged = (folder / "segtrain-eval.log").read_text()  # the evaluation's lines, with their time
+    for line in ("mean IU", "training logged at iteration 6: identical", f"wrote {folder}: metrics.json"):
+        assert line in logged
 
 
 def test_eval_errors_are_one_line(tmp_path):
@@ -180,6 +183,35 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
     best = (tmp_path / "optimization_results.yaml").read_text()
     assert "optimizer.lr" in best and "best_value" in best
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+    # the summary marks the best trial and shows the sampled rates short; its JSON keeps them whole
+    records = json.loads((tmp_path / "sweep_summary.json").read_text())
+    summary = (tmp_path / "sweep_summary.md").read_text()
+    best_job = max(records, key=lambda r: r["best_mean_iu"])
+    assert summary.count("**") == 2 and f"| **{100 * best_job['best_mean_iu']:.2f}** |" in summary
+    for record in records:
+        lr = next(o for o in record["overrides"] if o.startswith("optimizer.lr="))
+        assert f"optimizer.lr={float(lr.partition('=')[2]):.4g} " in summary and lr not in summary
+    assert f"; best: job {Path(best_job['run_dir']).name} ({100 * best_job['best_mean_iu']:.2f})" in result.stderr
+
+
+def test_optuna_crf_search_draws_short_values_and_marks_the_best_trial(finished_run, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    ckpt = finished_run[0] / "checkpoints" / "last.pt"
+    result = run("segtrain-eval", "-m", "eval_sweep=optuna_crf", f"ckpt={ckpt}", "hydra.sweeper.n_trials=3",
+                 "crf.workers=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    for record in records:  # on the search's steps: the values one reads are the values evaluated
+        values = dict(o.split("=", 1) for o in record["overrides"] if o.startswith("crf."))
+        assert float(values["crf.w1"]) * 4 % 1 == 0 and float(values["crf.sigma_beta"]) * 4 % 1 == 0
+        assert float(values["crf.sigma_alpha"]) % 5 == 0 and len(values["crf.w1"]) <= 4
+    best = max(records, key=lambda r: r["crf_mean_iu"])  # the first of equals, as Optuna
+    summary = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    row, = (line for line in summary.splitlines() if "**" in line)  # its score after the CRF in bold
+    assert row.startswith(f"| {Path(best['run_dir']).name} | ") and row.count("**") == 2
+    assert f" | **{100 * best['crf_mean_iu']:.2f}** | " in row
+    assert f"Best: job {Path(best['run_dir']).name} (mean IU after the CRF {100 * best['crf_mean_iu']:.2f}): " \
+           f"{' '.join(best['overrides'])}" in summary
 
 
 def test_slurm_launcher_config_selects_submitit():

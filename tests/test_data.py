@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from segtrain.data import build_dataset
@@ -35,3 +36,19 @@ def test_synthetic_scenes_are_deterministic_and_cover_every_class():
     # thin wires and small dots are rare but present; background does not swamp everything
     assert 0.005 < fractions[3] < 0.1 and 0.005 < fractions[4] < 0.1
     assert fractions[0] < 0.9
+
+
+def test_synthetic_labels_are_painted_in_the_colours_the_scenes_draw_them_in():
+    """One palette for drawing and painting: each object class's mean colour in the scenes is nearest to its own
+    palette entry (the VOC palette painted discs green and wires olive)."""
+    from segtrain.data.synthetic import CLASS_COLOURS, SyntheticScenes
+
+    scenes = SyntheticScenes("train", 20, 64, 0)
+    items = [scenes.raw_item(i) for i in range(len(scenes))]
+    objects = sorted(CLASS_COLOURS)
+    painted = scenes.palette[objects].float()
+    for cls in objects:
+        drawn = torch.from_numpy(np.concatenate([image[label == cls] for image, label in items])).float().mean(0)
+        assert objects[int((painted - drawn).norm(dim=1).argmin())] == cls, (cls, drawn)
+        low, high = CLASS_COLOURS[cls]
+        assert all(lo <= v <= hi for lo, v, hi in zip(low, scenes.palette[cls].tolist(), high))

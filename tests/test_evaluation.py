@@ -1,5 +1,8 @@
 """CRF refinement, test-time scoring modes and the evaluation CLI's handling of them."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +244,123 @@ def test_long_evaluation_shows_progress_off_a_terminal(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("evaluating: 1/5 batches") and "batch/s  eta 00:00:00" in lines[0]
     assert lines[-1].startswith("evaluating: 5 batches in")
+
+
+def test_reproduction_line_compares_only_evaluations_scored_as_training_validated(finished_run, capsys):
+    from segtrain.cli.evaluate import reproduction_line
+
+    names = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+    logged = dict(zip(names, (0.9, 0.5, 0.4, 0.8)))
+    state = {"iteration": 6, "metrics_iteration": 6, "metrics": logged}
+    whole = {"mode": "whole", "scales": [1.0], "flip": False}
+
+    def line(metrics=logged, inference=whole, overrides=(), ensemble=(), crf=False):
+        return reproduction_line(state, metrics, inference, list(overrides), list(ensemble), crf)
+
+    head = "training logged at iteration 6: "
+    assert line() == head + "identical"
+    assert line(crf=True) == head + "identical (the network's metrics, before the CRF)"
+    assert line(overrides=["trainer.val_batch_size=1"]) == head + "identical"
+    assert line({**logged, "mean_iu": 0.41}, overrides=["trainer.device=cpu"]) == (
+        head + "DIFFERENT (with trainer.device=cpu): pixel_acc 0.900000, mean_acc 0.500000, mean_iu 0.400000, "
+        "fw_iu 0.800000")
+    other = {**logged, "mean_iu": 0.5}  # what another scoring gives: never reported as DIFFERENT
+    assert line(other, {**whole, "scales": [0.5, 1.0], "flip": True}) == head + "not comparable (inference=multiscale)"
+    assert line(other, {**whole, "flip": True}) == head + "not comparable (inference=multiscale)"
+    assert line(other, {**whole, "mode": "slide"}) == head + "not comparable (inference=slide)"
+    assert line(other, overrides=["dataset.val_split=train", "trainer.device=cpu"]) == (
+        head + "not comparable (dataset.val_split=train)")
+    assert line(other, ensemble=["b.pt"]) == head + "not comparable (ensemble of 2 networks)"
+    assert reproduction_line({**state, "metrics_iteration": 4}, logged, whole, [], [], False) is None
+
+    ckpt = finished_run[0] / "checkpoints" / "last.pt"  # as the command prints it
+    run_eval([f"ckpt={ckpt}", "inference=multiscale", "inference.scales=[1.0,1.5]"])
+    out = capsys.readouterr().out
+    assert "training logged at iteration 6: not comparable (inference=multiscale)" in out and "DIFFERENT" not in out
+
+
+def test_ensemble_of_checkpoints_trained_on_other_dataset_settings_is_one_line(finished_run, tmp_path):
+    from segtrain.checkpoint import load_checkpoint
+
+    ckpt = finished_run[0] / "checkpoints" / "last.pt"
+    other = load_checkpoint(ckpt)
+    other["config"]["dataset"].update(scale=0.5, num_val=8)
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(SegtrainError) as info:
+        run_eval([f"ckpt={ckpt}", f"ensemble=[{tmp_path / 'other.pt'}]", f"hydra.run.dir={tmp_path / 'e'}"])
+    assert str(info.value) == (
+        f"ensemble={tmp_path / 'other.pt'}: trained on other dataset settings than ckpt={ckpt}: dataset.num_val 8 "
+        "against 4, dataset.scale 0.5 against null; the members of an ensemble are scored together on one split, "
+        "so they must share every dataset key")
+    assert not (tmp_path / "e").exists()  # refused before any work
+
+
+def test_eval_table_aligns_every_value_under_its_column():
+    from segtrain.cli.evaluate import format_report
+
+    names = ["background", "block", "x"]  # all shorter than "pixel accuracy"
+    metrics = {"iu": [0.5, 1.0, float("nan")], "acc": [0.25, 1.0, float("nan")], "pixel_acc": 0.9,
+               "mean_acc": 0.5, "mean_iu": 0.75, "fw_iu": 0.125}
+    lines = format_report(names, metrics, {**metrics, "mean_iu": 0.8}).splitlines()
+    header = lines[0]  # right-aligned titles: IU, acc., +CRF IU, acc.
+    ends = [header.index(" IU") + 3, header.index("acc.") + 4, header.index("+CRF IU") + 7, header.rindex("acc.") + 4]
+
+    def ends_at(line, end):
+        return line[end - 1] != " " and line[end:end + 1] in ("", " ")
+
+    for line in lines[1:4]:
+        assert all(ends_at(line, end) for end in ends), line
+    for line, (plain, crf) in zip(lines[5:], [("90.00", "90.00"), ("50.00", "50.00"), ("75.00", "80.00"),
+                                              ("12.50", "12.50")]):  # under IU and +CRF IU, nothing after
+        assert line[ends[0] - 5:ends[0]] == plain and line[ends[2] - 5:] == crf, line
+
+
+def test_export_of_a_valid_unet_takes_the_sizes_it_can_and_names_every_file(tiny_cfg, tmp_path, monkeypatch):
+    import onnx
+    import onnxruntime
+
+    from segtrain.cli.export import run as run_export
+    from segtrain.checkpoint import restore
+    from segtrain.train import train
+
+    train(tiny_cfg("model=unet", "trainer.max_iters=1"), tmp_path / "unet")
+    ckpt = tmp_path / "unet" / "checkpoints" / "last.pt"
+
+    # a failing dynamic export: one line naming a fixed-size export at sizes the U-Net takes; nothing left behind
+    def exporter_fails(model, args, path, **kwargs):
+        Path(path).write_bytes(b"half an onnx file")
+        os.write(2, b"the exporter's chatter\n")
+        raise RuntimeError("the exporter gave up")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", exporter_fails)
+        with pytest.raises(SegtrainError) as info:
+            run_export([f"ckpt={ckpt}", f"out={tmp_path / 'new' / 'deeper' / 'unet.onnx'}", "height=64", "width=110"])
+    line, _, kept = str(info.value).partition(" (the exporter's messages: ")
+    assert line == ("cannot export unet to ONNX (RuntimeError: the exporter gave up); export one size instead: "
+                    "dynamic=false height=100 width=116")
+    assert "the exporter's chatter" in Path(kept.rstrip(")")).read_text()
+    Path(kept.rstrip(")")).unlink()
+    assert not (tmp_path / "new").exists()  # the folders it made for out= are gone too
+
+    path = tmp_path / "onnx" / "unet.onnx"
+    result = subprocess.run([Path(sys.executable).parent / "segtrain-export", f"ckpt={ckpt}", f"out={path}",
+                             "height=100", "width=110"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = [path, path.with_name("unet.onnx.data"), path.with_name("unet.onnx.log")]
+    assert f"wrote {', '.join(map(str, files))} (dynamic batch; heights and widths of 16k+4 px (100, 116, 132, " \
+           "...) only)" in result.stdout
+    assert all(p.is_file() for p in files)
+    terminal = result.stdout + result.stderr
+    chatter = [line for line in files[2].read_text().splitlines()[1:] if line]  # the exporter's, in the log only
+    assert len(chatter) > 20 and not any(line in terminal for line in chatter)
+    assert len(terminal.splitlines()) == 5, terminal  # reading, traced at, exporting, checking, wrote
+    shape = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape
+    dims = [d.dim_param for d in shape.dim]
+    assert dims[2:] == ["16*height_steps + 4", "16*width_steps + 4"]  # the file states what it takes
+    _, model, _ = restore(ckpt)
+    x = torch.randn(2, 3, 132, 148)  # a batch and sizes of that rule the export never saw
+    with torch.no_grad():
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], model(x).numpy(), rtol=1e-3,
+                                   atol=1e-4)

@@ -82,3 +82,19 @@ def test_confusion_figure_stays_readable_for_40_classes():
     ax = fig.axes[0]
     assert len(ax.get_xticklabels()) == 40 and ax.get_xticklabels()[0].get_fontsize() >= 5
     assert fig.get_size_inches()[1] >= 0.3 * 40  # about 0.3 inch per class
+
+
+def test_iu_bar_chart_writes_each_value_past_its_bar():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from segtrain.plots import iu_bar_figure
+
+    fig = iu_bar_figure([1.0, 0.968, 0.5, None, 0.0], ["background", "block", "disc", "wire", "dot"])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax, renderer = fig.axes[0], canvas.get_renderer()
+    assert [t.get_text() for t in ax.texts] == ["100.0", "96.8", "50.0", "-", "0.0"]
+    for bar, text in zip(ax.patches, ax.texts):  # beside its bar, not over it, and inside the axes
+        bar_box, text_box = bar.get_window_extent(renderer), text.get_window_extent(renderer)
+        assert bar_box.x1 <= text_box.x0 and text_box.x1 <= ax.get_window_extent(renderer).x1
+        assert bar_box.y0 <= (text_box.y0 + text_box.y1) / 2 <= bar_box.y1

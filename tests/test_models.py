@@ -402,3 +402,28 @@ def test_every_network_declares_its_output_stride_and_new_layers():
         assert model.output_stride == strides.get(name, 1), name
         modules = dict(model.named_modules())
         assert all(layer in modules for layer in model.new_layers), name
+
+
+@pytest.mark.parametrize("name", ["unet", "unet_same", "frrn_a", "frrn_b", "deconvnet"])
+def test_input_sizes_are_the_sizes_forward_pads_alike(name, monkeypatch):
+    """A network's `input_sizes` (which an ONNX export with dynamic sizes takes) are those its forward() pads by
+    the same amounts, none depending on the size; other sizes it pads otherwise."""
+    import sys
+
+    model = build_model(name, 3, width=0.0625).eval()
+    sizes = model.input_sizes
+    module = sys.modules[type(model).__module__]
+    pads, mirror_pad = [], module.mirror_pad
+    monkeypatch.setattr(module, "mirror_pad", lambda x, *amounts: pads.append(amounts) or mirror_pad(x, *amounts))
+    first = sizes.fitting(1)
+    assert first == sizes.minimum or name == "unet" and first == 100
+    with torch.no_grad():
+        for height, width in ((first, first + sizes.multiple), (first + 3 * sizes.multiple, first), (first + 1, first)):
+            assert model(torch.zeros(1, 3, height, width)).shape[-2:] == (height, width)
+    assert pads[0] == pads[1] != pads[2]
+    assert sizes.fitting(first + 1) == first + sizes.multiple and sizes.fitting(first) == first
+
+
+def test_other_networks_take_any_size():
+    for name in set(MODELS) - {"unet", "unet_same", "frrn_a", "frrn_b", "deconvnet"}:
+        assert build_model(name, 3, width=0.0625).input_sizes.any_size(), name

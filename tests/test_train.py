@@ -2,6 +2,7 @@ import json
 import logging
 import math
 import os
+import warnings
 
 import pytest
 import torch
@@ -201,7 +202,7 @@ def test_edeconvnet_ensemble_of_checkpoints(finished_run, tiny_cfg, tmp_path, ca
     other = load_checkpoint(fcn8s)
     other["config"]["dataset"]["num_classes"] = 4
     torch.save(other, tmp_path / "other.pt")
-    with pytest.raises(SegtrainError, match="must share the dataset"):
+    with pytest.raises(SegtrainError, match="dataset.num_classes 4 against 5; the members of an ensemble"):
         run_eval([f"ckpt={deconvnet}", f"ensemble=[{tmp_path / 'other.pt'}]"])
 
 
@@ -440,3 +441,23 @@ def test_bf16_autocast_trains_on_a_cpu_with_bfloat16(tiny_cfg, tmp_path, monkeyp
     caplog.set_level(logging.INFO, logger="segtrain")
     result = train(tiny_cfg("trainer.amp=bf16", "trainer.max_iters=2"), tmp_path)
     assert math.isfinite(result["mean_iu"]) and "with bf16 autocast" in caplog.text
+
+
+def test_ops_without_a_deterministic_kernel_are_named_once_in_the_log(caplog, recwarn):
+    """DeconvNet's unpooling has none: torch warns at every call under warn_only=True; the run's log names it once."""
+    from segtrain.runtime import nondeterministic_ops_named
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    caplog.set_level("INFO", logger="segtrain")
+    pooled, switches = torch.nn.functional.max_pool2d(torch.randn(1, 2, 8, 8), 2, return_indices=True)
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with nondeterministic_ops_named(True):
+            for _ in range(3):
+                torch.nn.functional.max_unpool2d(pooled, switches, 2)
+            warnings.warn("another warning")  # passed on as before
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    assert [r.getMessage() for r in caplog.records] == [
+        "deterministic kernels except max_unpooling2d_forward_out (torch has none for it)"]
+    assert [str(w.message) for w in recwarn] == ["another warning"]

@@ -26,7 +26,7 @@ import hydra
 from ..config import check_config, config_dir, register_configs, to_plain
 from ..errors import SegtrainError
 from ..jsonio import strict_json
-from ..processes import Interrupted
+from ..processes import Interrupted, log_to_files
 from . import checkpoint_command, compose_app, failed_job, hydra_job, stored_overrides
 
 register_configs()
@@ -36,7 +36,9 @@ SCORE_CACHE_BYTES = 2 * 1024 ** 3  # a split's network probabilities kept for th
 
 def format_report(class_names, metrics, crf_metrics=None) -> str:
     """Per-class IU and accuracy and the four metrics in percent; with `crf_metrics`, the same after the CRF."""
-    width = max(12, max(len(n) for n in class_names))
+    summary = (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
+               ("fw_iu", "f.w. IU"))
+    width = max(len(text) for text in [*class_names, *(label for _, label in summary), "class"])
     columns = [metrics] + ([crf_metrics] if crf_metrics else [])
 
     def cell(value):
@@ -48,9 +50,8 @@ def format_report(class_names, metrics, crf_metrics=None) -> str:
         lines.append(f"{name:<{width}}  " + "  ".join(f"{cell(m['iu'][index])}  {cell(m['acc'][index])}"
                                                       for m in columns))
     lines.append("")
-    for key, label in (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
-                       ("fw_iu", "f.w. IU")):
-        lines.append(f"{label:<{width}}  " + "  ".join(f"{cell(m[key])}  {'':>7}" for m in columns))
+    for key, label in summary:  # under the IU columns
+        lines.append((f"{label:<{width}}  " + "  ".join(f"{cell(m[key])}  {'':>7}" for m in columns)).rstrip())
     return "\n".join(lines)
 
 
@@ -71,18 +72,30 @@ def write_confusion(folder: Path, metrics: dict, class_names, tasks=None, title=
     return written
 
 
-def load_ensemble_member(path: str, cfg, input_channels):
-    """The network of another checkpoint, which must have been trained on the same dataset and classes."""
-    from ..checkpoint import load_checkpoint, restore
+def check_ensemble(paths, ckpt, state: dict) -> list:
+    """Before any data is read: every checkpoint in `paths` was trained with the dataset settings of `ckpt` (whose
+    checkpoint is `state`), as the members of an ensemble are scored together on one split, read,
+    sized and normalised one way, against one set of classes; else one line naming the keys that differ. Returns
+    the members' model names."""
+    from ..checkpoint import load_checkpoint
     from ..config import stored_config
 
-    state = load_checkpoint(path, peek=True)
-    member_cfg = stored_config(state["config"], version=state.get("config_version", 0))
-    for key in ("name", "num_classes"):
-        if member_cfg.dataset[key] != cfg.dataset[key]:
-            raise SegtrainError(f"ensemble={path}: trained with dataset.{key}={member_cfg.dataset[key]}, but ckpt "
-                                f"has {cfg.dataset[key]}; ensemble members must share the dataset")
-    return restore(path, input_channels=input_channels)[1], member_cfg.model.name
+    if not paths:
+        return []
+    ours = to_plain(stored_config(state["config"], version=state.get("config_version", 0)).dataset)
+    names = []
+    for path in paths:
+        member_state = load_checkpoint(path, peek=True)
+        member = stored_config(member_state["config"], version=member_state.get("config_version", 0))
+        theirs = to_plain(member.dataset)
+        differing = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+        if differing:
+            raise SegtrainError(f"ensemble={path}: trained on other dataset settings than ckpt={ckpt}: " + ", ".join(
+                f"dataset.{k} {json.dumps(theirs.get(k))} against {json.dumps(ours.get(k))}" for k in differing)
+                + "; the members of an ensemble are scored together on one split, so they must share every "
+                "dataset key")
+        names.append(member.model.name)
+    return names
 
 
 # The network's scores of the last split evaluated with a CRF, so that the next job of a sweep over CRF
@@ -114,6 +127,38 @@ def scored_once(key, produce, device):
     return keep()
 
 
+def show(text: str) -> None:
+    """A result on the terminal as it is, and in the evaluation's log (segtrain-eval.log) with a time stamp."""
+    print(text)
+    log_to_files("\n" + text if "\n" in text else text, logging.INFO)  # a table from its own line's start
+
+
+def reproduction_line(state: dict, metrics: dict, inference: dict, overrides, ensemble, crf: bool):
+    """Whether this evaluation gives the validation metrics training logged at the checkpoint's iteration:
+    compared only where it scores as that validation did (one whole-image pass per image, the stored model and
+    dataset, one network; with a CRF its network's metrics, before the CRF); otherwise "not comparable" and why.
+    Overrides of trainer.* (device, batch size) are compared, and named where the metrics differ. None when the
+    checkpoint holds no metrics of its own iteration."""
+    from ..inference import inference_name
+    from ..metrics import METRIC_NAMES
+
+    logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
+    if logged is None:
+        return None
+    head = f"training logged at iteration {state['iteration']}: "
+    scoring = inference_name(**inference)
+    reasons = ([f"inference={scoring}"] if scoring != "whole" else []) + (
+        [f"ensemble of {len(ensemble) + 1} networks"] if ensemble else []) + [
+        o for o in overrides if not o.startswith("trainer.")]
+    if reasons:
+        return head + f"not comparable ({', '.join(reasons)})"
+    if all(logged[k] == metrics[k] for k in METRIC_NAMES):
+        return head + "identical" + (" (the network's metrics, before the CRF)" if crf else "")
+    changed = " ".join(o for o in overrides if o.startswith("trainer."))
+    return head + "DIFFERENT" + (f" (with {changed})" if changed else "") + ": " + ", ".join(
+        f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)
+
+
 def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     """Evaluate as the composed segtrain-eval config `cfg` says, writing into `out_dir`; returns the results."""
     from ..checkpoint import restore
@@ -135,12 +180,13 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     train_cfg, model, state = restore(cfg.ckpt, overrides)
     device = select_device(train_cfg.trainer.device)
     autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
-    dataset = build_dataset(train_cfg.dataset, train_cfg.dataset.val_split, evaluation=True)  # labels' own size
     ensemble = list(cfg.ensemble)
+    names = check_ensemble(ensemble, cfg.ckpt, state)
+    dataset = build_dataset(train_cfg.dataset, train_cfg.dataset.val_split, evaluation=True)  # labels' own size
     if ensemble:
-        members, names = zip(*[load_ensemble_member(path, train_cfg, dataset.input_channels) for path in ensemble])
-        model = ProductEnsemble([model, *members])
-        print(f"ensemble: product of the class probabilities of {' x '.join([train_cfg.model.name, *names])}")
+        model = ProductEnsemble([model, *(restore(path, input_channels=dataset.input_channels)[1]
+                                          for path in ensemble)])
+        show(f"ensemble: product of the class probabilities of {' x '.join([train_cfg.model.name, *names])}")
     model.to(device)
     inference = to_plain(cfg.inference)
     loader = val_loader_for(train_cfg, dataset, device)
@@ -165,18 +211,16 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
                 progress=lambda images: track(images, len(dataset), f"crf={cfg.crf.name}", unit="image"))
 
     split = split_name(train_cfg.dataset.val_split)
-    print(f"{cfg.ckpt} (iteration {state['iteration']}), {train_cfg.dataset.name} {split}: {len(dataset)} images")
+    show(f"{cfg.ckpt} (iteration {state['iteration']}), {train_cfg.dataset.name} {split}: {len(dataset)} images")
     if dataset.tasks:  # one table per task (SIFT Flow's semantic and geometric heads)
         report = "\n\n".join(f"[{name}]\n" + format_report(class_names, metrics["tasks"][name])
                               for name, class_names in dataset.tasks)
     else:
         report = format_report(dataset.class_names, metrics, crf_metrics)
-    print(report)
-    logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
-    if logged is not None and not overrides and not ensemble:
-        same = all(logged[k] == metrics[k] for k in METRIC_NAMES)
-        print(f"training logged at iteration {state['iteration']}: "
-              + ("identical" if same else "DIFFERENT: " + ", ".join(f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)))
+    show(report)
+    line = reproduction_line(state, metrics, inference, overrides, ensemble, crf_metrics is not None)
+    if line:
+        show(line)
     result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
               "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(cfg.ckpt),
               "iteration": state["iteration"], "split": split, "overrides": overrides, "ensemble": ensemble,
@@ -207,7 +251,7 @@ def write_results(out_dir: Path, result: dict, report: str, cfg, train_cfg, show
                  f"sigma_alpha {p['sigma_alpha']:g}, sigma_beta {p['sigma_beta']:g}, w2 {p['w2']:g}, "
                  f"sigma_gamma {p['sigma_gamma']:g}")
     pictures = write_confusion(out_dir, shown_metrics, dataset.class_names, dataset.tasks, title)
-    print(f"wrote {out_dir}: metrics.json, metrics.md, config.yaml, {', '.join(p.name for p in pictures)}")
+    show(f"wrote {out_dir}: metrics.json, metrics.md, config.yaml, {', '.join(p.name for p in pictures)}")
 
 
 def remove_unfinished(out_dir: Path) -> str:

@@ -3,29 +3,71 @@
 
 Exports a checkpoint's network to ONNX (torch.onnx's dynamo exporter) with the batch, height and width dynamic,
 then runs the file with onnxruntime at the example size and at another size and checks that it matches PyTorch.
-Networks whose padding depends on the input size in Python (U-Net's overlap-tile mirroring, DeconvNet's mirroring
-to 224, FRRN's padding to a multiple of its pooling) export with dynamic=false at the given height and width only.
+Networks that mirror an image out to the sizes they take (U-Net, DeconvNet, FRRN: their `input_sizes`, e.g. 16k+4
+px for the valid U-Net) export with dynamic sizes among those only, traced at the nearest such size to height= and
+width=, and say so; `dynamic=false` exports one fixed height x width (any size: the mirroring is in the graph).
+OUT.onnx.log beside the file gets the exporter's and onnxruntime's messages; a failed export leaves nothing
+beside OUT (its messages stay in a temporary file its error line names).
 """
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import hydra
 
 from ..config import config_dir, register_configs
 from ..errors import SegtrainError
-from . import checkpoint_command, compose_app, exit_with_error, stored_overrides
+from . import checkpoint_command, compose_app, exit_with_error, one_line, require_creatable, stored_overrides
 
 register_configs()
 log = logging.getLogger("segtrain")
+MAX_SIZE = 8192  # the largest height and width a dynamic export takes
+
+
+@contextlib.contextmanager
+def output_into(path: Path):
+    """Everything written to this process's stdout and stderr meanwhile, by Python (print, logging to the console)
+    and by C++ libraries (onnxruntime) alike, appended to the file `path` instead: the exporter's and
+    onnxruntime's progress messages."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            yield
+    finally:
+        for fd, saved_fd in ((1, saved[0]), (2, saved[1])):
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
+
+
+def dynamic_shapes(sizes):
+    """torch.export's dynamic dimensions of the input: any batch, and heights and widths the network takes
+    (`sizes`, an InputSizes: offset + multiple x k >= minimum, up to MAX_SIZE)."""
+    import torch
+
+    Dim = torch.export.Dim
+    if sizes.any_size():
+        return {"x": {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=1, max=MAX_SIZE),
+                      3: Dim("width", min=1, max=MAX_SIZE)}}
+    low, high = -(-(sizes.minimum - sizes.offset) // sizes.multiple), (MAX_SIZE - sizes.offset) // sizes.multiple
+    steps = [Dim(f"{name}_steps", min=low, max=high) for name in ("height", "width")]
+    return {"x": {0: Dim("batch", min=1, max=1024), 2: sizes.multiple * steps[0] + sizes.offset,
+                  3: sizes.multiple * steps[1] + sizes.offset}}
 
 
 def check_onnx(path, model, inputs, tolerance: float) -> float:
     """The largest difference between onnxruntime's and PyTorch's outputs over `inputs`, relative to the output's
-    range; an error if it exceeds `tolerance`."""
+    range; an error if onnxruntime cannot run it or it exceeds `tolerance`."""
     import numpy as np
     import onnxruntime
     import torch
@@ -36,18 +78,17 @@ def check_onnx(path, model, inputs, tolerance: float) -> float:
         try:
             got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error kinds
-            raise SegtrainError(f"{path.name}: onnxruntime cannot run it at {tuple(x.shape)} ({type(e).__name__}: "
-                                f"{str(e).strip().splitlines()[0][:160]}); the network's padding depends on the "
-                                "input size: export with dynamic=false at height= and width=") from None
+            raise SegtrainError(f"onnxruntime cannot run it at {tuple(x.shape)} ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:160]})") from None
         with torch.no_grad():
             want = model(x).numpy()
         if got.shape != want.shape:
-            raise SegtrainError(f"{path}: onnxruntime gives shape {got.shape} for input {tuple(x.shape)}, "
-                                f"PyTorch {want.shape}")
+            raise SegtrainError(f"onnxruntime gives shape {got.shape} for input {tuple(x.shape)}, PyTorch "
+                                f"{want.shape}")
         worst = max(worst, float(np.abs(got - want).max() / max(1e-6, float(np.abs(want).max()))))
     if worst > tolerance:
-        raise SegtrainError(f"{path}: onnxruntime differs from PyTorch by {worst:.2e} of the output range "
-                            f"(tolerance {tolerance:.0e})")
+        raise SegtrainError(f"onnxruntime differs from PyTorch by {worst:.2e} of the output range (tolerance "
+                            f"{tolerance:.0e})")
     return worst
 
 
@@ -67,46 +108,79 @@ def export_checkpoint(cfg) -> Path:
     check_output(out, cfg.ckpt)
     log.info("reading %s", cfg.ckpt)
     train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))
+    name = train_cfg.model.name
     if train_cfg.model.get("crf"):
         raise SegtrainError(f"ckpt={cfg.ckpt}: model.crf={train_cfg.model.crf} builds its CRF lattice from each "
                             "image's pixels (sizes known only at run time), which ONNX cannot express; evaluate "
                             "and predict with segtrain-eval and segtrain-predict")
-    info = checkpoint_dataset_info(state, train_cfg)
-    channels = sum(info["input_channels"])
-    example = torch.randn(1, channels, height, width)
-    shapes = None
-    if dynamic:
-        shapes = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim("height", min=1, max=8192),
-                        3: torch.export.Dim("width", min=1, max=8192)}}
-    log.info("exporting %s to %s (%s)", train_cfg.model.name, out,
-             "dynamic batch, height and width" if dynamic else f"fixed {height}x{width}")
+    channels = sum(checkpoint_dataset_info(state, train_cfg)["input_channels"])
+    sizes = model.input_sizes
+    if dynamic and not sizes.any_size():
+        height, width = sizes.fitting(height), sizes.fitting(width)
+        shape = f"dynamic batch; heights and widths of {sizes} only"
+        log.info("%s takes heights and widths of %s as they are and mirrors others out to them in Python, which "
+                 "ONNX cannot follow: the file takes those only (its input shape says so), traced at %dx%d; "
+                 "dynamic=false exports any one size", name, sizes, height, width)
+    else:
+        shape = "dynamic batch, height and width" if dynamic else f"fixed {height}x{width}"
+    inputs = [torch.randn(1, channels, height, width)]
+    if dynamic:  # another batch and size, which a graph fixed to the example's would not take
+        other = [sizes.fitting(size // 2 + 7) for size in (height, width)]
+        inputs.append(torch.randn(2, channels, *(o if o != size else o + sizes.multiple
+                                                 for o, size in zip(other, (height, width)))))
+    created = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
     # into a folder of its own beside `out`, moved into place only once checked: a failed export leaves
     # nothing, and an earlier export there stays whole until then (its .onnx.data is named by the .onnx)
     staging = Path(tempfile.mkdtemp(prefix=".segtrain-export-", dir=out.parent))
+    staged, messages = staging / out.name, staging / f"{out.name}.log"
+    messages.write_text(f"# segtrain-export {cfg.ckpt} to {out}: the exporter's and onnxruntime's messages\n")
     try:
-        staged = staging / out.name
         try:
-            with torch.no_grad():
-                torch.onnx.export(model, (example,), str(staged), input_names=["image"], output_names=["scores"],
-                                  dynamic_shapes=shapes, dynamo=True, verbose=False)
+            log.info("exporting %s to %s (%s)", name, out, shape)
+            with output_into(messages), torch.no_grad():
+                torch.onnx.export(model, (inputs[0],), str(staged), input_names=["image"], output_names=["scores"],
+                                  dynamic_shapes=dynamic_shapes(sizes) if dynamic else None, dynamo=True,
+                                  verbose=False)
         except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the first line says which
-            hint = " Try dynamic=false with height= and width=." if dynamic else ""
-            raise SegtrainError(f"cannot export {train_cfg.model.name} to ONNX ({type(e).__name__}: "
-                                f"{str(e).strip().splitlines()[0][:200]}).{hint}") from None
-        inputs = [example] + ([torch.randn(2, channels, height // 2 + 7, width // 2 + 3)] if dynamic else [])
-        log.info("checking %s with onnxruntime at %s", out.name, " and ".join(str(tuple(x.shape)) for x in inputs))
-        worst = check_onnx(staged, model, inputs, tolerance=1e-3)
+            cause = e  # torch.onnx wraps torch.export's error, which says what failed
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            text = re.sub(r"\x1b\[[0-9;]*m", "", one_line(cause))[:200]  # its colour codes off
+            raise export_error(f"cannot export {name} to ONNX ({text})", e, messages, dynamic, sizes, height,
+                               width) from None
+        try:
+            log.info("checking %s with onnxruntime at %s", out.name, " and ".join(str(tuple(x.shape)) for x in inputs))
+            with output_into(messages):
+                worst = check_onnx(staged, model, inputs, tolerance=1e-3)
+        except SegtrainError as e:
+            raise export_error(f"{out.name}: {e}", e, messages, dynamic, sizes, height, width) from None
         files = sorted(p.name for p in staging.iterdir())
         record_written(out.parent, files)
-        for name in files:
-            os.replace(staging / name, out.parent / name)
+        for file in files:
+            os.replace(staging / file, out.parent / file)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    sizes = " and ".join(f"{tuple(x.shape)}" for x in inputs)
-    print(f"wrote {', '.join(str(out.parent / name) for name in files)} "
-          f"({'dynamic batch, height and width' if dynamic else f'fixed {height}x{width}'}); "
-          f"onnxruntime matches PyTorch on {sizes} within {worst:.1e} of the output range")
+        for folder in created:  # the folders made for `out`, innermost first, when a failure left them empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    print(f"wrote {', '.join(str(out.parent / file) for file in files)} ({shape}); onnxruntime matches PyTorch on "
+          f"{' and '.join(str(tuple(x.shape)) for x in inputs)} within {worst:.1e} of the output range")
     return out
+
+
+def export_error(what: str, error: BaseException, messages: Path, dynamic: bool, sizes, height: int,
+                 width: int) -> SegtrainError:
+    """A failed export's line: what failed, for a dynamic export the fixed-size one to run instead (at a size the
+    network takes), and the temporary file that keeps the exporter's messages and the error's traceback (nothing
+    stays beside OUT)."""
+    hint = (f"; export one size instead: dynamic=false height={sizes.fitting(height)} width={sizes.fitting(width)}"
+            if dynamic else "")
+    handle, path = tempfile.mkstemp(prefix="segtrain-export-", suffix=".log")
+    with os.fdopen(handle, "w") as kept:
+        kept.write(messages.read_text() if messages.is_file() else "")
+        kept.write("".join(traceback.format_exception(error)))
+    return SegtrainError(f"{what}{hint} (the exporter's messages: {path})")
 
 
 MANIFEST = ".segtrain-export.json"  # the files segtrain-export wrote into a folder
@@ -124,23 +198,19 @@ def record_written(folder: Path, names) -> None:
 
 
 def check_output(out: Path, ckpt: str) -> None:
-    """Before any work: `out` is no checkpoint (this one or any .pt), and neither it nor its .data file is a file
-    segtrain-export did not write (its manifest lists those); the folder can take files."""
+    """Before any work: `out` is no checkpoint (this one or any .pt), and neither it nor its .data and .log files
+    is a file segtrain-export did not write (its manifest lists those); its folder can be made and written in."""
     if out.resolve() == Path(ckpt).resolve() or out.suffix == ".pt":
         raise SegtrainError(f"out={out}: would write the ONNX file over a checkpoint; give an out= ending in .onnx")
     if out.is_dir():
         raise SegtrainError(f"out={out} is a folder; give a file name (e.g. {out / 'model.onnx'})")
     ours = written_before(out.parent)
-    foreign = [p for p in (out, out.with_name(out.name + ".data")) if p.exists() and p.name not in ours]
+    foreign = [p for p in (out, out.with_name(f"{out.name}.data"), out.with_name(f"{out.name}.log"))
+               if p.exists() and p.name not in ours]
     if foreign:
         raise SegtrainError(f"out={out}: {foreign[0]} exists and segtrain-export did not write it; choose another "
                             "out= (nothing was written)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SegtrainError(f"out={out}: cannot write there ({e.strerror})") from None
-    if not os.access(out.parent, os.W_OK):
-        raise SegtrainError(f"out={out}: cannot write there (permission denied)")
+    require_creatable(out.parent, "out")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")

@@ -14,7 +14,25 @@ from .labels import IGNORE_INDEX
 from .palette import voc_palette
 
 CLASS_NAMES = ("background", "block", "disc", "wire", "dot")
+# One table for drawing and painting: the range each object class's colour is drawn from in the scenes (low, high
+# RGB, before the noise), and the palette entry its labels are painted in (overlays, TensorBoard panels, the data
+# preview), the middle of that range. Background stays black, as in the VOC palette.
+CLASS_COLOURS = {
+    1: ((170, 20, 20), (255, 90, 90)),  # block: red
+    2: ((170, 170, 20), (255, 255, 90)),  # disc: yellow
+    3: ((20, 150, 20), (90, 255, 90)),  # wire: green
+    4: ((20, 20, 150), (90, 90, 255)),  # dot: blue
+}
 SPLIT_OFFSETS = {"train": 0, "val": 1_000_003}  # distinct seeds per split, so val scenes never repeat train ones
+
+
+def scene_palette() -> torch.Tensor:
+    """(256, 3) uint8: the VOC palette with the object classes' entries in the colours the scenes draw them in
+    (CLASS_COLOURS), so that a painted label has its object's colour."""
+    palette = voc_palette()
+    for cls, (low, high) in CLASS_COLOURS.items():
+        palette[cls] = torch.tensor([(a + b) // 2 for a, b in zip(low, high)], dtype=torch.uint8)
+    return palette
 
 
 def _max_filter3(values: np.ndarray) -> np.ndarray:
@@ -49,18 +67,18 @@ def render_scene(rng: np.random.Generator, size: int):
         cy, cx = rng.uniform(0, size, 2)
         if rng.random() < 0.5:  # block: axis-aligned rectangle
             hh, hw = rng.uniform(0.12, 0.25, 2) * size
-            paint((np.abs(yy - cy) < hh) & (np.abs(xx - cx) < hw), 1, [170, 20, 20], [255, 90, 90])
+            paint((np.abs(yy - cy) < hh) & (np.abs(xx - cx) < hw), 1, *CLASS_COLOURS[1])
         else:  # disc: ellipse
             ry, rx = rng.uniform(0.12, 0.25, 2) * size
-            paint(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1, 2, [170, 170, 20], [255, 255, 90])
+            paint(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1, 2, *CLASS_COLOURS[2])
     for _ in range(rng.integers(1, 4)):  # wire: a thin straight segment, 4 to 6 px wide
         y0, x0, y1, x1 = rng.uniform(0, size, 4)
         radius = rng.uniform(2.0, 3.0)
-        paint(_segment_distance(yy, xx, y0, x0, y1, x1) < radius, 3, [20, 150, 20], [90, 255, 90])
+        paint(_segment_distance(yy, xx, y0, x0, y1, x1) < radius, 3, *CLASS_COLOURS[3])
     for _ in range(rng.integers(2, 7)):  # dot: a small square, 6 to 9 px wide
         cy, cx = rng.uniform(0, size, 2)
         half = rng.uniform(3.0, 4.5)
-        paint((np.abs(yy - cy) < half) & (np.abs(xx - cx) < half), 4, [20, 20, 150], [90, 90, 255])
+        paint((np.abs(yy - cy) < half) & (np.abs(xx - cx) < half), 4, *CLASS_COLOURS[4])
     image = image + rng.normal(0, 12, image.shape)
     border = _max_filter3(label) != -_max_filter3(-label)  # the pixel on either side of every edge
     label[border] = IGNORE_INDEX
@@ -82,7 +100,7 @@ class SyntheticScenes(Dataset):
             raise ValueError(f"synthetic dataset split {split!r}: expected one of {sorted(SPLIT_OFFSETS)}")
         self.split, self.num_images, self.image_size = split, num_images, image_size
         self.seed = seed + SPLIT_OFFSETS[split]
-        self.palette = voc_palette()
+        self.palette = scene_palette()
         self.normalize = Normalize(self.mean, self.std, (255.0,) * 3)
 
     def __len__(self):

@@ -1,14 +1,42 @@
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+class InputSizes(NamedTuple):
+    """The heights and widths a network's forward() takes without padding of its own that depends on the size:
+    offset + multiple x k pixels, at least `minimum`. forward() mirrors any other size out to one of these in
+    Python, which a graph with dynamic sizes (an ONNX export) cannot follow."""
+    multiple: int = 1
+    offset: int = 0
+    minimum: int = 1
+
+    def any_size(self) -> bool:
+        return self.multiple == 1 and self.minimum <= 1
+
+    def fitting(self, size: int) -> int:
+        """The smallest size these sizes take that is >= `size`."""
+        size = max(size, self.minimum)
+        return size + (self.offset - size) % self.multiple
+
+    def __str__(self) -> str:
+        if self.any_size():
+            return "any size"
+        first = self.fitting(1)
+        rule = f"{self.multiple}k" + (f"+{self.offset}" if self.offset else "")
+        return f"{rule} px ({first}, {first + self.multiple}, {first + 2 * self.multiple}, ...)"
+
+
 class SegmentationModel(nn.Module):
     """What every segtrain network declares beside forward(images) -> class scores at the images' size: its
-    `output_stride` (input pixels per cell of its coarsest score map, the cell of FCN's loss sampling) and
-    `new_layers`, the module paths a pretrained backbone does not provide (trained at optimizer.head_lr_mult)."""
+    `output_stride` (input pixels per cell of its coarsest score map, the cell of FCN's loss sampling),
+    `new_layers`, the module paths a pretrained backbone does not provide (trained at optimizer.head_lr_mult), and
+    `input_sizes`, the sizes it takes as they are (InputSizes; any by default)."""
     output_stride: int = 1
     new_layers: tuple = ()
+    input_sizes: InputSizes = InputSizes()
 
 
 def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:

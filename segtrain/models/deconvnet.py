@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from ._utils import SegmentationModel, init_relu_convs, mirror_pad
+from ._utils import InputSizes, SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import convolutionalise, load_pretrained, load_vgg16_state, scale_channels, vgg16_features_state
 
 # (in, out) channels of the 3x3 deconvolutions after each unpooling, from pool5's back to pool1's
@@ -31,6 +31,7 @@ def conv_bn_relu(conv: nn.Module, channels: int, batch_norm: bool) -> list:
 
 class DeconvNet(SegmentationModel):
     new_layers = ("fc6_deconv", "decoder", "score")  # not in a pretrained VGG16
+    input_sizes = InputSizes(32, 0, 224)  # forward() mirrors images out to this
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5,
                  pretrained: Optional[str] = None):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import SegmentationModel, mirror_pad
+from ._utils import InputSizes, SegmentationModel, mirror_pad
 from .backbones import scale_channels
 
 BASE_CHANNELS, LANES = 48, 32  # the release's BASE_CHANNELS and FR_CHANNELS
@@ -70,6 +70,7 @@ class FRRN(SegmentationModel):
         base, lanes = scale_channels(BASE_CHANNELS, width), scale_channels(LANES, width)
         encoder, decoder = stages
         self.divisor = encoder[-1][0]  # the deepest pooling factor: inputs are padded to a multiple of it
+        self.input_sizes = InputSizes(self.divisor, 0, self.divisor)
         self.stem = nn.Sequential(conv_bn(3, base, 5), *(ResidualUnit(base, base) for _ in range(3)))
         self.to_residual = conv_bn(base, lanes, 1, relu=False)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()

@@ -13,6 +13,7 @@ class LateFusion(SegmentationModel):
         self.streams = nn.ModuleList(streams)
         self.channels = list(channels)
         self.output_stride = streams[0].output_stride
+        self.input_sizes = streams[0].input_sizes
         self.new_layers = tuple(f"streams.{i}.{layer}" for i, stream in enumerate(streams)
                                 for layer in stream.new_layers)
 

@@ -9,7 +9,7 @@ exactly the input's pixels, whatever its size. `unet_same` pads every convolutio
 import torch
 from torch import nn
 
-from ._utils import SegmentationModel, init_relu_convs, mirror_pad
+from ._utils import InputSizes, SegmentationModel, init_relu_convs, mirror_pad
 from .backbones import scale_channels
 
 VALID_BORDER = 92  # pixels the unpadded network eats on each side: (572 - 388) / 2
@@ -35,6 +35,8 @@ class UNet(SegmentationModel):
                  padding: int = 0):
         super().__init__()
         self.padding = padding
+        # same: four 2x poolings; valid: 16m-124, mirrored out by VALID_BORDER (a single reflection from 93 px)
+        self.input_sizes = InputSizes(16, 0, 16) if padding else InputSizes(16, 4, 100)
         channels = [scale_channels(64 * 2 ** i, width) for i in range(5)]  # 64 .. 1024
         self.encoder = nn.ModuleList(double_conv(c_in, c_out, padding, batch_norm)
                                      for c_in, c_out in zip([3] + channels[:-1], channels))
@@ -66,7 +68,9 @@ class UNet(SegmentationModel):
         x = self.dropout(skips.pop())  # (N, 1024w, ...) the bottom of the U
         for upconv, block in zip(self.upconvs, self.decoder):
             x = upconv(x)
-            skip = center_crop(skips.pop(), *x.shape[-2:])  # 568->392, 280->200, 136->104, 64->56 at 572
+            # padded convolutions keep the sizes (no crop: one with symbolic sizes fails an ONNX export of
+            # unet_same); unpadded ones crop 568->392, 280->200, 136->104, 64->56 at 572
+            skip = skips.pop() if self.padding else center_crop(skips.pop(), *x.shape[-2:])
             x = block(torch.cat([skip, x], dim=1))
         return self.classifier(x)[..., :height, :width]  # the output starts at the image's first pixel
 
