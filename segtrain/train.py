@@ -12,7 +12,6 @@ metrics.json's segtrain.runlog.RunLogger's. The loop below only steps, validates
 import copy
 import gc
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from .errors import SegtrainError
 from .losses import PixelWeighted, build_loss, pixel_weights
 from .models import build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
+from .outputs import require_writable
 from .processes import shutdown_workers, worker_signals
 from .runlog import RunLogger
 from .runtime import (nondeterministic_ops_named, resolve_deterministic, resolve_num_workers, seed_everything,
@@ -222,7 +222,7 @@ def start_run(cfg, run_dir: Path, world: int, main_process: bool, resume_from):
         raise SegtrainError(f"trainer.batch_size={tc.batch_size} is the global batch and must divide evenly over "
                             f"the {world} processes")
     if main_process:
-        require_writable(run_dir)
+        require_writable(run_dir, "hydra.run.dir")
         remove_stale_temporaries(ckpt_dir)
     resume_path = find_resume_checkpoint(tc.resume, ckpt_dir) if resume_from == FROM_CONFIG else resume_from
     if resume_path is None and any(ckpt_dir.glob("*.pt")):
@@ -360,17 +360,6 @@ def train_loader_for(cfg, train_set, start_iter: int, workers: int, rank: int, w
                       collate_fn=pad_collate, persistent_workers=workers > 0, worker_init_fn=worker_signals,
                       pin_memory=device.type == "cuda", drop_last=True,
                       generator=torch.Generator().manual_seed(cfg.seed + start_iter))
-
-
-def require_writable(run_dir: Path) -> None:
-    """Before any work: a run dir that cannot take files fails now, not at the first checkpoint."""
-    probe = run_dir / f".segtrain-write-test-{os.getpid()}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise SegtrainError(f"hydra.run.dir={run_dir}: cannot write there ({e.strerror})") from None
 
 
 def all_finite(model) -> bool:

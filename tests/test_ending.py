@@ -434,7 +434,7 @@ def sha256(path: Path) -> str:
 
 
 def test_export_never_writes_over_a_checkpoint_or_a_foreign_file(finished_run, tmp_path, monkeypatch):
-    from segtrain.cli.export import check_output
+    from segtrain.export import check_output
     from segtrain.cli.export import run as export
 
     ckpt = finished_run[0] / "checkpoints" / "best.pt"

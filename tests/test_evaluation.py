@@ -247,7 +247,7 @@ def test_long_evaluation_shows_progress_off_a_terminal(caplog):
 
 
 def test_reproduction_line_compares_only_evaluations_scored_as_training_validated(finished_run, capsys):
-    from segtrain.cli.evaluate import reproduction_line
+    from segtrain.evaluate import reproduction_line
 
     names = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
     logged = dict(zip(names, (0.9, 0.5, 0.4, 0.8)))
@@ -296,7 +296,7 @@ def test_ensemble_of_checkpoints_trained_on_other_dataset_settings_is_one_line(f
 
 
 def test_eval_table_aligns_every_value_under_its_column():
-    from segtrain.cli.evaluate import format_report
+    from segtrain.evaluate import format_report
 
     names = ["background", "block", "x"]  # all shorter than "pixel accuracy"
     metrics = {"iu": [0.5, 1.0, float("nan")], "acc": [0.25, 1.0, float("nan")], "pixel_acc": 0.9,

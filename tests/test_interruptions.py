@@ -256,7 +256,7 @@ class _BadItem(torch.utils.data.Dataset):
 
 
 def test_an_error_in_a_dataloader_worker_is_the_same_one_line():
-    from segtrain.cli import one_line
+    from segtrain.errors import one_line
 
     with pytest.raises(SegtrainError) as info:
         next(iter(torch.utils.data.DataLoader(_BadItem(), num_workers=1)))

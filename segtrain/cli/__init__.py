@@ -1,24 +1,11 @@
 """Console entry points. Hydra and argument parsing live here only; everything below takes plain arguments."""
 import logging
-import os
 import sys
 from pathlib import Path
 
-from ..errors import SegtrainError
+from ..errors import SegtrainError, one_line
+from ..outputs import require_creatable
 from ..processes import Interrupted, log_to_files, run_to_the_end, stop_signals_raise
-
-
-def one_line(error: BaseException) -> str:
-    """An error as one line. One re-raised from a DataLoader worker carries the worker's traceback in its message
-    ("Caught OSError in DataLoader worker process 0. Original Traceback ..."): the line is the worker's own
-    exception, a SegtrainError's message as it is."""
-    text = str(error).strip()
-    if "SegtrainError: " in text:
-        return text.rsplit("SegtrainError: ", 1)[1].splitlines()[0]
-    if "Original Traceback" in text:  # the worker's exception is the traceback's last line
-        return f"in a DataLoader worker: {text.splitlines()[-1].strip()}"
-    first = text.splitlines()[0] if text else ""
-    return first if isinstance(error, SegtrainError) else f"{type(error).__name__}: {first}"
 
 
 def exit_with_error(program: str, error: BaseException):
@@ -52,19 +39,6 @@ def failed_job(program: str, error: Exception, run_dir: Path, overrides, sweepin
     print(line, file=sys.stderr)
     record_job(run_dir, overrides, "failed", one_line(error))
     return float("nan")
-
-
-def stored_overrides(cfg) -> list:
-    """The command line's overrides of the training config stored in a checkpoint (segtrain-eval, -predict and
-    -export collect them in open nodes named after the training groups), as dotlist strings."""
-    import json
-
-    from ..config import STORED_GROUPS, flatten, to_plain
-
-    plain = to_plain(cfg)
-    # JSON is YAML: strings stay strings ("null", "{split}annot")
-    return [f"{key}={json.dumps(value)}" for group in STORED_GROUPS
-            for key, value in flatten(plain.get(group) or {}, f"{group}.").items()]
 
 
 def compose_app(config_name: str, argv):
@@ -115,16 +89,6 @@ def refuse_unreadable_overrides(program: str, argv) -> None:
         exit_with_error(program, error)
 
 
-def require_creatable(folder: Path, key: str) -> None:
-    """Before Hydra's mkdir (a traceback): a folder to write into must be creatable and writable."""
-    folder = Path(folder).expanduser()
-    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
-    if existing.exists() and not existing.is_dir():
-        raise SegtrainError(f"{key}={folder}: {existing} is a file, not a folder; choose another {key}")
-    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise SegtrainError(f"{key}={folder}: cannot write in {existing} (permission denied); choose another {key}")
-
-
 def require_checkpoints(program: str, argv) -> None:
     """Before Hydra creates any folder: every `ckpt=` on the command line (a comma list in a -m sweep) is a file,
     read as Hydra reads it (quoted paths with spaces or `=` included); without one, a one-line error (--help and
@@ -173,3 +137,40 @@ def checkpoint_command(program: str, main) -> None:
             sys.exit(stop.exit_code)
 
     run_to_the_end(program, work)
+
+
+def checkpoint_app(program: str, config_name: str, work, finish=None, fresh_folder: bool = False):
+    """(main, run, cli) of a checkpoint command (segtrain-eval, -predict, -export) doing `work(cfg, out_dir)`:
+
+    main  its Hydra app (configs/`config_name`.yaml): a failure is one line and exit 2, or in a sweep recorded
+          while the next job runs; else `finish(result, out_dir, overrides, sweeping)` gives what it returns (a
+          sweeper's objective) or ends the process with its status;
+    run   run(argv): the same work for Python callers and tests, without Hydra's command line (with
+          `fresh_folder`, a folder already holding results gets a numbered sibling);
+    cli   the console script (checkpoint_command)."""
+    import hydra
+
+    from ..config import config_dir, register_configs
+
+    register_configs()
+
+    def app(cfg):
+        out_dir, overrides, sweeping = hydra_job()
+        try:
+            result = work(cfg, out_dir)
+        except Interrupted:
+            raise
+        except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
+            return failed_job(program, error, out_dir, overrides, sweeping)
+        return finish(result, out_dir, overrides, sweeping) if finish else None
+
+    def run(argv):
+        cfg, out_dir = compose_app(config_name, argv)
+        base, number = out_dir, 1
+        while fresh_folder and (out_dir / "metrics.json").exists():  # several within one second: numbered
+            number += 1
+            out_dir = base.with_name(f"{base.name}-{number}")
+        return work(cfg, out_dir)
+
+    main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(app)
+    return main, run, lambda: checkpoint_command(program, main)

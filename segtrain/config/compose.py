@@ -214,3 +214,13 @@ def override_argument(key: str, value) -> str:
     word = f"{key}='" + text.replace("'", "\\'") + "'"
     return f'"{word}"' if not any(c in word for c in '"$`\\!') else shlex.quote(word)
 
+
+def app_overrides(cfg) -> list:
+    """The command line's overrides of the training config stored in a checkpoint (segtrain-eval, -predict and
+    -export collect them in open nodes named after the training groups), as dotlist strings."""
+    import json
+
+    plain = to_plain(cfg)
+    # JSON is YAML: strings stay strings ("null", "{split}annot")
+    return [f"{key}={json.dumps(value)}" for group in STORED_GROUPS
+            for key, value in flatten(plain.get(group) or {}, f"{group}.").items()]
