@@ -404,6 +404,8 @@ class PredictConfig(CheckpointAppConfig):
     output: str = MISSING  # the folder for NAME.png and NAME_overlay.png
     alpha: float = 0.5  # the overlay's opacity
     skip_classes: Optional[List[str]] = None  # names or indices left unpainted (default: background)
+    roi: Optional[str] = None  # regions of interest: a folder of NAME<roi_suffix> files, or one file; 0 -> void
+    roi_suffix: Optional[str] = None  # default: the checkpoint's dataset.roi_suffix
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
 

@@ -1,5 +1,6 @@
 """`segtrain-predict ckpt=PATH input=DIR_OR_FILE output=DIR [alpha=0.5] [skip_classes=[NAME,...]] [crf=dense|...]
-[inference=...] [KEY=VALUE ...]`: a Hydra app (configs/predict.yaml; `--help`, `--cfg job`).
+[inference=...] [roi=DIR_OR_FILE [roi_suffix=_mask.png]] [KEY=VALUE ...]`: a Hydra app (configs/predict.yaml;
+`--help`, `--cfg job`).
 
 Segments new images of any size with a trained checkpoint, read as its training data were (RGB, or grey for a
 grey model). For each image NAME it writes OUTPUT/NAME.png, the
@@ -9,6 +10,12 @@ classes drawn below it. `skip_classes` (names or indices, comma-separated) are l
 class named "background" when the dataset has one (`skip_classes=` paints every class). An image that cannot be
 read is reported and skipped; the others still run (the exit status is then 1). `crf=` and `inference=` work as
 in segtrain-eval, and so do overrides of the stored training config.
+
+`roi=` gives regions of interest (a field of view, say): a folder where image NAME.EXT has its region
+NAME<roi_suffix> (roi_suffix defaults to the checkpoint's dataset.roi_suffix, and NAME drops the checkpoint's
+dataset.image_suffix as training did), or one file for every image. Pixels where the region is 0 are labelled
+255 (void) in NAME.png and left unpainted in the overlay. A missing or wrongly sized region stops the run before
+any image is labelled, with one line naming the file and the key.
 """
 import sys
 from pathlib import Path
@@ -67,6 +74,47 @@ def prepare_output(output: Path, source: Path, files) -> None:
         raise SegtrainError(f"output={output}: cannot write there ({e.strerror})") from None
 
 
+def region_files(roi, roi_suffix, files, dataset_cfg, exif: bool):
+    """{image: region-of-interest file} for roi= (a folder, paired by name as training paired its regions, or one
+    file for every image), each checked to exist and to be the image's size; {} without roi=."""
+    from ..data.files import image_header
+    from ..data.folder import closest_file
+
+    if roi is None:
+        return {}
+    source = Path(roi)
+    if not source.exists():
+        raise SegtrainError(f"roi={roi}: no such file or folder")
+    image_suffix = dataset_cfg.get("image_suffix")
+    image_suffix = image_suffix if image_suffix and "{split}" not in image_suffix else None
+    suffix = roi_suffix if roi_suffix is not None else dataset_cfg.get("roi_suffix") or ".png"
+    if source.is_dir() and "{split}" in suffix:
+        raise SegtrainError(f"roi_suffix={suffix} (the checkpoint's dataset.roi_suffix) names regions per split; give "
+                            "roi_suffix= (what follows an image's name in its region file's, e.g. roi_suffix=_mask.gif)")
+    regions = {}
+    for path in files:
+        if source.is_file():
+            region = source
+        else:
+            name = path.name[:-len(image_suffix)] if image_suffix and path.name.endswith(image_suffix) else path.stem
+            region = source / f"{name}{suffix}"
+            if not region.is_file():
+                similar = closest_file(source, region.name)
+                raise SegtrainError(f"{region}: region-of-interest file is missing for {path.name}" + (
+                    f"; the most similar file in {source} is {similar.name}" if similar else "")
+                    + f"; roi_suffix={suffix} names it (NAME{suffix} for NAME{path.suffix})")
+        try:
+            height, width = image_header(path, exif)[0]
+        except SegtrainError:  # an unreadable image is skipped when its turn comes, as without roi=
+            height = width = None
+        rh, rw = image_header(region, False)[0]
+        if height is not None and (height, width) != (rh, rw):
+            raise SegtrainError(f"{region}: region of interest is {rw}x{rh} but {path.name} is {width}x{height} "
+                                "(width x height)")
+        regions[path] = region
+    return regions
+
+
 def overlay_options(alpha: float, skip_classes, class_names):
     """(alpha, classes to leave unpainted) from alpha= and skip_classes= (None: the background class)."""
     if not 0 <= alpha <= 1:
@@ -123,7 +171,8 @@ def predict_images(cfg) -> int:
     from ..config import to_plain
     from ..crf import crf_params, crf_refiner
     from ..data import checkpoint_dataset_info
-    from ..data.files import Normalize
+    from ..data.files import IGNORE_INDEX, Normalize
+    from ..data.folder import read_region
     from ..engine import autocast_context
     from ..inference import predict_scores
     from ..progress import track
@@ -132,8 +181,10 @@ def predict_images(cfg) -> int:
 
     check_ranges(cfg)
     files = input_files(cfg.input)
-    prepare_output(Path(cfg.output), Path(cfg.input), files)
     train_cfg, model, state = restore(cfg.ckpt, stored_overrides(cfg))
+    exif = train_cfg.dataset.get("exif_orientation", "apply") == "apply"  # labels for the picture as shown
+    regions = region_files(cfg.roi, cfg.roi_suffix, files, train_cfg.dataset, exif)
+    prepare_output(Path(cfg.output), Path(cfg.input), files)
     info = checkpoint_dataset_info(state, train_cfg)
     if info["input_channels"] not in ([3], [1]):
         raise SegtrainError(f"ckpt={cfg.ckpt}: the model takes {info['input_channels']} input streams "
@@ -151,7 +202,6 @@ def predict_images(cfg) -> int:
     if train_cfg.dataset.get("scale") is not None or train_cfg.dataset.get("short_side") is not None:
         resize = (train_cfg.dataset.get("scale"), train_cfg.dataset.get("short_side"))
     inference = to_plain(cfg.inference)
-    exif = train_cfg.dataset.get("exif_orientation", "apply") == "apply"  # labels for the picture as shown
     scaling = train_cfg.dataset.get("intensity_range", "auto")
     scaling = scaling if isinstance(scaling, str) else tuple(scaling)
     output = Path(cfg.output)
@@ -183,6 +233,8 @@ def predict_images(cfg) -> int:
                 labelled = ((scores.argmax(0).cpu().numpy(), (rgb, path)) for rgb, scores, path in scored())
             for labels, (rgb, path) in labelled:
                 writing = [output / f"{path.stem}.png", output / f"{path.stem}_overlay.png"]
+                if path in regions:  # outside the region of interest: void, and not painted over
+                    labels = np.where(read_region(regions[path], labels.shape, path.name), labels, IGNORE_INDEX)
                 label_png = Image.fromarray(labels.astype(np.uint8))
                 label_png.putpalette(palette.flatten().tolist())
                 label_png.save(output / f"{path.stem}.png")
@@ -196,6 +248,7 @@ def predict_images(cfg) -> int:
         stop.outcome = f"{written} of {len(files)} images were labelled in {output} (kept)"
         raise
     print(f"wrote {written} label maps (NAME.png) and overlays (NAME_overlay.png) to {output}"
+          + (f", {IGNORE_INDEX} outside the regions of interest" if regions else "")
           + (f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""))
     return 1 if skipped else 0
 
