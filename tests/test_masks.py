@@ -165,11 +165,10 @@ def test_name_patterns_pair_images_and_masks_per_split(tmp_path):
     training/1st_manual/21_manual1.gif, and test/images/01_test.tif; TIFF images, GIF masks of 0/255."""
     from PIL import Image
 
-    from segtrain.data.fake import make_retina, write_classes
+    from segtrain.data.fake import make_retina
 
     make_retina(tmp_path, 32)
     root = tmp_path / "retina"
-    write_classes(root / "classes.yaml", ["background", "vessel"])
     keys = [*base(root), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/1st_manual"',
             'dataset.image_suffix="_{split}.tif"', "dataset.mask_suffix=_manual1.gif", "dataset.label_values=[0,255]",
             "dataset.train_split=training", "dataset.val_split=test"]
@@ -261,14 +260,13 @@ def test_cityscapes_as_it_unpacks_reads_the_19_classes(tmp_path):
 
 def test_several_folders_make_one_split_and_keep_equal_names_apart(tmp_path):
     from segtrain.data import item_name
-    from segtrain.data.fake import make_tiles, write_classes
+    from segtrain.data.fake import make_tiles
 
     make_tiles(tmp_path, 32)
     root = tmp_path / "tiles"
     stored = json.loads((root / "stored.json").read_text())  # pixels per stored value, as written
     truth = [sum(stored[f"Tile {t}/masks/patch_{n}.png"].get(str(c), 0) for t in (1, 2) for n in (0, 1))
              for c in range(5)]
-    write_classes(root / "classes.yaml", NAMES)
     cfg = compose_config(*base(root), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/masks"',
                          'dataset.train_split=["Tile 1","Tile 2"]', 'dataset.val_split=["Tile 3"]')
     train = build_dataset(cfg.dataset, cfg.dataset.train_split)

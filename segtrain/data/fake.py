@@ -317,6 +317,7 @@ def make_retina(out: Path, size: int):
                 Image.fromarray(np.where(np.isin(label, (3, 4)) & region, 255, 0).astype(np.uint8)).save(
                     root / split / "2nd_manual" / f"{name}_manual2.gif")
     truth.write()
+    write_classes(root / "classes.yaml", ["background", "vessel"])
 
 
 def make_tiles(out: Path, size: int):
@@ -331,6 +332,7 @@ def make_tiles(out: Path, size: int):
             save_png(encode(label, "folder"), root / f"Tile {t}" / "masks" / f"patch_{n}.png")
             truth.add(root, root / f"Tile {t}" / "masks" / f"patch_{n}.png", encode(label, "folder"))
     truth.write()
+    write_classes(root / "classes.yaml", CLASS_NAMES)
 
 
 def make_fake_datasets(out, size: int = 48) -> Path:

@@ -39,13 +39,14 @@ from .labels import LOSSY_SPREAD, LOSSY_SUFFIXES, read_mask
 SEPARATORS = "_- ."
 SAMPLED = 6  # files per folder read to tell photos from masks
 FEW_VALUES = 64  # an image with at most this many distinct values (colours) is a mask
-CLUSTERED = 0.95  # ... or one whose 32 commonest values hold this share of its pixels (a lossy mask)
+FLAT = 0.5  # ... or one whose 8 commonest values hold this share of its pixels (a lossy mask); photos: a few %
+LOOSE = 0.1  # the least share of its 8 commonest values a mask folder has (small JPEG colour masks: 0.2 and up)
 ROLES = {"train": ("train", "training", "trn", "tr"), "val": ("val", "valid", "validation", "dev", "eval"),
          "test": ("test", "testing", "tst", "te")}
 LABEL_HINTS = ("label", "annot", "gt", "manual", "mask", "seg", "class", "truth")
 OTHER_HINTS = ("color", "colour", "instance", "vis", "overlay", "edge", "boundar", "2nd", "polygon")
-IMAGE_HINTS = ("image", "img", "jpeg", "photo", "rgb", "leftimg", "input", "raw", "sat")
 BETWEEN = 0.95  # a value along this share of the edges between values lies between all others, as void borders do
+THIN = 0.5  # ... when it is thin: at least this many neighbours of other values per pixel (lines, not regions)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Group:
     kind: str  # photo | mask
     ending: Optional[str] = None  # in a folder holding photos and masks: the end of these files' names
     modes: Counter = field(default_factory=Counter)  # PIL modes of the sampled files
+    flat: float = 0.0  # the median share of the 8 commonest values in its sampled files (1 for palette images)
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,15 @@ def pixel_codes(path: Path):
 
 
 def file_kind(path: Path):
-    """(photo | mask | None for an unreadable file, PIL mode)."""
+    """(photo | mask | None for an unreadable file, PIL mode, the share of its 8 commonest values)."""
     codes, mode = pixel_codes(path)
     if codes is None:
-        return None, None
+        return None, None, 0.0
     if mode in ("P", "1"):  # palette and 1-bit images are drawn, not photographed
-        return "mask", mode
+        return "mask", mode, 1.0
     counts = np.sort(np.unique(codes, return_counts=True)[1])[::-1]
-    if len(counts) <= FEW_VALUES or counts[:32].sum() >= CLUSTERED * counts.sum():
-        return "mask", mode
-    return "photo", mode
+    flat = float(counts[:8].sum() / counts.sum())
+    return ("mask" if len(counts) <= FEW_VALUES or flat >= FLAT else "photo"), mode, flat
 
 
 def evenly(items, count: int):
@@ -169,22 +170,22 @@ def folder_groups(folder: Path, files: List[Path]) -> List[Group]:
     ending one kind has and the other has not."""
     sample = evenly(files, SAMPLED)
     looked = [(path, *file_kind(path)) for path in sample]
-    kinds = {kind for _, kind, _ in looked if kind}
-    if not kinds:
-        return []
-    if len(kinds) == 1:
-        return [Group(folder, files, kinds.pop(), modes=Counter(m for _, _, m in looked if m))]
+    kinds = {kind for _, kind, _, _ in looked if kind}
+
+    def group(paths, kind, ending=None):
+        seen = [(m, f) for p, k, m, f in looked if p in paths and m]
+        return Group(folder, paths, kind, ending, Counter(m for m, _ in seen),
+                     float(np.median([f for _, f in seen])) if seen else 0.0)
+
+    if len(kinds) <= 1:
+        return [group(files, kinds.pop())] if kinds else []
     for kind, other in (("mask", "photo"), ("photo", "mask")):
-        ending = common_ending([p.name for p, k, _ in looked if k == kind])
-        if ending and not any(p.name.endswith(ending) for p, k, _ in looked if k == other):
-            mine = [p for p in files if p.name.endswith(ending)]
-            return [Group(folder, mine, kind, ending, Counter(m for p, k, m in looked if k == kind)),
-                    Group(folder, [p for p in files if not p.name.endswith(ending)], other,
-                          modes=Counter(m for p, k, m in looked if k == other))]
-    by_kind = defaultdict(list)  # no ending sets them apart: every file looked at
-    for path in files:
-        by_kind[file_kind(path)[0]].append(path)
-    return [Group(folder, paths, kind) for kind, paths in by_kind.items() if kind]
+        names = [p.name for p, k, _, _ in looked if k == kind]
+        ending = common_ending(names) if len(names) > 1 else None  # one file's name ends in its own way
+        if ending and not any(p.name.endswith(ending) for p, k, _, _ in looked if k == other):
+            return [group([p for p in files if p.name.endswith(ending)], kind, ending),
+                    group([p for p in files if not p.name.endswith(ending)], other)]
+    return [group(files, Counter(k for _, k, _, _ in looked if k).most_common(1)[0][0])]
 
 
 def survey(root: Path):
@@ -202,10 +203,6 @@ def survey(root: Path):
     groups = []
     for folder in track(list(folders), len(folders), "looking at folders", unit="folder"):
         groups += folder_groups(folder, folders[folder])
-    if not any(g.kind == "photo" for g in groups):  # drawn or flat pictures: photos by their folders' names
-        for group in groups:
-            if any(h in f"{group.folder.name}{group.ending or ''}".lower() for h in IMAGE_HINTS):
-                group.kind = "photo"
     return groups, texts
 
 
@@ -268,38 +265,40 @@ class Pairing:
 
 
 def pair_groups(groups: List[Group]):
-    """{photo group index: [Pairing, ...]}: each mask group goes to the photo group that names the most of its
-    masks (the nearest folder when several do); a mask folder holding several kinds of masks for the same photos
-    (`_labelIds.png`, `_color.png`) is split by their suffixes."""
-    photos = [g for g in groups if g.kind == "photo"]
-    paired = defaultdict(list)
-    for masks in (g for g in groups if g.kind == "mask"):
+    """(photo groups, {photo group index: [Pairing, ...]}, groups neither): a group pairs as masks with the less
+    flat group (the photos) that names the most of its files (the nearest folder when several do); a mask folder
+    holding several kinds of masks for the same photos (`_labelIds.png`, `_color.png`) is split by their suffixes.
+    Photos and masks are told apart by flatness, not by a threshold alone: a compressed colour mask is far flatter
+    than its photo, whatever the image size."""
+    paired, used = defaultdict(list), set()
+    for masks in (g for g in groups if g.flat >= LOOSE):
         mask_names = [p.name for p in masks.files]
         best = None
-        for index, photo in enumerate(photos):
-            rules = find_rules([p.name for p in photo.files], mask_names)
-            if not rules:
+        for photo in groups:
+            if photo is masks or photo.flat >= masks.flat:
                 continue
-            key = (rules[0][1], shared_path(photo.folder, masks.folder))
-            if best is None or key > best[0]:
-                best = (key, index, rules)
+            rules = find_rules([p.name for p in photo.files], mask_names)
+            if rules:
+                key = (rules[0][1], shared_path(photo.folder, masks.folder))
+                if best is None or key > best[0]:
+                    best = (key, photo, rules)
         if best is None:
             continue
-        _, index, rules = best
-        photo_names = [p.name for p in photos[index].files]
+        _, photo, rules = best
+        used.add(id(masks))
         good = [(rule, covered) for rule, covered in rules if covered >= 0.9 * rules[0][1]]
         if len(good) > 1 and all(r.image_suffix == good[0][0].image_suffix for r, _ in good):
             for rule, covered in good:  # several kinds of masks in one folder
                 files = [p for p in masks.files if p.name.endswith(rule.mask_suffix)]
-                kind, mode = file_kind(files[0])
-                if kind == "mask":
-                    paired[index].append(Pairing(Group(masks.folder, files, "mask", rule.mask_suffix,
-                                                       Counter([mode])), rule, covered))
+                paired[id(photo)].append(Pairing(Group(masks.folder, files, "mask", rule.mask_suffix,
+                                                       Counter([file_kind(files[0])[1]])), rule, covered))
             continue
         rule, _ = good[0]
-        partners = {rule.partner(n) for n in photo_names}
-        paired[index].append(Pairing(masks, rule, sum(p.name in partners for p in masks.files)))
-    return photos, paired
+        partners = {rule.partner(p.name) for p in photo.files}
+        paired[id(photo)].append(Pairing(masks, rule, sum(p.name in partners for p in masks.files)))
+    photos = [g for g in groups if id(g) in paired and id(g) not in used]
+    unused = [g for g in groups if id(g) not in paired and id(g) not in used]
+    return photos, {i: paired[id(g)] for i, g in enumerate(photos)}, unused
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -539,20 +538,19 @@ def set_split(ins: Inspection, key: str, names: List[str], evidence: str) -> Non
 def find_layout(root: Path, ins: Inspection, out: Path) -> None:
     """The keys that name the files and splits (image_dir, mask_dir, suffixes, splits, regions of interest)."""
     groups, texts = survey(root)
-    photos, paired = pair_groups(groups)
+    photos, paired, unused = pair_groups(groups)
     entries = entries_of(photos, paired)
     if not entries:
-        masks = [g for g in groups if g.kind == "mask"]
+        masks = [g for g in groups if g.flat >= LOOSE]
         raise SegtrainError(f"inspect {root}: found {'no mask folder' if not masks else 'mask folders'} "
                             + (f"({folder_text(root, masks)}) " if masks else "")
                             + f"{'but none ' if masks else ''}paired with a photo folder "
-                            f"({folder_text(root, photos) or 'none found'}) by file names; a mask is named as its "
-                            "photo, with a suffix (img1.png -> img1_mask.png) or part of the name replaced "
-                            "(21_training.tif -> 21_manual1.gif)")
-    unpaired = [g for i, g in enumerate(photos) if i not in paired]
-    if unpaired:
-        ins.choices.append(f"photos without masks left out: {folder_text(root, unpaired)} "
-                           f"({sum(len(g.files) for g in unpaired)} files)")
+                            f"({folder_text(root, [g for g in groups if g.flat < LOOSE]) or 'none found'}) by file "
+                            "names; a mask is named as its photo, with a suffix (img1.png -> img1_mask.png) or part "
+                            "of the name replaced (21_training.tif -> 21_manual1.gif)")
+    if unused:
+        ins.choices.append(f"not used (no photo or mask pairs with them by name): {folder_text(root, unused)} "
+                           f"({sum(len(g.files) for g in unused)} files)")
     layout = split_value(root, entries) if len(entries) > 1 else None
     if len(entries) > 1 and layout is None:
         return pair_list_layout(root, ins, out, entries, "the photo folders differ in more than one place")
@@ -770,6 +768,7 @@ class Tally:
     colours: Counter = field(default_factory=Counter)
     colour_pairs: Counter = field(default_factory=Counter)
     lossy_files: int = 0
+    flat: Counter = field(default_factory=Counter)  # lossy files: codes of the pixels inside regions (flat_pixels)
 
     def add_values(self, values: np.ndarray) -> None:
         self.values += np.bincount(values.ravel(), minlength=65536)[:65536]
@@ -782,7 +781,14 @@ class Tally:
 
     def add(self, path: Path) -> None:
         stored, palette = read_mask(path)
-        self.lossy_files += path.suffix.lower() in LOSSY_SUFFIXES
+        if path.suffix.lower() in LOSSY_SUFFIXES:
+            self.lossy_files += 1
+            inside = flat_pixels(stored)
+            codes = stored.astype(np.int64)
+            if codes.ndim == 3:
+                codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
+            found, counts = np.unique(codes[inside], return_counts=True)
+            self.flat.update(dict(zip(found.tolist(), counts.tolist())))
         if stored.dtype.kind not in "ui" or (stored.size and stored.max() > 65535):
             raise SegtrainError(f"{path}: mask values must be whole numbers 0..65535 (found {stored.dtype})")
         if palette is not None and stored.ndim == 2:
@@ -813,16 +819,38 @@ class Tally:
             self.add_colours(colours)
 
 
-def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001):
-    """The stored values (colours) compression scattered: the commonest, each farther than LOSSY_SPREAD from a
-    commoner one, holding at least `share` of the pixels."""
+def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001, colours: bool = False):
+    """The stored values (colours) compression scattered: codes counted in cells of 8 (per channel), the fullest
+    cells holding at least `share` of the pixels, each farther than LOSSY_SPREAD (colours: twice, their chroma
+    being blurred more) from a fuller one, give the centres: the commonest code of each."""
+    cells = (((codes >> 19) & 31) << 10) | (((codes >> 11) & 31) << 5) | ((codes >> 3) & 31) if colours \
+        else codes >> 3
+    mass, commonest = Counter(), {}
+    for cell, code, count in zip(cells.tolist(), codes.tolist(), counts.tolist()):
+        mass[cell] += count
+        if count > commonest.get(cell, (0, 0))[1]:
+            commonest[cell] = (code, count)
+    spread = 2 * LOSSY_SPREAD if colours else LOSSY_SPREAD
     chosen, total = [], counts.sum()
-    for i in np.argsort(-counts, kind="stable"):
-        if counts[i] < share * total:
+    for cell, count in mass.most_common():
+        if count < share * total:
             break
-        if all(distance(codes[i], c) > LOSSY_SPREAD for c in chosen):
-            chosen.append(codes[i])
+        if all(distance(commonest[cell][0], c) > spread for c in chosen):
+            chosen.append(commonest[cell][0])
     return sorted(int(c) for c in chosen)
+
+
+def flat_pixels(pixels: np.ndarray, within: int = 8) -> np.ndarray:
+    """Pixels whose 4-neighbours all lie within `within` (per channel): the inside of regions, where compression
+    keeps a class's value (colour); edges blend their neighbours'."""
+    pixels = pixels.astype(np.int32).reshape(*pixels.shape[:2], -1)
+    steepest = np.zeros(pixels.shape[:2], np.int32)
+    for a, b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
+                 ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))):
+        step = np.abs(pixels[a] - pixels[b]).max(-1)
+        steepest[a] = np.maximum(steepest[a], step)
+        steepest[b] = np.maximum(steepest[b], step)
+    return steepest <= within
 
 
 def value_distance(a, b) -> int:
@@ -848,11 +876,16 @@ class Codes:
     def distance(self, a, b) -> int:
         return colour_distance(a, b) if self.kind == "colours" else value_distance(a, b)
 
+    def along(self, code) -> int:
+        """How often `code` is the 4-neighbour of another code."""
+        return sum(n for pair, n in self.pairs.items() if code in (pair // PAIR, pair % PAIR))
+
     def between(self, code) -> float:
-        """The share of the edges between codes that run along `code`: 1 when the others meet only across it."""
+        """The share of the edges between codes that run along a thin `code` (lines, not regions): 1 when the
+        others meet only across it, as they do across void borders; 0 for a code drawn as regions."""
         total = sum(self.pairs.values())
-        along = sum(n for pair, n in self.pairs.items() if code in (pair // PAIR, pair % PAIR))
-        return along / total if total else 0.0
+        along = self.along(code)
+        return along / total if total and along >= THIN * self.pixels(code) else 0.0
 
     def pixels(self, code) -> int:
         return int(self.counts[self.codes == code].sum())
@@ -877,14 +910,29 @@ def percent(part, whole) -> str:
     return f"{share:.1f}%" if share >= 0.1 or share == 0 else f"{share:.2g}%"
 
 
-def looks_resampled(codes: Codes) -> bool:
-    """Many values (colours), nearly all pixels close to a few far-apart ones: masks resized or recompressed."""
-    if len(codes.codes) <= 32:
-        return False
-    kept = centres(codes.codes, codes.counts, codes.distance, share=0.01)
-    near = [min(codes.distance(c, k) for k in kept) <= LOSSY_SPREAD for c in codes.codes]
-    return codes.counts[near].sum() >= 0.99 * codes.counts.sum() and all(
-        codes.distance(a, b) > 2 * LOSSY_SPREAD for i, a in enumerate(kept) for b in kept[i + 1:])
+def resampled_classes(codes: Codes):
+    """The class values (colours) of masks resized with interpolation or recompressed, else None: a few far-apart
+    values hold most pixels and many others lie between two of them, each on thin lines along their edges (a
+    class would be regions). The classes are every value but those blends (thin ones under 0.1% of the pixels,
+    where three classes meet, too)."""
+    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours")
+    total = codes.counts.sum()
+    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.85 * total:
+        return None
+    parts = (lambda c: colour_of(c)) if codes.kind == "colours" else (lambda c: [c])
+
+    def thin(code):
+        return codes.along(code) >= THIN * codes.pixels(code)
+
+    def blend(code):
+        return thin(code) and any(all(min(x, y) <= v <= max(x, y) for v, x, y in zip(parts(code), parts(a), parts(b)))
+                                  for i, a in enumerate(big) for b in big[i + 1:])
+
+    others = [c for c in codes.codes.tolist() if c not in big]
+    blends = [c for c in others if blend(c)]
+    if len(blends) < 8 or sum(codes.pixels(c) for c in blends) < 0.9 * sum(codes.pixels(c) for c in others):
+        return None
+    return sorted(big + [c for c in others if c not in blends and (not thin(c) or codes.pixels(c) >= 0.001 * total)])
 
 
 def void_index(codes: Codes, stored: List[int]) -> bool:
@@ -930,8 +978,14 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
             ins.set("dataset.mask_format", "index", f"RGB masks with R = G = B ({files['grey']} files): read as values")
     codes = reading(tally, kind)
     total = int(codes.counts.sum())
-    lossy = tally.lossy_files > 0 or looks_resampled(codes)
-    stored = centres(codes.codes, codes.counts, codes.distance) if lossy else [int(c) for c in codes.codes]
+    resampled = None if tally.lossy_files else resampled_classes(codes)
+    lossy = tally.lossy_files > 0 or resampled is not None
+    if tally.lossy_files:  # the values (colours) inside regions: compression blends them only at edges
+        inside = np.array(sorted(tally.flat), np.int64)
+        stored = centres(inside, np.array([tally.flat[c] for c in inside.tolist()], np.int64), codes.distance,
+                         colours=kind == "colours")
+    else:
+        stored = resampled or [int(c) for c in codes.codes]
     void = [IGNORE_INDEX] if kind != "colours" and void_index(codes, stored) else []
     classes = [c for c in stored if c not in void]
     if len(classes) > 255:
@@ -979,8 +1033,10 @@ def set_meaning(ins: Inspection, codes: Codes, classes, void, tolerance, unreach
         ins.set("dataset.label_map", mapping, described)
         ins.set("dataset.unmapped", "ignore", f"{percent(unreachable, total)} of the pixels (compressed edges) are "
                 f"farther than {tolerance} from every class's {codes.kind[:-1]}: void")
-        ins.choices.append(f"{percent(unreachable, total)} of the pixels lie between classes (compressed edges) and are "
-                           "void (dataset.unmapped=ignore); no class loses more than its blurred edges")
+        ins.choices.append(f"{percent(unreachable, total)} of the pixels are farther than {tolerance} from every "
+                           f"class's {codes.kind[:-1]} and void (dataset.unmapped=ignore): edges that compression "
+                           f"blended, or a class drawn only in thin lines that kept no {codes.kind[:-1]} of its own; "
+                           f"if a class is missing above, add its {codes.kind[:-1]} to dataset.label_map")
         return
     if codes.kind != "colours" and classes != list(range(len(classes))):
         ins.set("dataset.label_values", classes, described)
