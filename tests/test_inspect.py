@@ -5,6 +5,7 @@ import json
 import shlex
 from collections import Counter
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -111,7 +112,6 @@ def test_following_the_255_is_a_class_advice_reads_it_as_a_class(fake, tmp_path,
 
 def test_a_tree_without_masks_paired_by_name_is_one_line(tmp_path):
     from PIL import Image
-    import numpy as np
 
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), np.uint8)).save(tmp_path / "photos" /
@@ -120,3 +120,77 @@ def test_a_tree_without_masks_paired_by_name_is_one_line(tmp_path):
         data_run(["inspect", str(tmp_path), f"out={tmp_path / 'out'}"])
     with pytest.raises(SegtrainError, match="no such folder"):
         data_run(["inspect", str(tmp_path / "nothing"), f"out={tmp_path / 'out'}"])
+
+
+def keys_found(tmp_path, capsys, root):
+    """({key: value} of the printed command, the stored code of each class, the output)."""
+    overrides, codes, printed = inspect(root, tmp_path / "found", capsys)
+    return dict(o.split("=", 1) for o in overrides), codes, printed
+
+
+def test_photos_and_masks_sharing_a_folder_under_a_path_with_spaces(tmp_path, capsys):
+    from segtrain.data.fake import encode, save_png, scene
+
+    root = tmp_path / "my data"
+    truth = Counter()
+    for n in range(5):
+        image, label = scene(80 + n, 32)
+        save_png(image, root / "data" / f"s{n}.tif")
+        save_png(encode(label, "folder"), root / "data" / f"s{n}_label.tif")
+        truth.update(Counter(encode(label, "folder").ravel().tolist()))
+    keys, codes, _ = keys_found(tmp_path, capsys, root)
+    assert keys["dataset.root"] == str(root) and keys["dataset.image_dir"] == keys["dataset.mask_dir"] == "data"
+    assert keys["dataset.mask_suffix"] == "_label.tif" and keys["dataset.val_fraction"] == "0.2"
+    assert codes == ["0", "1", "2", "3", "4"] and keys["dataset.ignore_values"] == "[255]"
+    cfg = compose_config(*[f"{k}={v}" for k, v in keys.items()])
+    read = sum(scan_labels(build_dataset(cfg.dataset, split), "test", workers=0).counts[:, 0].sum(0)
+               for split in ("train", "val"))
+    assert {value: int(read[value]) for value in truth} == dict(truth)  # the held-out fifth included
+
+
+def test_resized_binary_masks_take_the_threshold_between_their_two_values(tmp_path, capsys):
+    """0/255 masks shrunk with bilinear interpolation hold every value in between, on their edges."""
+    from PIL import Image
+
+    from segtrain.data.fake import save_png, scene
+
+    truth = 0
+    for n in range(6):
+        image, label = scene(90 + n, 128)
+        save_png(np.asarray(Image.fromarray(image).resize((48, 48), Image.BILINEAR)), tmp_path / "in" / "images" /
+                 f"{n}.png")
+        mask = np.asarray(Image.fromarray(np.where((label >= 1) & (label <= 4), 255, 0).astype(np.uint8)).resize(
+            (48, 48), Image.BILINEAR))
+        save_png(mask, tmp_path / "in" / "labels" / f"{n}.png")
+        truth += int((mask >= 128).sum())
+    keys, codes, printed = keys_found(tmp_path, capsys, tmp_path / "in")
+    assert codes == ["0", "255"] and keys["dataset.mask_tolerance"] == "127", printed
+    cfg = compose_config(*[f"{k}={v}" for k, v in keys.items()])
+    pixels = sum(scan_labels(build_dataset(cfg.dataset, split), "test", workers=0).class_pixels(2)[1]
+                 for split in ("train", "val"))
+    assert pixels == truth  # every value of 128 and up is the second class, nothing void
+
+
+def test_colour_jpeg_masks_void_only_their_blended_edges(tmp_path, capsys):
+    from segtrain.data.fake import FOLDER_COLOURS, save_jpg, save_png
+
+    colours = np.asarray(FOLDER_COLOURS[:3], np.uint8)  # black background, red blocks, yellow discs
+    yy, xx = np.mgrid[:96, :96]
+    inside = []
+    for n in range(4):
+        label = np.zeros((96, 96), np.uint8)
+        label[10 + 5 * n:50, 10:60] = 1
+        label[(yy - 70) ** 2 + (xx - 65 + 4 * n) ** 2 < 20 ** 2] = 2
+        save_png(np.random.default_rng(n).integers(0, 255, (96, 96, 3), np.uint8), tmp_path / "in" / "images" /
+                 f"{n}.png")
+        save_jpg(colours[label], tmp_path / "in" / "masks" / f"{n}.jpg", quality=90)
+        inside.append((n, label, (label == np.roll(label, 4, 0)) & (label == np.roll(label, -4, 0)) &
+                       (label == np.roll(label, 4, 1)) & (label == np.roll(label, -4, 1))))
+    keys, codes, printed = keys_found(tmp_path, capsys, tmp_path / "in")
+    found = np.array([c.split(",") for c in codes], int)
+    assert len(found) == 3 and np.abs(found - colours).max() <= 8, printed
+    assert keys["dataset.unmapped"] == "ignore" and "if a class is missing" in printed
+    dataset = build_dataset(compose_config(*[f"{k}={v}" for k, v in keys.items()]).dataset, "train")
+    for index, (image, mask, *_) in enumerate(dataset.items):
+        n, label, away_from_edges = inside[int(image.stem)]
+        assert np.array_equal(dataset[index][1].numpy()[away_from_edges], label[away_from_edges])

@@ -253,8 +253,13 @@ def find_rules(photos: List[str], masks: List[str]):
     return sorted(ranked, key=lambda rc: -rc[1])
 
 
-def shared_path(a: Path, b: Path) -> int:
-    return len(os.path.commonpath([a, b]))
+def path_likeness(photos: Group, masks: Group) -> float:
+    """How alike two groups' paths are (difflib's ratio): `val` goes with `valannot`, `Tile 1/images` with `Tile
+    1/masks`, where the names alone would pair them with any split or tile."""
+    import difflib
+
+    return difflib.SequenceMatcher(None, f"{photos.folder}/{photos.ending or ''}",
+                                   f"{masks.folder}/{masks.ending or ''}").ratio()
 
 
 @dataclass
@@ -266,7 +271,7 @@ class Pairing:
 
 def pair_groups(groups: List[Group]):
     """(photo groups, {photo group index: [Pairing, ...]}, groups neither): a group pairs as masks with the less
-    flat group (the photos) that names the most of its files (the nearest folder when several do); a mask folder
+    flat group (the photos) whose names give at least half its files, the one with the most alike path; a mask folder
     holding several kinds of masks for the same photos (`_labelIds.png`, `_color.png`) is split by their suffixes.
     Photos and masks are told apart by flatness, not by a threshold alone: a compressed colour mask is far flatter
     than its photo, whatever the image size."""
@@ -279,7 +284,7 @@ def pair_groups(groups: List[Group]):
                 continue
             rules = find_rules([p.name for p in photo.files], mask_names)
             if rules:
-                key = (rules[0][1], shared_path(photo.folder, masks.folder))
+                key = (2 * rules[0][1] >= len(mask_names), path_likeness(photo, masks), rules[0][1])
                 if best is None or key > best[0]:
                     best = (key, photo, rules)
         if best is None:
@@ -917,7 +922,7 @@ def resampled_classes(codes: Codes):
     where three classes meet, too)."""
     big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours")
     total = codes.counts.sum()
-    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.85 * total:
+    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.5 * total:
         return None
     parts = (lambda c: colour_of(c)) if codes.kind == "colours" else (lambda c: [c])
 
