@@ -90,7 +90,7 @@ def region_files(roi, roi_suffix, files, dataset_cfg, exif: bool):
     suffix = roi_suffix if roi_suffix is not None else dataset_cfg.get("roi_suffix") or ".png"
     if source.is_dir() and "{split}" in suffix:
         raise SegtrainError(f"roi_suffix={suffix} (the checkpoint's dataset.roi_suffix) names regions per split; give "
-                            "roi_suffix= (what follows an image's name in its region file's, e.g. roi_suffix=_mask.gif)")
+                            "roi_suffix= (what follows an image's name in its region file's: roi_suffix=_mask.gif)")
     regions = {}
     for path in files:
         if source.is_file():

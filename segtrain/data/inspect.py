@@ -1,25 +1,31 @@
 """`segtrain-data inspect ROOT`: how `dataset=folder` reads a folder tree it has never seen.
 
 inspect_tree(root, out) finds, in this order:
-- the photo and mask folders, by their pixels (photos hold many values; masks a few, or a few clusters of them when
-  compressed; palette and 1-bit images are masks); photos and masks that share a folder are told apart by the end
-  of their names;
+- the photo and mask folders, by their pixels: a mask folder pairs by file names with a folder of less flat
+  pictures, its photos (the share of the 8 commonest values: about 1 for masks, 0.2 and up for small JPEG colour
+  masks, a few % for photos; palette and 1-bit images are masks); photos and masks that share a folder are told
+  apart by the end of their names; a mask folder pairs with the photo folder of the most alike path;
 - the rule that names a photo's mask: the same name, a mask suffix (`img1.png` -> `img1_mask.png`), or an image
-  suffix replaced by a mask suffix (`21_training.tif` -> `21_manual1.gif`), with `{split}` where the split's name
-  is part of it; further mask folders for the same photos are regions of interest when they are binary, cover
-  much of each image and hold every labelled pixel (a field of view), else alternatives left unused;
+  suffix replaced by a mask suffix (`21_training.tif` -> `21_manual1.gif`; MMSegmentation's img_suffix and
+  seg_map_suffix), with `{split}` where the split's name is part of it; further mask folders for the same photos
+  are regions of interest when they are binary, cover much of each image and hold every labelled pixel (DRIVE's
+  field-of-view masks), else alternatives left unused;
 - the splits: split files (`train.txt` of names or `IMAGE LABEL` pairs), split folders and `{split}` folder
   patterns (`train/` with `trainannot/`), several folders per split (`Tile 1/`, `Tile 2/`), or none (a held-out
-  fraction);
+  fraction); a layout no key describes gets a pair list written into `out`;
 - the mask encoding, from every mask of both splits: class indices, stored values (0/255), palettes read by index
-  (VOC) or by colour (palettes renumbered file by file), RGB colours, lossy (JPEG) masks and the tolerance that
-  keeps their classes apart; void candidates; the images' channels.
+  (VOC) or by colour (palettes renumbered file by file), RGB colours, lossy masks (JPEG: the values inside
+  regions; resized: the values their interpolated edges blend) and the tolerance that keeps their classes apart;
+  void candidates; the photos' channels.
 
 Nothing is guessed silently. Each key comes with one line of evidence, and where the data could mean two things
 (255 a class or void? which folder validates?) the choice made is given with the key that changes it. Every
-stored value or colour is its own class, in stored order, unless it is 255 beside class indices 0..k (segtrain's
-and VOC's void): no class is dropped, merged or swapped. The classes YAML is named class_0, class_1, ... for the
-user to rename."""
+stored value or colour is its own class, in stored order, unless it is 255 beside class indices 0..k or drawn
+along every edge between the others (segtrain's and PASCAL VOC's void): no class is merged or swapped, and a
+value that looks like void borders (white, CamVid's 11) stays a class, the keys that would make it void said.
+Only compression can cost a class: a colour drawn in lines thinner than JPEG's blocks keeps no colour of its own,
+and the share of pixels left void is said. The classes YAML is named class_0, class_1, ... for the user to
+rename."""
 import json
 import os
 from collections import Counter, defaultdict
@@ -311,8 +317,8 @@ def pair_groups(groups: List[Group]):
 
 
 def region_share(path: Path):
-    """The share of non-zero pixels of a binary mask (two values, one of them 0, or one), else None."""
-    codes, _ = mask_values(path)
+    """(the share of non-zero pixels of a binary mask (two values, one of them 0, or one) or None, its values)."""
+    codes = mask_values(path)
     if codes is None:
         return None, None
     values = np.unique(codes)
@@ -322,18 +328,19 @@ def region_share(path: Path):
 
 
 def mask_values(path: Path):
-    """A mask's pixels as the decoder would read their values (grey palettes as their grey levels), flattened."""
+    """A mask's values as the decoder reads them (grey palettes as their grey levels; colours: their brightest
+    channel), or None for an unreadable file."""
     try:
         stored, palette = read_mask(path)
     except SegtrainError:
-        return None, None
+        return None
     if palette is not None and stored.ndim == 2:
         used = np.flatnonzero(np.bincount(stored.ravel(), minlength=1))
         if (palette[used] == palette[used][:, :1]).all():
             stored = palette[:, 0][stored]
     if stored.ndim == 3:
         stored = stored.max(axis=2)
-    return stored.astype(np.int64), None
+    return stored.astype(np.int64)
 
 
 def is_region_of(candidate: Pairing, label: Pairing, photos: Group) -> Optional[str]:
@@ -348,7 +355,7 @@ def is_region_of(candidate: Pairing, label: Pairing, photos: Group) -> Optional[
         if not (region_path.is_file() and label_path.is_file()):
             continue
         share, region = region_share(region_path)
-        labels, _ = mask_values(label_path)
+        labels = mask_values(label_path)
         if share is None or labels is None or labels.shape != region.shape:
             return None
         shares.append(share)
@@ -577,9 +584,10 @@ def find_layout(root: Path, ins: Inspection, out: Path) -> None:
     missing = photo_count - sum(e.label.covered for e in entries)
     if missing:
         return pair_list_layout(root, ins, out, entries, f"{missing} photos have no mask")
-    ins.set("dataset.image_dir", image_pattern, f"{photo_count} photos in {folder_text(root, [e.photos for e in entries])}"
-            f" ({modes_text(e.photos for e in entries)})")
-    ins.set("dataset.mask_dir", label_pattern, f"a mask for every photo in {folder_text(root, [e.label.masks for e in entries])}")
+    ins.set("dataset.image_dir", image_pattern, f"{photo_count} photos in "
+            f"{folder_text(root, [e.photos for e in entries])} ({modes_text(e.photos for e in entries)})")
+    ins.set("dataset.mask_dir", label_pattern, "a mask for every photo in "
+            + folder_text(root, [e.label.masks for e in entries]))
     set_rule(ins, rule, entries[0])
     alternatives = sorted({relative(root, p.masks.folder) + (f" (*{p.masks.ending})" if p.masks.ending else "")
                            for e in entries for p in e.alternatives})
@@ -621,9 +629,9 @@ def modes_text(groups) -> str:
     modes = Counter()
     for group in groups:
         modes.update(group.modes)
-    names = {"RGB": "RGB", "RGBA": "RGBA", "L": "grey", "I;16": "16-bit grey", "I;16B": "16-bit grey",
-             "I": "32-bit grey", "F": "float grey", "CMYK": "CMYK", "P": "palette"}
-    return ", ".join(f"{names.get(m, m)}" for m, _ in modes.most_common())
+    names = {"L": "grey", "I;16": "16-bit grey", "I;16B": "16-bit grey", "I": "32-bit grey", "F": "float grey",
+             "P": "palette"}
+    return ", ".join(dict.fromkeys(names.get(m, m) for m, _ in modes.most_common()))
 
 
 def set_rule(ins: Inspection, rule: Rule, entry: Entry) -> None:
@@ -632,7 +640,7 @@ def set_rule(ins: Inspection, rule: Rule, entry: Entry) -> None:
         ins.set("dataset.image_suffix", rule.image_suffix, f"{how}: the end of a photo's name replaced by "
                 "dataset.mask_suffix")
     ins.set("dataset.mask_suffix", rule.mask_suffix, how + ("" if rule.image_suffix is not None else
-                                                            f": a photo's name without its extension, then this"))
+                                                            ": a photo's name without its extension, then this"))
 
 
 def set_regions(root: Path, ins: Inspection, entries, names, rule: Rule) -> None:
@@ -707,6 +715,10 @@ def pair_list_layout(root: Path, ins: Inspection, out: Path, entries, why: str) 
     path = out / "pairs.txt"
     path.write_text("".join(f"{line}\n" for line in lines))
     left = sum(len(e.photos.files) for e in entries) - len(lines)
+    regions = [e.region for e in entries if e.region]
+    if regions:
+        ins.choices.append(f"regions of interest in {folder_text(root, [r.masks for r in regions])} not used with a "
+                           "pair list: dataset.roi_dir and dataset.roi_suffix would name them")
     ins.set("dataset.train_split", str(path.resolve()), f"written: {len(lines)} photo/mask pairs ({why}, so no "
             "folder keys describe the layout)" + (f"; {left} photos without a mask left out" if left else ""))
     hold_out(ins, "pairs.txt")
@@ -786,6 +798,8 @@ class Tally:
 
     def add(self, path: Path) -> None:
         stored, palette = read_mask(path)
+        if stored.dtype.kind not in "ui" or (stored.size and stored.max() > 65535):
+            raise SegtrainError(f"{path}: mask values must be whole numbers 0..65535 (found {stored.dtype})")
         if path.suffix.lower() in LOSSY_SUFFIXES:
             self.lossy_files += 1
             inside = flat_pixels(stored)
@@ -794,8 +808,6 @@ class Tally:
                 codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
             found, counts = np.unique(codes[inside], return_counts=True)
             self.flat.update(dict(zip(found.tolist(), counts.tolist())))
-        if stored.dtype.kind not in "ui" or (stored.size and stored.max() > 65535):
-            raise SegtrainError(f"{path}: mask values must be whole numbers 0..65535 (found {stored.dtype})")
         if palette is not None and stored.ndim == 2:
             used = np.flatnonzero(np.bincount(stored.ravel(), minlength=1))
             if (palette[used] == palette[used][:, :1]).all():  # a grey palette: its grey levels (GIF masks)
@@ -824,12 +836,18 @@ class Tally:
             self.add_colours(colours)
 
 
-def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001, colours: bool = False):
-    """The stored values (colours) compression scattered: codes counted in cells of 8 (per channel), the fullest
-    cells holding at least `share` of the pixels, each farther than LOSSY_SPREAD (colours: twice, their chroma
-    being blurred more) from a fuller one, give the centres: the commonest code of each."""
-    cells = (((codes >> 19) & 31) << 10) | (((codes >> 11) & 31) << 5) | ((codes >> 3) & 31) if colours \
-        else codes >> 3
+def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001, colours: bool = False,
+            cells: bool = True):
+    """The stored values (colours) compression scattered: codes counted in cells of 8 (per channel; each code
+    alone without `cells`), the fullest cells holding at least `share` of the pixels, each farther than
+    LOSSY_SPREAD (colours: twice, their chroma being blurred more) from a fuller one, give the centres: the
+    commonest code of each."""
+    if not cells:
+        cells = codes
+    elif colours:
+        cells = (((codes >> 19) & 31) << 10) | (((codes >> 11) & 31) << 5) | ((codes >> 3) & 31)
+    else:
+        cells = codes >> 3
     mass, commonest = Counter(), {}
     for cell, code, count in zip(cells.tolist(), codes.tolist(), counts.tolist()):
         mass[cell] += count
@@ -881,16 +899,20 @@ class Codes:
     def distance(self, a, b) -> int:
         return colour_distance(a, b) if self.kind == "colours" else value_distance(a, b)
 
-    def along(self, code) -> int:
-        """How often `code` is the 4-neighbour of another code."""
-        return sum(n for pair, n in self.pairs.items() if code in (pair // PAIR, pair % PAIR))
+    def __post_init__(self):
+        self.neighbours, self.edges = Counter(), sum(self.pairs.values())
+        for pair, count in self.pairs.items():
+            self.neighbours[pair // PAIR] += count
+            self.neighbours[pair % PAIR] += count
+
+    def thin(self, code) -> bool:
+        """Drawn as lines, not regions: at least THIN neighbours of other codes per pixel."""
+        return self.neighbours[code] >= THIN * self.pixels(code)
 
     def between(self, code) -> float:
-        """The share of the edges between codes that run along a thin `code` (lines, not regions): 1 when the
-        others meet only across it, as they do across void borders; 0 for a code drawn as regions."""
-        total = sum(self.pairs.values())
-        along = self.along(code)
-        return along / total if total and along >= THIN * self.pixels(code) else 0.0
+        """The share of the edges between codes that run along a thin `code`: 1 when the others meet only across
+        it, as they do across void borders; 0 for a code drawn as regions."""
+        return self.neighbours[code] / self.edges if self.edges and self.thin(code) else 0.0
 
     def pixels(self, code) -> int:
         return int(self.counts[self.codes == code].sum())
@@ -916,28 +938,28 @@ def percent(part, whole) -> str:
 
 
 def resampled_classes(codes: Codes):
-    """The class values (colours) of masks resized with interpolation or recompressed, else None: a few far-apart
-    values hold most pixels and many others lie between two of them, each on thin lines along their edges (a
-    class would be regions). The classes are every value but those blends (thin ones under 0.1% of the pixels,
-    where three classes meet, too)."""
-    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours")
+    """The class values (colours) of masks resized with interpolation, else None: a few far-apart values hold most
+    pixels and many others, each rare, lie between two of them on thin lines along their edges (a class would be
+    regions). The classes are every value but those blends (thin ones under 0.1% of the pixels, where three
+    classes meet, too)."""
+    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours",
+                  cells=False)
     total = codes.counts.sum()
     if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.5 * total:
         return None
     parts = (lambda c: colour_of(c)) if codes.kind == "colours" else (lambda c: [c])
 
-    def thin(code):
-        return codes.along(code) >= THIN * codes.pixels(code)
-
     def blend(code):
-        return thin(code) and any(all(min(x, y) <= v <= max(x, y) for v, x, y in zip(parts(code), parts(a), parts(b)))
-                                  for i, a in enumerate(big) for b in big[i + 1:])
+        return codes.thin(code) and codes.pixels(code) < 0.01 * total and any(
+            all(min(x, y) <= v <= max(x, y) for v, x, y in zip(parts(code), parts(a), parts(b)))
+            for i, a in enumerate(big) for b in big[i + 1:])
 
     others = [c for c in codes.codes.tolist() if c not in big]
     blends = [c for c in others if blend(c)]
-    if len(blends) < 8 or sum(codes.pixels(c) for c in blends) < 0.9 * sum(codes.pixels(c) for c in others):
+    if len(blends) < 16 or sum(codes.pixels(c) for c in blends) < 0.9 * sum(codes.pixels(c) for c in others):
         return None
-    return sorted(big + [c for c in others if c not in blends and (not thin(c) or codes.pixels(c) >= 0.001 * total)])
+    return sorted(big + [c for c in others
+                         if c not in blends and (not codes.thin(c) or codes.pixels(c) >= 0.001 * total)])
 
 
 def void_index(codes: Codes, stored: List[int]) -> bool:
@@ -994,8 +1016,8 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
     void = [IGNORE_INDEX] if kind != "colours" and void_index(codes, stored) else []
     classes = [c for c in stored if c not in void]
     if len(classes) > 255:
-        ins.problems.append(f"the masks hold {len(classes)} distinct {codes.kind}: more than 255 classes (instance ids, "
-                            "or photos taken for masks?)")
+        ins.problems.append(f"the masks hold {len(classes)} distinct {codes.kind}: more than 255 classes (instance "
+                            "ids, or photos taken for masks?)")
         return
     if not classes:
         ins.problems.append("every mask pixel is void (255)")
@@ -1017,7 +1039,7 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
                 f"{percent(codes.counts[np.isin(codes.codes, targets)].sum(), total)} of the pixels at "
                 f"{shares_text(codes, targets, total)}, {noise} more scattered around them; each takes the class "
                 f"within {tolerance}" + (" (a threshold at 128)" if targets == [0, 255] else ""))
-    set_meaning(ins, codes, classes, void, tolerance, unreachable, total, tally)
+    set_meaning(ins, codes, classes, void, tolerance, unreachable, total)
     ins.classes = [{"name": f"class_{i}", **({"color": colour_of(c)} if kind == "colours" else {"value": int(c)})}
                    for i, c in enumerate(classes)]
     if kind == "indices":
@@ -1028,7 +1050,7 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
     void_candidates(ins, codes, classes, void, total)
 
 
-def set_meaning(ins: Inspection, codes: Codes, classes, void, tolerance, unreachable, total, tally) -> None:
+def set_meaning(ins: Inspection, codes: Codes, classes, void, tolerance, unreachable, total) -> None:
     """label_values / ignore_values, or a label map where lossy pixels far from every class are void."""
     described = f"{codes.kind} {shares_text(codes, classes, total)}: one class each, in this order"
     if unreachable:
@@ -1105,8 +1127,8 @@ def known_layout(ins: Inspection) -> None:
 def write_classes(ins: Inspection) -> None:
     ins.classes_file.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# segtrain-data inspect {ins.root}: one class per stored "
-             f"{'colour' if 'color' in (ins.classes or [{}])[0] and 'value' not in ins.classes[0] else 'value'}, in "
-             "class index order. Rename them; keep the order and the colours.", "classes:"]
+             f"{'value' if 'value' in ins.classes[0] else 'colour'}, in class index order. Rename them; keep the "
+             "order and the colours.", "classes:"]
     for entry in ins.classes:
         colour = f", color: {entry['color']}" if "color" in entry else ""
         stored = f"  # stored value {entry['value']}" if "value" in entry else ""
