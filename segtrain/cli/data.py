@@ -34,7 +34,7 @@ from . import exit_with_error
 
 USAGE = ("usage: segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...] | "
          "segtrain-data inspect ROOT [out=DIR]")
-OWN_KEYS = ("out", "split", "num_images")  # inspect: ROOT, then out=
+OWN_KEYS = ("out", "split", "num_images")
 
 
 def compose_training_config(overrides):

@@ -183,13 +183,13 @@ def make_folder(out: Path, size: int):
     names = [f"img{n:03d}" for n in range(9)]
     scenes = [scene(500 + n, size) for n in range(len(names))]
     truth = StoredTruth()
+    colours = np.asarray(FOLDER_COLOURS + [VOID_COLOUR], np.uint8)
     for n, (name, (image, label)) in enumerate(zip(names, scenes)):
         if n % 2:  # both kinds of image file in one folder
             save_png(image, root / "images" / f"{name}.png")
         else:
             save_jpg(image, root / "images" / f"{name}.jpg")
         split = "train" if n < 6 else "val"
-        colours = np.asarray(FOLDER_COLOURS + [VOID_COLOUR], np.uint8)
         for layout, mask, codes in (
                 ("folder", f"masks/{name}.png", encode(label, "folder")),
                 ("folder_pairs", f"annot/{name}.png", encode(label, "folder_void")),

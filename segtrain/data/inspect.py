@@ -95,7 +95,8 @@ class Setting:
 @dataclass
 class Inspection:
     """What inspect_tree found: the settings (in command order), the choices it made (each naming its key),
-    problems that keep the settings from reading the data, and the classes (name, stored value or colour, pixels)."""
+    problems that keep the settings from reading the data, and the classes ({name, value: the stored value, or
+    color: the stored colour}; palette masks read by index have both)."""
     root: Path
     classes_file: Path
     settings: List[Setting] = field(default_factory=list)
