@@ -77,8 +77,8 @@ def test_the_printed_command_reads_the_true_classes_and_trains(layout, fake, tmp
 
 
 def advice(printed: str, start: str, end: str):
-    """The settings a choice line proposes between `start` and `end`."""
-    line = next(line for line in printed.splitlines() if start in line)
+    """The settings a choice proposes between `start` and `end` (its wrapped lines joined)."""
+    line = next(line for line in printed.replace("\n    ", " ").splitlines() if start in line)
     return shlex.split(line.split(start, 1)[1].split(end, 1)[0])
 
 
@@ -189,7 +189,7 @@ def test_colour_jpeg_masks_void_only_their_blended_edges(tmp_path, capsys):
     keys, codes, printed = keys_found(tmp_path, capsys, tmp_path / "in")
     found = np.array([c.split(",") for c in codes], int)
     assert len(found) == 3 and np.abs(found - colours).max() <= 8, printed
-    assert keys["dataset.unmapped"] == "ignore" and "if a class is missing" in printed
+    assert keys["dataset.unmapped"] == "ignore" and "if a class is missing" in printed.replace("\n    ", " ")
     dataset = build_dataset(compose_config(*[f"{k}={v}" for k, v in keys.items()]).dataset, "train")
     for index, (image, mask, *_) in enumerate(dataset.items):
         n, label, away_from_edges = inside[int(image.stem)]

@@ -1183,23 +1183,30 @@ def inspect_tree(root, out) -> Inspection:
     return ins
 
 
-def report(ins: Inspection) -> str:
-    """The evidence for each key and the choices made, as printed."""
-    lines = [f"segtrain-data inspect {ins.root}: {ins.summary}", ""]
-    width = 34
-    for setting in ins.settings:
+def report(ins: Inspection, width: int = 116) -> str:
+    """The evidence for each key and the choices made, as printed (wrapped at `width`, never inside a word)."""
+    import textwrap
+
+    def wrapped(text, first, then):
+        return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=then, break_long_words=False,
+                             break_on_hyphens=False)
+
+    lines = wrapped(f"segtrain-data inspect {ins.root}: {ins.summary}", "", "    ") + [""]
+    column = 34
+    for setting in ins.settings + [Setting("dataset.classes", "classes.yaml", f"{len(ins.classes)} classes "
+                                           f"written to {ins.classes_file}: class_0 ... class_{len(ins.classes) - 1}, "
+                                           "to rename")]:
         value = setting.value if isinstance(setting.value, str) else hydra_text(setting.value)
         text = f"{setting.key}={value}" if setting.value is not None else f"{setting.key} unset"
-        if len(text) >= width:  # the evidence on a line of its own
+        if len(text) >= column:  # the evidence on a line of its own
             lines.append(f"  {text}")
             text = ""
-        lines.append(f"  {text:<{width}} {'(default) ' if setting.default else ''}{setting.evidence}")
-    lines.append(f"  {'dataset.classes=classes.yaml':<{width}} {len(ins.classes)} classes written to "
-                 f"{ins.classes_file}: class_0 ... class_{len(ins.classes) - 1}, to rename")
-    if ins.choices:
-        lines += ["", "Choices made (the key named changes each):"] + [f"  - {c}" for c in ins.choices]
-    if ins.problems:
-        lines += ["", "Problems (the keys above do not read the data yet):"] + [f"  - {p}" for p in ins.problems]
+        lines += wrapped(f"{'(default) ' if setting.default else ''}{setting.evidence}", f"  {text:<{column}} ",
+                         " " * (column + 3))
+    for title, notes in (("Choices made (the key named changes each):", ins.choices),
+                         ("Problems (the keys above do not read the data yet):", ins.problems)):
+        if notes:
+            lines += ["", title] + [line for note in notes for line in wrapped(note, "  - ", "    ")]
     return "\n".join(lines)
 
 
