@@ -155,6 +155,7 @@ def file_kind(path: Path):
 
 
 def evenly(items, count: int):
+    """`count` items spread evenly over `items` (first and last included), or all of them."""
     if len(items) <= count:
         return list(items)
     return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
@@ -227,6 +228,7 @@ def name_stems(filename: str):
 
 
 def with_prefix(sorted_names, prefix: str):
+    """The names of a sorted list that start with `prefix` (the first 50)."""
     import bisect
 
     start = bisect.bisect_left(sorted_names, prefix)
@@ -370,6 +372,7 @@ def is_region_of(candidate: Pairing, label: Pairing, photos: Group) -> Optional[
 
 
 def hint_score(group: Group) -> int:
+    """How much a mask folder's name says label (mask, gt, ...) rather than colour, instance or edges."""
     text = f"{group.folder.name}{group.ending or ''}".lower()
     return sum(h in text for h in LABEL_HINTS) - 2 * sum(h in text for h in OTHER_HINTS)
 
@@ -392,6 +395,7 @@ def role(name: str) -> Optional[str]:
 
 
 def relative(root: Path, path: Path) -> str:
+    """`path` under `root` in POSIX form, `.` for the root itself."""
     return path.relative_to(root).as_posix() if path != root else "."
 
 
@@ -437,6 +441,7 @@ def split_value(root: Path, entries: List[Entry]):
 
 
 def with_split(text: str, split: str) -> str:
+    """`text` with its first `split` replaced by `{split}`."""
     return text.replace(split, "{split}", 1) if split in text else text
 
 
@@ -539,11 +544,13 @@ def folder_text(root: Path, groups) -> str:
 
 
 def example(rule: Rule, photos: Group) -> str:
+    """`photo -> mask` for the first photo, for evidence lines."""
     photo = photos.files[0].name
     return f"{photo} -> {rule.partner(photo)}"
 
 
 def set_split(ins: Inspection, key: str, names: List[str], evidence: str) -> None:
+    """A split key: one name, or a list of several folders."""
     value = names[0] if len(names) == 1 else list(names)
     ins.set(key, value, evidence)
 
@@ -620,6 +627,7 @@ def find_layout(root: Path, ins: Inspection, out: Path) -> None:
 
 
 def hold_out(ins: Inspection, train: str) -> None:
+    """No validation split on disk: dataset.val_fraction=0.2, and the choice said."""
     ins.set("dataset.val_fraction", 0.2, f"no validation split on disk: 20% of {train!r}, chosen by "
             "dataset.split_seed, validates")
     ins.choices.append("20% of the train images validate (dataset.val_fraction=0.2): each run's splits/ folder "
@@ -627,6 +635,7 @@ def hold_out(ins: Inspection, train: str) -> None:
 
 
 def modes_text(groups) -> str:
+    """The PIL modes of groups' sampled files in words (RGB, grey, 16-bit grey, ...)."""
     modes = Counter()
     for group in groups:
         modes.update(group.modes)
@@ -636,6 +645,7 @@ def modes_text(groups) -> str:
 
 
 def set_rule(ins: Inspection, rule: Rule, entry: Entry) -> None:
+    """dataset.image_suffix (where the rule has one) and dataset.mask_suffix, with an example pair."""
     how = example(entry.label.rule, entry.photos)
     if rule.image_suffix is not None:
         ins.set("dataset.image_suffix", rule.image_suffix, f"{how}: the end of a photo's name replaced by "
@@ -645,6 +655,7 @@ def set_rule(ins: Inspection, rule: Rule, entry: Entry) -> None:
 
 
 def set_regions(root: Path, ins: Inspection, entries, names, rule: Rule) -> None:
+    """dataset.roi_dir and dataset.roi_suffix where every split has regions of interest named by one pattern."""
     regions = [e.region for e in entries]
     if not any(regions):
         return
@@ -753,10 +764,12 @@ def split_items(root: Path, ins: Inspection):
 
 
 def colour_code(rgb) -> int:
+    """[R, G, B] as R<<16 | G<<8 | B."""
     return (int(rgb[0]) << 16) | (int(rgb[1]) << 8) | int(rgb[2])
 
 
 def colour_of(code: int):
+    """R<<16 | G<<8 | B as [R, G, B]."""
     return [code >> 16, (code >> 8) & 255, code & 255]
 
 
@@ -878,10 +891,12 @@ def flat_pixels(pixels: np.ndarray, within: int = 8) -> np.ndarray:
 
 
 def value_distance(a, b) -> int:
+    """|a - b| of two stored values."""
     return abs(int(a) - int(b))
 
 
 def colour_distance(a, b) -> int:
+    """The largest per-channel difference of two colour codes (the tolerance's distance)."""
     return max(abs(x - y) for x, y in zip(colour_of(int(a)), colour_of(int(b))))
 
 
@@ -920,6 +935,7 @@ class Codes:
 
 
 def reading(tally: Tally, kind: str) -> Codes:
+    """The masks' codes read one way: as colours, palette indices, or values (palette indices among them)."""
     if kind == "colours":
         found = np.array(sorted(tally.colours), np.int64)
         return Codes(kind, found, np.array([tally.colours[c] for c in found.tolist()], np.int64),
@@ -934,6 +950,7 @@ def reading(tally: Tally, kind: str) -> Codes:
 
 
 def percent(part, whole) -> str:
+    """`part` of `whole` as a percentage, with two significant digits below 0.1%."""
     share = 100 * part / max(whole, 1)
     return f"{share:.1f}%" if share >= 0.1 or share == 0 else f"{share:.2g}%"
 
@@ -972,6 +989,7 @@ def void_index(codes: Codes, stored: List[int]) -> bool:
 
 
 def shares_text(codes: Codes, chosen, total) -> str:
+    """`0 (61.2%), 255 (38.8%)` for the first six of `chosen`."""
     shown = [f"{int(c) if codes.kind != 'colours' else tuple(colour_of(int(c)))} "
              f"({percent(codes.counts[codes.codes == c].sum(), total)})" for c in chosen[:6]]
     return ", ".join(shown) + (f" and {len(chosen) - 6} more" if len(chosen) > 6 else "")
@@ -1119,6 +1137,7 @@ KNOWN_LAYOUTS = (  # (folders under the root, mask suffix, the dataset= that rea
 
 
 def known_layout(ins: Inspection) -> None:
+    """Notes a layout that a dataset= of its own reads with the official classes (Cityscapes, VOC)."""
     for folders, suffix, name, classes in KNOWN_LAYOUTS:
         if all((ins.root / f).is_dir() for f in folders) and suffix in (None, ins.value("dataset.mask_suffix")):
             ins.choices.append(f"this is the {name} layout: `segtrain dataset={name} dataset.root={ins.root}` reads "
@@ -1126,6 +1145,7 @@ def known_layout(ins: Inspection) -> None:
 
 
 def write_classes(ins: Inspection) -> None:
+    """The classes YAML: class_0, ... with the colours seen, the stored value of each in a comment."""
     ins.classes_file.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# segtrain-data inspect {ins.root}: one class per stored "
              f"{'value' if 'value' in ins.classes[0] else 'colour'}, in class index order. Rename them; keep the "
@@ -1138,6 +1158,7 @@ def write_classes(ins: Inspection) -> None:
 
 
 def photo_channels(items) -> str:
+    """The photos' channels in words, from the headers of up to 50 of them."""
     from .folder import image_channels
 
     photos = evenly(sorted({image for pairs in items.values() for image, *_ in pairs}), 50)
@@ -1211,6 +1232,7 @@ def report(ins: Inspection, width: int = 116) -> str:
 
 
 def to_json(ins: Inspection, command: str) -> str:
+    """inspect.json: the settings with their evidence, choices, problems, classes and the command."""
     return json.dumps({"root": str(ins.root), "classes_file": str(ins.classes_file), "command": command,
                        "settings": [{"key": s.key, "value": s.value, "evidence": s.evidence, "default": s.default}
                                     for s in ins.settings],
