@@ -64,6 +64,7 @@ class Group:
     ending: Optional[str] = None  # in a folder holding photos and masks: the end of these files' names
     modes: Counter = field(default_factory=Counter)  # PIL modes of the sampled files
     flat: float = 0.0  # the median share of the 8 commonest values in its sampled files (1 for palette images)
+    values: int = 0  # the most distinct values a sampled single-channel file holds (more than 256: no class mask)
 
 
 @dataclass(frozen=True)
@@ -143,15 +144,17 @@ def pixel_codes(path: Path):
 
 
 def file_kind(path: Path):
-    """(photo | mask | None for an unreadable file, PIL mode, the share of its 8 commonest values)."""
+    """(photo | mask | None for an unreadable file, PIL mode, the share of its 8 commonest values, its distinct
+    values if it has one channel, else 0)."""
     codes, mode = pixel_codes(path)
     if codes is None:
-        return None, None, 0.0
+        return None, None, 0.0, 0
     if mode in ("P", "1"):  # palette and 1-bit images are drawn, not photographed
-        return "mask", mode, 1.0
+        return "mask", mode, 1.0, 0
     counts = np.sort(np.unique(codes, return_counts=True)[1])[::-1]
     flat = float(counts[:8].sum() / counts.sum())
-    return ("mask" if len(counts) <= FEW_VALUES or flat >= FLAT else "photo"), mode, flat
+    values = len(counts) if codes.max(initial=0) < 65536 and mode not in ("RGB", "RGBA", "CMYK", "YCbCr") else 0
+    return ("mask" if len(counts) <= FEW_VALUES or flat >= FLAT else "photo"), mode, flat, values
 
 
 def evenly(items, count: int):
@@ -177,23 +180,24 @@ def folder_groups(folder: Path, files: List[Path]) -> List[Group]:
     """A folder's image files as groups of one kind; photos and masks sharing the folder are split by the name
     ending one kind has and the other has not."""
     sample = evenly(files, SAMPLED)
-    looked = [(path, *file_kind(path)) for path in sample]
-    kinds = {kind for _, kind, _, _ in looked if kind}
+    looked = [(path, *file_kind(path)) for path in sample]  # (path, kind, mode, flatness, distinct values)
+    kinds = {kind for _, kind, *_ in looked if kind}
 
     def group(paths, kind, ending=None):
-        seen = [(m, f) for p, k, m, f in looked if p in paths and m]
-        return Group(folder, paths, kind, ending, Counter(m for m, _ in seen),
-                     float(np.median([f for _, f in seen])) if seen else 0.0)
+        seen = [look for look in looked if look[0] in paths and look[2]]
+        return Group(folder, paths, kind, ending, Counter(mode for _, _, mode, _, _ in seen),
+                     float(np.median([flat for *_, flat, _ in seen])) if seen else 0.0,
+                     max((values for *_, values in seen), default=0))
 
     if len(kinds) <= 1:
         return [group(files, kinds.pop())] if kinds else []
     for kind, other in (("mask", "photo"), ("photo", "mask")):
-        names = [p.name for p, k, _, _ in looked if k == kind]
+        names = [p.name for p, k, *_ in looked if k == kind]
         ending = common_ending(names) if len(names) > 1 else None  # one file's name ends in its own way
-        if ending and not any(p.name.endswith(ending) for p, k, _, _ in looked if k == other):
+        if ending and not any(p.name.endswith(ending) for p, k, *_ in looked if k == other):
             return [group([p for p in files if p.name.endswith(ending)], kind, ending),
                     group([p for p in files if not p.name.endswith(ending)], other)]
-    return [group(files, Counter(k for _, k, _, _ in looked if k).most_common(1)[0][0])]
+    return [group(files, Counter(k for _, k, *_ in looked if k).most_common(1)[0][0])]
 
 
 def survey(root: Path):
@@ -278,6 +282,14 @@ class Pairing:
     covered: int  # masks that have their photo
 
 
+def mask_candidates(groups: List[Group]) -> List[Group]:
+    """The groups flat enough to be masks, with no file holding more distinct values than a class mask of its
+    depth may: 256 (8-bit), 64 for deeper files, which are depth maps and the like unless they hold a few
+    (Cityscapes' instance ids hold about 50)."""
+    return [g for g in groups if g.flat >= LOOSE and g.values <= (
+        64 if set(g.modes) & {"I;16", "I;16B", "I;16L", "I", "F"} else 256)]
+
+
 def pair_groups(groups: List[Group]):
     """(photo groups, {photo group index: [Pairing, ...]}, groups neither): a group pairs as masks with the less
     flat group (the photos) whose names give at least half its files, the one with the most alike path; a mask folder
@@ -285,7 +297,7 @@ def pair_groups(groups: List[Group]):
     Photos and masks are told apart by flatness, not by a threshold alone: a compressed colour mask is far flatter
     than its photo, whatever the image size."""
     paired, used = defaultdict(list), set()
-    for masks in (g for g in groups if g.flat >= LOOSE):
+    for masks in mask_candidates(groups):
         mask_names = [p.name for p in masks.files]
         best = None
         for photo in groups:
@@ -561,13 +573,14 @@ def find_layout(root: Path, ins: Inspection, out: Path) -> None:
     photos, paired, unused = pair_groups(groups)
     entries = entries_of(photos, paired)
     if not entries:
-        masks = [g for g in groups if g.flat >= LOOSE]
+        masks = mask_candidates(groups)
         raise SegtrainError(f"inspect {root}: found {'no mask folder' if not masks else 'mask folders'} "
                             + (f"({folder_text(root, masks)}) " if masks else "")
                             + f"{'but none ' if masks else ''}paired with a photo folder "
-                            f"({folder_text(root, [g for g in groups if g.flat < LOOSE]) or 'none found'}) by file "
+                            f"({folder_text(root, [g for g in groups if g not in masks]) or 'none found'}) by file "
                             "names; a mask is named as its photo, with a suffix (img1.png -> img1_mask.png) or part "
-                            "of the name replaced (21_training.tif -> 21_manual1.gif)")
+                            "of the name replaced (21_training.tif -> 21_manual1.gif); labels in .mat files (NYUDv2, "
+                            "SIFT Flow) have a dataset= of their own")
     if unused:
         ins.choices.append(f"not used (no photo or mask pairs with them by name): {folder_text(root, unused)} "
                            f"({sum(len(g.files) for g in unused)} files)")
@@ -632,6 +645,15 @@ def hold_out(ins: Inspection, train: str) -> None:
             "dataset.split_seed, validates")
     ins.choices.append("20% of the train images validate (dataset.val_fraction=0.2): each run's splits/ folder "
                        "lists which")
+
+
+def whole_folder(ins: Inspection) -> None:
+    """One folder pair read whole, held out from: the default split names renamed where a train.txt or val.txt
+    under the root (listing none of these photos) would be read as the split."""
+    for key, default, name in (("dataset.train_split", "train", "all"), ("dataset.val_split", "val", "held_out")):
+        if (ins.root / f"{default}.txt").is_file():
+            ins.set(key, name, f"{default}.txt lists none of these photos: not read as the split")
+    hold_out(ins, ins.value("dataset.train_split", "train"))
 
 
 def modes_text(groups) -> str:
@@ -702,7 +724,7 @@ def one_folder_layout(root: Path, ins: Inspection, out: Path, entry: Entry, text
         return pair_list_layout(root, ins, out, [entry], f"{missing} of {len(entry.photos.files)} photos have no mask")
     set_folders(root, ins, entry, image_dir, mask_dir)
     set_regions(root, ins, [entry], ["."], entry.label.rule)
-    hold_out(ins, "train")
+    whole_folder(ins)
 
 
 def set_folders(root: Path, ins: Inspection, entry: Entry, image_dir: str, mask_dir: str) -> None:
@@ -1214,9 +1236,9 @@ def report(ins: Inspection, width: int = 116) -> str:
 
     lines = wrapped(f"segtrain-data inspect {ins.root}: {ins.summary}", "", "    ") + [""]
     column = 34
-    for setting in ins.settings + [Setting("dataset.classes", "classes.yaml", f"{len(ins.classes)} classes "
-                                           f"written to {ins.classes_file}: class_0 ... class_{len(ins.classes) - 1}, "
-                                           "to rename")]:
+    written = [Setting("dataset.classes", "classes.yaml", f"{len(ins.classes)} classes written to "
+                       f"{ins.classes_file}: class_0 ... class_{len(ins.classes) - 1}, to rename")] if ins.classes else []
+    for setting in ins.settings + written:
         value = setting.value if isinstance(setting.value, str) else hydra_text(setting.value)
         text = f"{setting.key}={value}" if setting.value is not None else f"{setting.key} unset"
         if len(text) >= column:  # the evidence on a line of its own
