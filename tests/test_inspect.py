@@ -47,7 +47,8 @@ def inspect(root, out, capsys):
 
 def read_through(root, overrides, codes, void):
     """{split: (class pixels by stored code, the truth's)} with the fixture's truth summed over the split's masks,
-    after checking every code the masks hold is a class or the layout's void, and that the splits use every mask."""
+    after checking every code the masks hold is a class or the layout's void (and no void code a class), and that
+    the splits use every mask."""
     truth = json.loads((root / "stored.json").read_text())
     cfg = compose_config(*overrides, "trainer.device=cpu")
     found, used = {}, set()
@@ -57,7 +58,7 @@ def read_through(root, overrides, codes, void):
         for _, mask, *_ in dataset.items:
             used.add(mask.relative_to(root).as_posix())
             expected.update(truth[mask.relative_to(root).as_posix()])
-        assert set(expected) <= set(codes) | void, f"codes neither a class nor void: {set(expected) - set(codes)}"
+        assert set(expected) <= set(codes) | void and not set(codes) & void, (codes, sorted(expected))
         pixels = scan_labels(dataset, "test", workers=0).class_pixels(len(codes)).tolist()
         found[str(split)] = (dict(zip(codes, pixels)), {code: expected.get(code, 0) for code in codes})
     assert used == set(truth)  # no mask left out of both splits
@@ -82,9 +83,10 @@ def advice(printed: str, start: str, end: str):
     return shlex.split(line.split(start, 1)[1].split(end, 1)[0])
 
 
-def rewrite_classes(path, keep=None, add=None):
+def rewrite_classes(path, drop=None, add=None):
+    """The classes YAML inspect wrote, with the class named `drop` deleted or one named `add` appended."""
     classes = OmegaConf.to_container(OmegaConf.load(path))["classes"]
-    classes = [c for c in classes if c["name"] != keep] if keep else classes + [{"name": add}]
+    classes = [c for c in classes if c["name"] != drop] if drop else classes + [{"name": add}]
     path.write_text(json.dumps({"classes": classes}))
 
 
@@ -94,7 +96,7 @@ def test_following_the_void_border_advice_makes_exactly_the_borders_void(layout,
     overrides, codes, printed = inspect(root, tmp_path, capsys)
     index = codes.index(void_code)
     keys = advice(printed, "If it means void: ", f", and delete class_{index}")
-    rewrite_classes(tmp_path / "classes.yaml", keep=f"class_{index}")
+    rewrite_classes(tmp_path / "classes.yaml", drop=f"class_{index}")
     for split, (read, truth) in read_through(root, overrides + keys, codes[:index] + codes[index + 1:],
                                              {void_code}).items():
         assert read == truth, split
