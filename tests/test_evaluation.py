@@ -364,3 +364,55 @@ def test_export_of_a_valid_unet_takes_the_sizes_it_can_and_names_every_file(tiny
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], model(x).numpy(), rtol=1e-3,
                                    atol=1e-4)
+
+
+def test_predict_leaves_pixels_outside_the_regions_of_interest_void_and_unpainted(finished_run, tmp_path):
+    from PIL import Image
+    from omegaconf import OmegaConf
+
+    from segtrain.cli.predict import region_files, run as run_predict
+
+    ckpt = finished_run[0] / "checkpoints" / "last.pt"
+    images, regions = tmp_path / "in", tmp_path / "fov"
+    images.mkdir(), regions.mkdir()
+    rng = np.random.default_rng(1)
+    inside = np.zeros((24, 30), bool)
+    inside[4:20, 6:25] = True
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 255, (24, 30, 3), dtype=np.uint8)).save(images / f"{name}.png")
+        Image.fromarray(inside.astype(np.uint8) * 255).save(regions / f"{name}_fov.gif")
+    assert run_predict([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'all'}", "skip_classes=[]"]) == 0
+    assert run_predict([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'roi'}", "skip_classes=[]",
+                        f"roi={regions}", "roi_suffix=_fov.gif"]) == 0
+    for name in ("a", "b"):
+        everywhere = np.array(Image.open(tmp_path / "all" / f"{name}.png"))
+        labels = np.array(Image.open(tmp_path / "roi" / f"{name}.png"))
+        assert np.array_equal(labels[inside], everywhere[inside]) and (labels[~inside] == 255).all()
+        overlay = np.array(Image.open(tmp_path / "roi" / f"{name}_overlay.png").convert("RGB"))[:24, :30]
+        photo = np.array(Image.open(images / f"{name}.png"))
+        assert np.array_equal(overlay[~inside], photo[~inside])  # every class painted, but not outside
+        assert not np.array_equal(overlay[inside], photo[inside])
+    # one file for every image
+    assert run_predict([f"ckpt={ckpt}", f"input={images / 'a.png'}", f"output={tmp_path / 'one'}",
+                        f"roi={regions / 'b_fov.gif'}"]) == 0
+    assert (np.array(Image.open(tmp_path / "one" / "a.png"))[~inside] == 255).all()
+
+    (regions / "b_fov.gif").unlink()
+    with pytest.raises(SegtrainError, match=r"b_fov.gif: region-of-interest file is missing for b.png; .* "
+                                            r"roi_suffix=_fov.gif names it"):
+        run_predict([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'missing'}", f"roi={regions}",
+                     "roi_suffix=_fov.gif"])
+    assert not (tmp_path / "missing").exists()  # stopped before any work
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(regions / "b_fov.gif")
+    with pytest.raises(SegtrainError, match=r"b_fov.gif: region of interest is 5x5 but b.png is 30x24"):
+        run_predict([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'small'}", f"roi={regions}",
+                     "roi_suffix=_fov.gif"])
+    # by default paired as the checkpoint's training paired them: its image_suffix dropped, its roi_suffix added
+    trained = OmegaConf.create({"image_suffix": "_sat.png", "roi_suffix": "_fov.gif"})
+    (images / "a.png").rename(images / "a_sat.png")
+    assert region_files(str(regions), None, [images / "a_sat.png"], trained, True) == {
+        images / "a_sat.png": regions / "a_fov.gif"}
+    with pytest.raises(SegtrainError, match=r"roi_suffix=_\{split\}_mask.gif \(the checkpoint's dataset.roi_suffix\) "
+                                            r"names regions per split; give roi_suffix="):
+        region_files(str(regions), None, [images / "a_sat.png"], OmegaConf.create({"roi_suffix": "_{split}_mask.gif"}),
+                     True)

@@ -161,33 +161,26 @@ def test_every_bad_file_of_both_splits_is_reported_at_once(shipped, tmp_path, ca
 
 
 def test_name_patterns_pair_images_and_masks_per_split(tmp_path):
-    """A retinal set's layout: training/images/21_training.tif with training/1st_manual/21_manual1.gif, and
-    test/images/01_test.tif; TIFF images, GIF masks of 0/255."""
+    """A retinal set's layout (segtrain.data.fake.make_retina): training/images/21_training.tif with
+    training/1st_manual/21_manual1.gif, and test/images/01_test.tif; TIFF images, GIF masks of 0/255."""
     from PIL import Image
 
-    from segtrain.data.fake import scene, write_classes
+    from segtrain.data.fake import make_retina
 
-    for split, names in (("training", ["21", "22"]), ("test", ["01"])):
-        for n, name in enumerate(names):
-            image, label = scene(40 + n, 32)
-            (tmp_path / split / "images").mkdir(parents=True, exist_ok=True)
-            (tmp_path / split / "1st_manual").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(tmp_path / split / "images" / f"{name}_{split}.tif")
-            Image.fromarray(np.where(label == 1, 255, 0).astype(np.uint8)).save(
-                tmp_path / split / "1st_manual" / f"{name}_manual1.gif")
-    write_classes(tmp_path / "classes.yaml", ["background", "vessel"])
-    keys = [*base(tmp_path), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/1st_manual"',
+    make_retina(tmp_path, 32)
+    root = tmp_path / "retina"
+    keys = [*base(root), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/1st_manual"',
             'dataset.image_suffix="_{split}.tif"', "dataset.mask_suffix=_manual1.gif", "dataset.label_values=[0,255]",
             "dataset.train_split=training", "dataset.val_split=test"]
     cfg = compose_config(*keys)
     train, test = build_dataset(cfg.dataset, "training"), build_dataset(cfg.dataset, "test")
-    assert [(i.name, m.name) for i, m in train.items] == [("21_training.tif", "21_manual1.gif"),
-                                                          ("22_training.tif", "22_manual1.gif")]
-    assert [(i.name, m.name) for i, m in test.items] == [("01_test.tif", "01_manual1.gif")]
-    truth = (np.array(Image.open(tmp_path / "test" / "1st_manual" / "01_manual1.gif")) > 0).astype(np.int64)
+    assert [(i.name, m.name) for i, m in train.items] == [(f"{n}_training.tif", f"{n}_manual1.gif")
+                                                          for n in (21, 22, 23, 24)]
+    assert [(i.name, m.name) for i, m in test.items] == [("01_test.tif", "01_manual1.gif"),
+                                                         ("02_test.tif", "02_manual1.gif")]
+    truth = (np.array(Image.open(root / "test" / "1st_manual" / "01_manual1.gif")) > 0).astype(np.int64)
     assert np.array_equal(test[0][1].numpy(), truth)
-    (tmp_path / "training" / "1st_manual" / "22_manual1.gif").rename(tmp_path / "training" / "1st_manual" /
-                                                                     "22_manual.gif")
+    (root / "training" / "1st_manual" / "22_manual1.gif").rename(root / "training" / "1st_manual" / "22_manual.gif")
     with pytest.raises(SegtrainError, match=r"22_manual1.gif: label file is missing for 22_training.tif; the most "
                                             r"similar file in .* is 22_manual.gif; dataset.image_suffix .* "
                                             r"dataset.mask_suffix=_manual1.gif"):
@@ -267,21 +260,17 @@ def test_cityscapes_as_it_unpacks_reads_the_19_classes(tmp_path):
 
 def test_several_folders_make_one_split_and_keep_equal_names_apart(tmp_path):
     from segtrain.data import item_name
-    from segtrain.data.fake import encode, save_png, scene, write_classes
+    from segtrain.data.fake import make_tiles
 
-    truth = np.zeros(5, np.int64)
-    for t in (1, 2, 3):
-        for n in range(2):  # the same file names in every tile
-            image, label = scene(60 + 10 * t + n, 32)
-            save_png(image, tmp_path / f"Tile {t}" / "images" / f"patch_{n}.png")
-            save_png(encode(label, "folder"), tmp_path / f"Tile {t}" / "masks" / f"patch_{n}.png")
-            if t < 3:
-                truth += np.bincount(label[label < 5], minlength=5)
-    write_classes(tmp_path / "classes.yaml", NAMES)
-    cfg = compose_config(*base(tmp_path), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/masks"',
+    make_tiles(tmp_path, 32)
+    root = tmp_path / "tiles"
+    stored = json.loads((root / "stored.json").read_text())  # pixels per stored value, as written
+    truth = [sum(stored[f"Tile {t}/masks/patch_{n}.png"].get(str(c), 0) for t in (1, 2) for n in (0, 1))
+             for c in range(5)]
+    cfg = compose_config(*base(root), 'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/masks"',
                          'dataset.train_split=["Tile 1","Tile 2"]', 'dataset.val_split=["Tile 3"]')
     train = build_dataset(cfg.dataset, cfg.dataset.train_split)
     assert len(train) == 4 and len(build_dataset(cfg.dataset, cfg.dataset.val_split)) == 2
     assert [item_name(train, i) for i in range(4)] == [f"Tile {t}/images/patch_{n}.png" for t in (1, 2)
                                                        for n in (0, 1)]
-    assert scan_labels(train, "test", workers=0).class_pixels(5).tolist() == truth.tolist()
+    assert scan_labels(train, "test", workers=0).class_pixels(5).tolist() == truth

@@ -1,4 +1,5 @@
 """`segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...]`
+`segtrain-data inspect ROOT [out=DIR]`
 
 Looks at a dataset exactly as `segtrain` with the same overrides would read it (`dataset=folder dataset.root=...
 dataset.classes=...`, any `dataset=`), before any training:
@@ -9,26 +10,32 @@ dataset.classes=...`, any `dataset=`), before any training:
   preview  a PNG grid of num_images (default 8) evenly spaced items of a split (default the train split):
            image | mask | mask over image, with a legend of the class colours.
 
-Output goes to out= (default outputs/data-<dataset>-<date>-<time>/). check reads every file and always writes its
-report, the bad files listed first; it then exits 2 with one line naming how many and the first few.
+`inspect ROOT` works out how `dataset=folder` reads a folder tree it has never seen: the photo and mask folders,
+how a mask is named from its photo (same name, a suffix, part of the name replaced), regions of interest, the
+splits (split files, split folders, {split} patterns, several folders per split, or a held-out fraction), the mask
+encoding (class indices, 0/255, palettes by index or by colour, RGB colours, lossy JPEG masks) and void candidates.
+It writes classes.yaml (class_0, class_1, ..., with the colours seen) and inspect.json, reads every mask of both
+splits with the keys it found, and prints them with one line of evidence each, the choices it made (with the key
+that changes each), and the `segtrain dataset=folder ...` command:
+
+    segtrain-data inspect ~/data/retina out=retina-keys
+
+Output goes to out= (default outputs/data-<dataset>-<date>-<time>/, for inspect outputs/inspect-<folder>-<time>/).
+check reads every file and always writes its report, the bad files listed first; it then exits 2 with one line
+naming how many and the first few.
 """
 import sys
 import time
 from pathlib import Path
 
+from ..config import check_command_line
 from ..errors import SegtrainError
 from ..processes import run_to_the_end
 from . import exit_with_error
 
-USAGE = "usage: segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...]"
+USAGE = ("usage: segtrain-data check|preview [out=DIR] [split=NAME] [num_images=N] [KEY=VALUE ...] | "
+         "segtrain-data inspect ROOT [out=DIR]")
 OWN_KEYS = ("out", "split", "num_images")
-
-
-def compose_training_config(overrides):
-    """The config `segtrain` composes from the same overrides, checked by the same schemas."""
-    from ..config import check_command_line
-
-    return check_command_line(overrides)
 
 
 def parse_args(argv):
@@ -36,13 +43,20 @@ def parse_args(argv):
         print(__doc__.strip())
         sys.exit(0 if argv else 2)
     command, own, overrides = argv[0], {}, []
-    if command not in ("check", "preview"):
+    if command not in ("check", "preview", "inspect"):
         raise SegtrainError(f"unknown command {command!r}; {USAGE}")
-    for arg in argv[1:]:
+    rest = argv[1:]
+    if command == "inspect":
+        if not rest or "=" in rest[0] and not Path(rest[0]).is_dir():
+            raise SegtrainError(f"inspect needs the folder to look at; {USAGE}")
+        own["root"], rest = rest[0], rest[1:]
+    for arg in rest:
         key, sep, value = arg.partition("=")
         if not sep:
             raise SegtrainError(f"argument {arg!r} is not KEY=VALUE; {USAGE}")
         (own.__setitem__(key, value) if key in OWN_KEYS else overrides.append(arg))
+    if command == "inspect" and (overrides or set(own) - {"root", "out"}):
+        raise SegtrainError(f"inspect takes only ROOT and out=, not {' '.join(overrides) or sorted(own)}; {USAGE}")
     return command, own, overrides
 
 
@@ -180,11 +194,67 @@ def preview(cfg, out: Path, split: str, num_images: int) -> Path:
     return path
 
 
+def command_line(words, width: int = 110) -> str:
+    """`segtrain WORD ...` wrapped with backslashes, as a shell reads it."""
+    lines, line = [], "segtrain"
+    for word in words:
+        if len(line) + 1 + len(word) > width and line.strip():
+            lines.append(line)
+            line = "   "
+        line += " " + word
+    return " \\\n".join(lines + [line])
+
+
+def verify(cfg):
+    """(problems, {split: (class pixels, void pixels)}): every label of both splits read with cfg's keys."""
+    from ..data import build_dataset, split_name
+    from ..data.scan import scan_labels
+
+    problems, pixels = [], {}
+    for split in (cfg.dataset.train_split, cfg.dataset.val_split):
+        dataset = build_dataset(cfg.dataset, split)
+        scan = scan_labels(dataset, f"checking {split_name(split)}", keep_going=True)
+        problems += scan.problems
+        pixels[split_name(split)] = (scan.class_pixels(len(dataset.class_names)), int(scan.counts[:, 0, 255].sum()))
+    return problems, pixels
+
+
+def inspect_command(root: str, out: Path) -> None:
+    """segtrain-data inspect: the settings found, checked by reading every mask through the printed command."""
+    import shlex
+
+    from ..config import override_argument
+    from ..data.inspect import inspect_tree, report, to_json
+    from ..data.scan import problems_line
+
+    ins = inspect_tree(root, out)
+    command = command_line([override_argument(key, value) for key, value in ins.overrides()])
+    if not ins.problems:  # the command as a shell and Hydra read it, not the values behind it
+        cfg = check_command_line(shlex.split(command.replace("\\\n", " "))[1:])
+        ins.problems, pixels = verify(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inspect.json").write_text(to_json(ins, command))
+    print(report(ins))
+    if ins.problems:
+        raise SegtrainError(f"inspect: {problems_line(ins.problems)} (all in {out / 'inspect.json'})")
+    print(f"\nRead every mask with these keys (wrote {ins.classes_file} and {out / 'inspect.json'}):")
+    for split, (classes, void) in pixels.items():
+        total = classes.sum() + void
+        print(f"  {split}: " + ", ".join(f"class_{i} {100 * p / max(total, 1):.1f}%"
+                                          for i, p in enumerate(classes.tolist()))
+              + (f", void {100 * void / max(total, 1):.1f}%" if void else ""))
+    print(f"\n{command}")
+
+
 def run(argv) -> int:
     from ..data.scan import problems_line
 
     command, own, overrides = parse_args(argv)
-    cfg = compose_training_config(overrides)
+    if command == "inspect":
+        name = Path(own["root"]).expanduser().resolve().name
+        inspect_command(own["root"], Path(own.get("out") or f"outputs/inspect-{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        return 0
+    cfg = check_command_line(overrides)
     out = Path(own.get("out") or f"outputs/data-{cfg.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if command == "check":
         report = check(cfg, out)

@@ -199,20 +199,39 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 def override_argument(key: str, value) -> str:
     """`key=value` as one command-line word that the shell and Hydra's override grammar give back as `value`:
     Hydra-quoted when the value holds characters its grammar reads (`=`, `,`, quotes, brackets), then
-    shell-quoted when it holds spaces or shell characters."""
+    shell-quoted when it holds spaces or shell characters. Lists and dicts become Hydra's `[a,b]` and `{k:v}`,
+    their strings quoted."""
     import shlex
 
+    word = f"{key}={hydra_text(value)}"
+    if "'" in word and not any(c in word for c in '"$`\\!'):
+        return f'"{word}"'
+    return shlex.quote(word)
+
+
+def hydra_text(value, element: bool = False) -> str:
+    """A value as Hydra's override grammar writes it (strings quoted where it would read them otherwise; always
+    inside lists and dicts, where a bare `1` or `true` would not stay a string)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_text(v, True)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_text(v, True) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
     text = str(value)
-    try:
-        plain = OverridesParser.create().parse_override(f"{key}={text}").value() == text
-    except Exception:  # noqa: BLE001 - any parse error: quote it
-        plain = False
-    if plain:
-        return shlex.quote(f"{key}={text}")
-    word = f"{key}='" + text.replace("'", "\\'") + "'"
-    return f'"{word}"' if not any(c in word for c in '"$`\\!') else shlex.quote(word)
+    if not element:
+        try:
+            if OverridesParser.create().parse_override(f"key={text}").value() == text:
+                return text
+        except Exception:  # noqa: BLE001 - any parse error: quote it
+            pass
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def app_overrides(cfg) -> list:

@@ -593,6 +593,8 @@ class PredictConfig(CheckpointAppConfig):
     alpha: float = number(0.5, ge=0, le=1, what="an opacity")  # the overlay's opacity
     # names or indices left unpainted (default: background)
     skip_classes: Optional[List[str]] = checked(None, _texts, "a list of class names or indices")
+    roi: Optional[str] = None  # regions of interest: a folder of NAME<roi_suffix> files, or one file; 0 -> void
+    roi_suffix: Optional[str] = option(None, only=Only("roi", (SET,)))  # default: the checkpoint's dataset.roi_suffix
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
 

@@ -60,6 +60,28 @@ def write_lines(path: Path, ids):
     path.write_text("".join(f"{i}\n" for i in ids))
 
 
+class StoredTruth:
+    """Each mask's pixels per stored value ("7") or colour ("200,40,40"), counted from the arrays before they are
+    written (a lossy mask: the values meant, before compression; with a region of interest: inside it), never
+    through a decoder; `write` leaves them in <root>/stored.json, keyed by the mask's path under the root."""
+
+    def __init__(self):
+        self.masks = {}
+
+    def add(self, root: Path, mask: Path, codes: np.ndarray, region=None) -> None:
+        colours = codes.ndim == 3
+        codes = (codes if region is None else codes[region]).reshape((-1, 3) if colours else (-1,))
+        keys, counts = np.unique(codes, axis=0, return_counts=True)
+        found = {",".join(str(int(v)) for v in np.atleast_1d(key)): int(n) for key, n in zip(keys, counts)}
+        self.masks.setdefault(root, {})[mask.relative_to(root).as_posix()] = found
+
+    def write(self) -> None:
+        import json
+
+        for root, masks in self.masks.items():
+            (root / "stored.json").write_text(json.dumps(masks, indent=1, sort_keys=True))
+
+
 def make_voc(out: Path, size: int):
     """VOC2012 (train 6, val 4; widths vary), SBD (train 5, val 3; three images shared with VOC) and VOC2011."""
     voc = out / "VOCdevkit" / "VOC2012"
@@ -68,10 +90,13 @@ def make_voc(out: Path, size: int):
     sbd_only = [f"2008_{i:06d}" for i in range(5)]
     scenes = {image_id: scene(100 + n, size, width=size - 8 * (n % 3)) for n, image_id in enumerate(voc_ids)}
     scenes.update({image_id: scene(200 + n, size) for n, image_id in enumerate(sbd_only)})
+    truth = StoredTruth()
     for image_id in voc_ids:
         image, label = scenes[image_id]
         save_jpg(image, voc / "JPEGImages" / f"{image_id}.jpg")
         save_png(encode(label, "voc"), voc / "SegmentationClass" / f"{image_id}.png", palette=voc_palette())
+        truth.add(voc, voc / "SegmentationClass" / f"{image_id}.png", encode(label, "voc"))
+    truth.write()
     for image_id in [voc_ids[0], voc_ids[1], voc_ids[6]] + sbd_only:
         image, label = scenes[image_id]
         save_jpg(image, sbd / "img" / f"{image_id}.jpg")
@@ -157,20 +182,25 @@ def make_folder(out: Path, size: int):
     root = out / "folder"
     names = [f"img{n:03d}" for n in range(9)]
     scenes = [scene(500 + n, size) for n in range(len(names))]
+    truth = StoredTruth()
+    colours = np.asarray(FOLDER_COLOURS + [VOID_COLOUR], np.uint8)
     for n, (name, (image, label)) in enumerate(zip(names, scenes)):
         if n % 2:  # both kinds of image file in one folder
             save_png(image, root / "images" / f"{name}.png")
         else:
             save_jpg(image, root / "images" / f"{name}.jpg")
-        save_png(encode(label, "folder"), root / "masks" / f"{name}.png")
-        save_jpg(image, out / "folder_pairs" / "JPEG" / f"{name}.jpg")
-        save_png(encode(label, "folder_void"), out / "folder_pairs" / "annot" / f"{name}.png")
-        save_png(image, out / "folder_binary" / "images" / f"{name}.png")
-        save_png(encode(label, "folder_binary"), out / "folder_binary" / "masks" / f"{name}_mask.png")
         split = "train" if n < 6 else "val"
+        for layout, mask, codes in (
+                ("folder", f"masks/{name}.png", encode(label, "folder")),
+                ("folder_pairs", f"annot/{name}.png", encode(label, "folder_void")),
+                ("folder_binary", f"masks/{name}_mask.png", encode(label, "folder_binary")),
+                ("folder_rgb", f"{split}annot/{name}.png", colours[label])):
+            save_png(codes, out / layout / mask)
+            truth.add(out / layout, out / layout / mask, codes)
+        save_jpg(image, out / "folder_pairs" / "JPEG" / f"{name}.jpg")
+        save_png(image, out / "folder_binary" / "images" / f"{name}.png")
         save_png(image, out / "folder_rgb" / split / f"{name}.png")
-        colours = np.asarray(FOLDER_COLOURS + [VOID_COLOUR], np.uint8)
-        save_png(colours[label], out / "folder_rgb" / f"{split}annot" / f"{name}.png")
+    truth.write()
     write_lines(root / "train.txt", names[:6])
     write_lines(root / "val.txt", names[6:])
     write_classes(root / "classes.yaml", CLASS_NAMES, FOLDER_COLOURS)
@@ -203,6 +233,7 @@ def make_masks_as_shipped(out: Path, size: int):
     colours = FOLDER_COLOURS + [VOID_COLOUR]
     truth = {layout: {"train": [0] * 5, "val": [0] * 5} for layout in MASK_LAYOUTS}
     truth["folder_jpeg"] = {"train": [0, 0], "val": [0, 0]}
+    stored = StoredTruth()
     for n, name in enumerate(names):
         image, label = scene(700 + n, size)
         split = "train" if n < 6 else "val"
@@ -214,8 +245,12 @@ def make_masks_as_shipped(out: Path, size: int):
         binary = np.where((label >= 1) & (label <= 4), 255, 0).astype(np.uint8)
         save_jpg(binary, out / "folder_jpeg" / "masks" / f"{name}_mask.jpg", quality=75)  # a grey JPEG
         columns = np.arange(label.shape[1])[None] % 2
-        save_png(np.where(label == 5, 99, 2 * label + 1 + columns).astype(np.uint8),
-                 out / "folder_label_map" / "masks" / f"{name}.png")
+        values = np.where(label == 5, 99, 2 * label + 1 + columns).astype(np.uint8)
+        save_png(values, out / "folder_label_map" / "masks" / f"{name}.png")
+        for layout, mask, codes in (("folder_palette", f"{name}.png", np.asarray(colours, np.uint8)[label]),
+                                    ("folder_jpeg", f"{name}_mask.jpg", binary),
+                                    ("folder_label_map", f"{name}.png", values)):
+            stored.add(out / layout, out / layout / "masks" / mask, codes)
         for layout in MASK_LAYOUTS:
             save_png(image, out / layout / "images" / f"{name}.png")
         for c in range(5):
@@ -228,6 +263,7 @@ def make_masks_as_shipped(out: Path, size: int):
         write_lines(out / layout / "train.txt", names[:6])
         write_lines(out / layout / "val.txt", names[6:])
         (out / layout / "truth.json").write_text(json.dumps(truth[layout]))
+    stored.write()
     write_classes(out / "folder_palette" / "classes.yaml", CLASS_NAMES, FOLDER_COLOURS)
     write_classes(out / "folder_jpeg" / "classes.yaml", ["background", "object"])
     write_classes(out / "folder_label_map" / "classes.yaml", CLASS_NAMES)
@@ -237,6 +273,7 @@ def make_cityscapes(out: Path, size: int):
     """Cityscapes' tree: two cities per split, frames <city>_000000_0000NN, labelIds PNGs; the left quarter of
     each train frame's background is stored as id 9 (parking, not one of the 19 classes: void)."""
     root = out / "cityscapes"
+    truth = StoredTruth()
     for split, cities in (("train", ("aachen", "bochum")), ("val", ("frankfurt",))):
         for c, city in enumerate(cities):
             for n in range(2):
@@ -247,10 +284,60 @@ def make_cityscapes(out: Path, size: int):
                     ids[:, :size // 4][ids[:, :size // 4] == 7] = 9
                 save_png(image, root / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png")
                 save_png(ids, root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png")
+                truth.add(root, root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png", ids)
+    truth.write()
+
+
+def field_of_view(size: int) -> np.ndarray:
+    """A retinal photo's field of view: the disc the camera sees, (size, size) bool."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    return yy ** 2 + xx ** 2 < (0.45 * size) ** 2
+
+
+def make_retina(out: Path, size: int):
+    """A retinal vessel set as DRIVE ships it: training/images/21_training.tif (RGB TIFF) with the vessels in
+    training/1st_manual/21_manual1.gif (0/255 GIF) and the field of view in training/mask/21_training_mask.gif;
+    test/ likewise (01_test.tif, ...), with a second observer's test/2nd_manual/01_manual2.gif. Outside the field
+    the photo is black and the vessels 0; the scenes' wires are the vessels."""
+    root = out / "retina"
+    region = field_of_view(size)
+    truth = StoredTruth()
+    for split, names in (("training", ["21", "22", "23", "24"]), ("test", ["01", "02"])):
+        for n, name in enumerate(names):
+            image, label = scene(1100 + n + (10 if split == "test" else 0), size)
+            vessels = np.where((label == 3) & region, 255, 0).astype(np.uint8)
+            for folder, file, pixels in (("images", f"{name}_{split}.tif", np.where(region[..., None], image, 0)),
+                                         ("1st_manual", f"{name}_manual1.gif", vessels),
+                                         ("mask", f"{name}_{split}_mask.gif", region.astype(np.uint8) * 255)):
+                (root / split / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / folder / file)
+            truth.add(root, root / split / "1st_manual" / f"{name}_manual1.gif", vessels, region)
+            if split == "test":  # the second observer takes the dots for vessels too
+                (root / split / "2nd_manual").mkdir(exist_ok=True)
+                Image.fromarray(np.where(np.isin(label, (3, 4)) & region, 255, 0).astype(np.uint8)).save(
+                    root / split / "2nd_manual" / f"{name}_manual2.gif")
+    truth.write()
+    write_classes(root / "classes.yaml", ["background", "vessel"])
+
+
+def make_tiles(out: Path, size: int):
+    """A set shipped as tiles with the same file names in each: `Tile 1/images/patch_0.png` with
+    `Tile 1/masks/patch_0.png` (class indices, 255 void), tiles 1 to 3."""
+    root = out / "tiles"
+    truth = StoredTruth()
+    for t in (1, 2, 3):
+        for n in range(2):
+            image, label = scene(60 + 10 * t + n, size)
+            save_png(image, root / f"Tile {t}" / "images" / f"patch_{n}.png")
+            save_png(encode(label, "folder"), root / f"Tile {t}" / "masks" / f"patch_{n}.png")
+            truth.add(root, root / f"Tile {t}" / "masks" / f"patch_{n}.png", encode(label, "folder"))
+    truth.write()
+    write_classes(root / "classes.yaml", CLASS_NAMES)
 
 
 def make_fake_datasets(out, size: int = 48) -> Path:
     out = Path(out)
-    for make in (make_voc, make_nyud, make_siftflow, make_folder, make_masks_as_shipped, make_cityscapes):
+    for make in (make_voc, make_nyud, make_siftflow, make_folder, make_masks_as_shipped, make_cityscapes,
+                 make_retina, make_tiles):
         make(out, size)
     return out

@@ -259,6 +259,17 @@ class FolderLayout:
         return [pool[i] for i in chosen]
 
 
+def read_region(path: Path, shape, partner: str) -> np.ndarray:
+    """A region-of-interest file as (H, W) bool, True inside (any non-zero value or colour); its size must be
+    `shape` (H, W), that of `partner` (named in the error)."""
+    region, _ = read_mask(path)
+    region = region if region.ndim == 2 else region.max(axis=2)
+    if region.shape != tuple(shape):
+        raise SegtrainError(f"{path}: region of interest is {region.shape[1]}x{region.shape[0]} but {partner} is "
+                            f"{shape[1]}x{shape[0]} (width x height)")
+    return region > 0
+
+
 def image_channels(path: Path) -> int:
     mode = image_header(path)[1]
     return 1 if mode in ("L", "I;16", "I;16B", "I;16L", "I", "F", "1", "LA") else 3
@@ -379,12 +390,8 @@ class FolderDataset(FileDataset):
         label = self.encoding.decode(stored, mask_path, palette)
         if roi_path is None:
             return label
-        region, _ = read_mask(roi_path)
-        region = region if region.ndim == 2 else region.max(axis=2)
-        if region.shape != label.shape:
-            raise SegtrainError(f"{roi_path}: region of interest is {region.shape[1]}x{region.shape[0]} but its "
-                                f"mask {mask_path.name} is {label.shape[1]}x{label.shape[0]} (width x height)")
-        return np.where(region > 0, label, IGNORE_INDEX).astype(np.uint8)
+        return np.where(read_region(roi_path, label.shape, f"its mask {mask_path.name}"), label,
+                        IGNORE_INDEX).astype(np.uint8)
 
     def label_signature(self) -> str:
         return self.encoding.signature() + (" roi" if self.with_roi else "")
