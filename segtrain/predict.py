@@ -58,7 +58,7 @@ def region_files(roi, roi_suffix, files, dataset_cfg, exif: bool):
     """{image: region-of-interest file} for roi= (a folder, paired by name as training paired its regions, or one
     file for every image), each checked to exist and to be the image's size; {} without roi=."""
     from .data.files import image_header
-    from .data.folder import closest_file
+    from .data.folder import region_file
 
     if roi is None:
         return {}
@@ -73,16 +73,8 @@ def region_files(roi, roi_suffix, files, dataset_cfg, exif: bool):
                             "roi_suffix= (what follows an image's name in its region file's: roi_suffix=_mask.gif)")
     regions = {}
     for path in files:
-        if source.is_file():
-            region = source
-        else:
-            name = path.name[:-len(image_suffix)] if image_suffix and path.name.endswith(image_suffix) else path.stem
-            region = source / f"{name}{suffix}"
-            if not region.is_file():
-                similar = closest_file(source, region.name)
-                raise SegtrainError(f"{region}: region-of-interest file is missing for {path.name}" + (
-                    f"; the most similar file in {source} is {similar.name}" if similar else "")
-                    + f"; roi_suffix={suffix} names it (NAME{suffix} for NAME{path.suffix})")
+        region = source if source.is_file() else region_file(
+            source, path, image_suffix, suffix, f"roi_suffix={suffix} names it (NAME{suffix} for NAME{path.suffix})")
         try:
             height, width = image_header(path, exif)[0]
         except SegtrainError:  # an unreadable image is skipped when its turn comes, as without roi=

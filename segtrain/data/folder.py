@@ -89,6 +89,19 @@ def images_in(folder: Path, mask_suffix: str, masks: Path, image_suffix=None):
     return found
 
 
+def region_file(folder: Path, image: Path, image_suffix, suffix: str, keys: str) -> Path:
+    """<folder>/<name><suffix>: the region-of-interest file of `image`, its name what `image_suffix` leaves of the
+    image's file name (else its stem); missing, a one-line error naming the most similar file there and `keys`
+    (what names it)."""
+    name = image.name[:-len(image_suffix)] if image_suffix and image.name.endswith(image_suffix) else image.stem
+    region = folder / f"{name}{suffix}"
+    if not region.is_file():
+        similar = closest_file(folder, region.name)
+        raise SegtrainError(f"{region}: region-of-interest file is missing for {image.name}" + (
+            f"; the most similar file in {folder} is {similar.name}" if similar else "") + f"; {keys}")
+    return region
+
+
 def closest_file(folder: Path, name: str):
     """The file of `folder` whose name is most like `name` (difflib), or None."""
     import difflib
@@ -344,18 +357,8 @@ class FolderDataset(FileDataset):
         image_suffix, _ = layout.suffixes(split)
         folder = self.root / str(cfg.roi_dir).replace("{split}", split)
         roi_suffix = str(cfg.roi_suffix).replace("{split}", split)
-        items = []
-        for image, mask in pairs:
-            name = image.name[:-len(image_suffix)] if image_suffix and image.name.endswith(image_suffix) \
-                else image.stem
-            roi = folder / f"{name}{roi_suffix}"
-            if not roi.is_file():
-                similar = closest_file(folder, roi.name)
-                raise SegtrainError(f"{roi}: region-of-interest file is missing for {image.name}" + (
-                    f"; the most similar file in {folder} is {similar.name}" if similar else "")
-                    + f"; dataset.roi_dir and dataset.roi_suffix={roi_suffix} name it")
-            items.append((image, mask, roi))
-        return items
+        keys = f"dataset.roi_dir and dataset.roi_suffix={roi_suffix} name it"
+        return [(image, mask, region_file(folder, image, image_suffix, roi_suffix, keys)) for image, mask in pairs]
 
     def load_pair(self, item):
         image_path, mask_path, *roi = item
