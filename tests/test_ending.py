@@ -17,6 +17,7 @@ import segtrain.train as train_module
 from segtrain.checkpoint import load_checkpoint, save_checkpoint
 from segtrain.data.fake import make_folder
 from segtrain.errors import SegtrainError
+from segtrain.runlog import RunLogger
 from segtrain.train import train
 
 from .conftest import TINY
@@ -268,7 +269,7 @@ def test_a_run_stopped_at_its_end_resumes_to_the_true_final_metrics(where, finis
     from segtrain.signals import TrainingInterrupted
 
     full_dir, full_result = finished_run
-    real_step, real_validate, steps = train_module.train_step, train_module.validate_and_log, []
+    real_step, real_validate, steps = train_module.train_step, RunLogger.validation, []
 
     def step(*args, **kwargs):
         steps.append(1)
@@ -276,13 +277,13 @@ def test_a_run_stopped_at_its_end_resumes_to_the_true_final_metrics(where, finis
             os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the final iteration
         return real_step(*args, **kwargs)
 
-    def validate(*args, **kwargs):
-        if args[-1] == 6 and where.startswith("killed"):
+    def validate(self, iteration, *args, **kwargs):
+        if iteration == 6 and where.startswith("killed"):
             raise KeyboardInterrupt  # killed: last.pt of iteration 6 was written, its validation never finished
-        return real_validate(*args, **kwargs)
+        return real_validate(self, iteration, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_step", step)
-    monkeypatch.setattr(train_module, "validate_and_log", validate)
+    monkeypatch.setattr(RunLogger, "validation", validate)
     with pytest.raises(TrainingInterrupted if where.startswith("sigterm") else KeyboardInterrupt) as info:
         train(tiny_cfg(), tmp_path)
     if where.startswith("sigterm"):  # a hint the shell and Hydra give back as the run dir
@@ -290,7 +291,7 @@ def test_a_run_stopped_at_its_end_resumes_to_the_true_final_metrics(where, finis
                                    f"'hydra.run.dir={tmp_path}' trainer.resume=auto")
     stopped = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert stopped["iteration"] == 6 and not stopped["validated"] and stopped["metrics_iteration"] == 3
-    monkeypatch.setattr(train_module, "validate_and_log", real_validate)
+    monkeypatch.setattr(RunLogger, "validation", real_validate)
 
     resumed = train(tiny_cfg("trainer.resume=auto"), tmp_path)
     assert _result_without_speed(resumed) == _result_without_speed(full_result)
@@ -304,14 +305,14 @@ def test_a_run_stopped_at_its_end_resumes_to_the_true_final_metrics(where, finis
 
 def test_a_stop_during_the_final_validation_says_it_came_too_late(finished_run, tiny_cfg, tmp_path, monkeypatch,
                                                                    caplog):
-    real_validate = train_module.validate_and_log
+    real_validate = RunLogger.validation
 
-    def validate(*args, **kwargs):
-        if args[-1] == 6:
+    def validate(self, iteration, *args, **kwargs):
+        if iteration == 6:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real_validate(*args, **kwargs)
+        return real_validate(self, iteration, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "validate_and_log", validate)
+    monkeypatch.setattr(RunLogger, "validation", validate)
     result = train(tiny_cfg(), tmp_path)
     assert _result_without_speed(result) == _result_without_speed(finished_run[1])
     assert "received SIGTERM during the final validation: too late to stop, the run has finished" in caplog.text
@@ -415,7 +416,7 @@ def test_a_batch_without_labelled_pixels_adds_nothing_to_the_loss():
 
 
 def test_worker_errors_name_their_real_cause():
-    from segtrain.cli import one_line
+    from segtrain.errors import one_line
 
     class Broken(torch.utils.data.Dataset):
         def __len__(self):

@@ -292,7 +292,7 @@ def test_binary_folder_trains_with_label_values_val_fraction_and_median_frequenc
     # the network gets the very tensor evaluation gives it (resized and normalised by the same code), so the
     # labels are evaluation's too
     from segtrain.checkpoint import restore
-    from segtrain.cli.predict import network_input
+    from segtrain.predict import network_input
     from segtrain.data import item_name
     from segtrain.data.files import Normalize, read_image
 
