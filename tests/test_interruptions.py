@@ -77,13 +77,13 @@ def test_a_stop_signal_saves_the_iteration_and_the_run_resumes_bit_exact(signum,
 
 
 @pytest.mark.parametrize("override,message", [
-    ("trainer.val_interval=0", "trainer.val_interval=0: expected a whole number >= 1"),
-    ("trainer.max_iters=0", "trainer.max_iters=0: expected a whole number >= 1"),
+    ("trainer.val_interval=0", "trainer.val_interval=0: expected a whole number of iterations >= 1"),
+    ("trainer.max_iters=0", "trainer.max_iters=0: expected a whole number of iterations >= 1"),
     ("trainer.batch_size=0", "trainer.batch_size=0: expected a whole number >= 1"),
     ("optimizer.lr=-1", "optimizer.lr=-1.0: expected a learning rate > 0"),
     ("model.width=0", "model.width=0.0: expected a channel multiplier > 0"),
     ("loss.sample_rate=1.5", "loss.sample_rate=1.5: expected a probability in (0, 1]"),
-    ("augment.crop_size=0", "augment.crop_size=0: expected a whole number of pixels >= 1"),
+    ("augment.crop_size=0", "augment.crop_size=0: expected a whole number of pixels in [8, 8192]"),
     ("+dataset.ignore_index=11", "dataset.ignore_index: not a key of the dataset schema"),
 ])
 def test_values_out_of_range_and_unknown_keys_are_one_line_errors(override, message, tiny_cfg, tmp_path):
@@ -98,7 +98,7 @@ def test_fatal_error_is_the_last_line_of_the_log_too(tmp_path):
     result = subprocess.run([sys.executable, "-m", "segtrain.cli.train", *TINY, "trainer.max_iters=0",
                              f"hydra.run.dir={run_dir}"], capture_output=True, text=True)
     assert result.returncode == 2
-    expected = "segtrain: error: trainer.max_iters=0: expected a whole number >= 1"
+    expected = "segtrain: error: trainer.max_iters=0: expected a whole number of iterations >= 1"
     assert result.stderr.strip().splitlines() == [expected]
     assert (run_dir / "segtrain.log").read_text().strip().splitlines()[-1].endswith(expected)
 
