@@ -224,7 +224,7 @@ def test_panels_take_evenly_spaced_items_fixed_across_validations():
 
 
 def test_predict_overlay_options(finished_run, tmp_path):
-    from segtrain.cli.predict import overlay_options
+    from segtrain.predict import overlay_options
 
     names = ["background", "block", "disc"]
     assert overlay_options(0.5, None, names) == (0.5, {0})  # the background class is left unpainted by default
@@ -370,7 +370,8 @@ def test_predict_leaves_pixels_outside_the_regions_of_interest_void_and_unpainte
     from PIL import Image
     from omegaconf import OmegaConf
 
-    from segtrain.cli.predict import region_files, run as run_predict
+    from segtrain.cli.predict import run as run_predict
+    from segtrain.predict import region_files
 
     ckpt = finished_run[0] / "checkpoints" / "last.pt"
     images, regions = tmp_path / "in", tmp_path / "fov"
