@@ -144,12 +144,16 @@ class Segmenter:
             256}, {"scales": [0.75, 1.0, 1.25], "flip": True});
         crf: None (no CRF), the name of a configs/crf option ("dense", "deeplab_resnet", ...) or a dict of its keys
             ({"name": "dense", "w1": 5}); predict and predict_batch refine the probabilities with it (the CRF gives
-            labels: predict_proba stays the network's);
+            labels: predict_proba stays the network's). It runs in the calling process unless the dict sets
+            "workers" (CPU processes for predict_batch, as segtrain-predict's crf.workers; they are spawned, so
+            a script using them needs the `if __name__ == "__main__":` guard);
         overrides: KEY=VALUE strings over the checkpoint's stored training config, as on segtrain-predict's
             command line (["dataset.exif_orientation=ignore"]).
         Both are checked by the schemas segtrain-predict's command line is checked by. Errors: SegtrainError, one
         line naming the file or key (a missing or foreign checkpoint, an unknown option or key, a value out of its
         range, no CUDA device for device="cuda")."""
+        from collections.abc import Mapping
+
         import torch
 
         from .checkpoint import restore
@@ -158,6 +162,8 @@ class Segmenter:
         from .runtime import select_device
 
         inference_cfg, crf_cfg = app_option("inference", inference), app_option("crf", crf)
+        if crf_cfg.name == "dense" and not (isinstance(crf, Mapping) and "workers" in crf):
+            crf_cfg.workers = 0  # worker processes are spawned: they would rerun a script without a __main__ guard
         train_cfg, model, state = restore(path, list(overrides))
         if device is None:
             device = select_device(train_cfg.trainer.device)
@@ -290,6 +296,8 @@ class Segmenter:
         from .crf import crf_params, crf_refiner
 
         workers = self.crf.workers if workers is None else workers
+        if self.device.type == "cuda" and self.crf.backend == "torch":
+            workers = 0  # refined on the GPU, where the probabilities are: no CPU processes to start
         with crf_refiner(crf_params(self.crf), self.crf.backend, workers, self.crf.batch_images) as refine:
             jobs = ((picture.rgb, probs, (picture, extra))
                     for picture, probs, extra in self.scored(pictures, batch_size, probabilities=True))
@@ -313,15 +321,23 @@ class Segmenter:
     def predict_batch(self, images, batch_size=None) -> list:
         """[(H_i, W_i) uint8 labels] for a list of images, each as predict() gives it. Up to `batch_size`
         consecutive images of one network input size share a forward pass on the device (default: 8 on a GPU; 1
-        on the CPU, where larger batches run slower, docs/benchmarks.md); sizes are never padded together. The
-        CRF runs in the Segmenter's crf.workers processes. Errors: SegtrainError for the first image that cannot
-        be read, naming it."""
+        on the CPU, where larger batches run slower, docs/benchmarks.md); sizes are never padded together. On the
+        CPU the CRF runs in the Segmenter's crf.workers processes (from_checkpoint: 0, this one, unless set;
+        started for each call).
+        Errors: SegtrainError for the first image that cannot be read, naming its index and what it is."""
         from contextlib import closing
 
         batch_size = (8 if self.device.type == "cuda" else 1) if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise SegtrainError(f"batch_size={batch_size!r}: expected a whole number >= 1")
-        with closing(self.labelled(((self.read(image), None) for image in images), batch_size)) as labelled:
+        def pictures():
+            for index, image in enumerate(images):
+                try:
+                    yield self.read(image), None
+                except SegtrainError as error:
+                    raise SegtrainError(f"images[{index}]: {error}") from None
+
+        with closing(self.labelled(pictures(), batch_size)) as labelled:
             return [labels for labels, _, _ in labelled]
 
     def overlay(self, image, labels, alpha: float = 0.5, skip_classes=None):

@@ -69,18 +69,17 @@ def test_the_api_gives_segtrain_predicts_labels_and_overlays(photos, segmenter, 
 
     ckpt, folder, sizes = photos
     assert run_predict([f"ckpt={ckpt}", f"input={folder}", f"output={tmp_path / 'cli'}"]) == 0
-    classes = set()
+    found = {}
     for name, size in sizes.items():
         path = next(folder.glob(f"{name}.*"))
-        labels = segmenter.predict(path)
+        labels = found[name] = segmenter.predict(path)
         assert labels.dtype == np.uint8 and labels.shape == size  # as shown: the EXIF turn applied
-        classes |= set(np.unique(labels).tolist())
         assert np.array_equal(labels, written(tmp_path / "cli", name)), name
-        with Image.open(path) as opened:  # a PIL image opened from the file: the same rules, EXIF included
-            assert np.array_equal(segmenter.predict(opened), labels)
         overlay = np.array(segmenter.overlay(str(path), labels))
         assert np.array_equal(overlay, written(tmp_path / "cli", f"{name}_overlay"))
-    assert len(classes) >= 3
+    assert len(set(np.unique(np.concatenate([labels.ravel() for labels in found.values()])))) >= 3
+    with Image.open(folder / "turned.png") as opened:  # a PIL image opened from a file: its rules, EXIF included
+        assert np.array_equal(segmenter.predict(opened), found["turned"])
     assert segmenter.class_names == ["background", "block", "disc", "wire", "dot"]
     assert segmenter.input_channels == 3
     assert segmenter.palette.dtype == np.uint8 and segmenter.palette.shape[1] == 3
@@ -94,6 +93,7 @@ def test_the_api_gives_segtrain_predicts_labels_and_overlays(photos, segmenter, 
     # a batch of mixed sizes (the two tall images share a forward pass) gives predict()'s labels one by one
     images = [folder / "tall.png", folder / "wide.jpg", folder / "tall2.png", folder / "turned.png",
               np.array(Image.open(folder / "tall2.png")), folder / "grey.png"]
+    names = ["tall", "wide", "tall2", "turned", "tall2", "grey"]
     batches = []
     hook = segmenter.model.register_forward_hook(lambda module, args, out: batches.append(len(args[0])))
     try:
@@ -101,8 +101,10 @@ def test_the_api_gives_segtrain_predicts_labels_and_overlays(photos, segmenter, 
     finally:
         hook.remove()
     assert batches == [2, 1, 1, 1, 1] and len(batch) == len(images)  # windows of 3: tall with tall2, the array alone
-    for image, labels in zip(images, batch):
-        assert np.array_equal(labels, segmenter.predict(image))
+    for name, labels in zip(names, batch):
+        assert np.array_equal(labels, found[name])
+    with pytest.raises(SegtrainError, match=r"^images\[1\]: an array of shape \(3, 3, 2\): expected"):
+        segmenter.predict_batch([images[4], np.zeros((3, 3, 2), np.uint8)])
     with pytest.raises(SegtrainError, match="batch_size=0: expected a whole number >= 1"):
         segmenter.predict_batch(images, batch_size=0)
     with pytest.raises(SegtrainError, match=r"labels of shape \(5, 5\) for an image of 53x37"):
@@ -116,15 +118,15 @@ def test_crf_and_inference_options_give_the_command_lines_labels(photos, tmp_pat
     ckpt, folder, _ = photos
     image = folder / "wide.jpg"
     assert run_predict([f"ckpt={ckpt}", f"input={image}", f"output={tmp_path / 'cli'}", "crf=deeplab_resnet",
-                        "crf.iterations=3", "crf.workers=0", "inference=slide", "inference.tile=24"]) == 0
+                        "crf.iterations=3", "crf.workers=0", "inference=slide", "inference.tile=32"]) == 0
     refined = Segmenter.from_checkpoint(ckpt, device="cpu", crf={"name": "deeplab_resnet", "iterations": 3},
-                                        inference={"mode": "slide", "tile": 24})
+                                        inference={"mode": "slide", "tile": 32})
     labels = refined.predict(image)
     assert np.array_equal(labels, written(tmp_path / "cli", "wide"))
-    assert all(np.array_equal(b, labels) for b in refined.predict_batch([image, image], batch_size=2))
-    plain = Segmenter.from_checkpoint(ckpt, device="cpu", inference={"mode": "slide", "tile": 24})
-    assert not np.array_equal(labels, plain.predict(image))  # the CRF changed something
-    assert np.array_equal(plain.predict_proba(image), refined.predict_proba(image))  # the network's, before it
+    plain = Segmenter.from_checkpoint(ckpt, device="cpu", inference={"mode": "slide", "tile": 32})
+    probs = plain.predict_proba(image)
+    assert not np.array_equal(labels, probs.argmax(0))  # the CRF changed something
+    assert np.array_equal(refined.predict_proba(image), probs)  # the network's probabilities, before the CRF
 
 
 def test_options_and_devices_are_checked_as_the_command_line_checks_them(photos):
@@ -138,6 +140,9 @@ def test_options_and_devices_are_checked_as_the_command_line_checks_them(photos)
                                             r"dict of crf keys sets them over crf=none: give its 'name' too$"):
         Segmenter.from_checkpoint(ckpt, crf={"w1": 5})
     assert Segmenter.from_checkpoint(ckpt, device="cpu", crf={"name": "dense", "w1": 5}).crf.w1 == 5
+    # the CRF in the calling process unless asked (spawned workers rerun a script without a __main__ guard)
+    assert Segmenter.from_checkpoint(ckpt, device="cpu", crf="dense").crf.workers == 0
+    assert Segmenter.from_checkpoint(ckpt, device="cpu", crf={"name": "dense", "workers": 2}).crf.workers == 2
     with pytest.raises(SegtrainError, match=r"^crf.w1=-1: expected a kernel weight >= 0$"):
         Segmenter.from_checkpoint(ckpt, crf={"name": "dense", "w1": -1})
     with pytest.raises(SegtrainError, match=r"^inference.tile=64: has no effect with inference.mode=whole"):
