@@ -9,7 +9,7 @@ from .config import app_overrides, check_config
 from .errors import SegtrainError
 from .outputs import Manifest
 from .processes import Interrupted
-from .segmenter import Segmenter, overlay_options  # noqa: F401 - overlay_options: segtrain-predict's, tests'
+from .segmenter import Segmenter, overlay_options
 
 
 def input_files(path: str):

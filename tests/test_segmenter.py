@@ -158,6 +158,12 @@ def test_options_and_devices_are_checked_as_the_command_line_checks_them(photos)
         Segmenter.from_checkpoint(ckpt.parent / "nowhere.pt")
     with pytest.raises(SegtrainError, match=r"^dataset.scale=-1: expected"):
         Segmenter.from_checkpoint(ckpt, overrides=["dataset.scale=-1"])
+    from segtrain.checkpoint import restore
+
+    train_cfg, model, state = restore(ckpt)  # an RGB-HHA model (two streams) as its checkpoint would describe it
+    with pytest.raises(SegtrainError, match=r"^checkpoint: the model takes \[3, 3\] input streams .* evaluate it "
+                                            r"with segtrain-eval$"):
+        Segmenter(model, train_cfg, {**state["data"], "input_channels": [3, 3]}, "cpu")
 
 
 def test_the_app_options_compose_as_the_command_line_composes_them():
