@@ -9,7 +9,9 @@ What is compared, per repeat, over the same --images PNG files (synthetic scenes
   Segmenter.predict    a loop of predict(path) on a Segmenter loaded once before timing: each file read as the
                        training data were, scored, labelled (CRF when --crf); nothing is written.
   Segmenter.predict_batch
-                       the same list in one predict_batch call (--batch-size; default 8 on a GPU, 1 on the CPU).
+                       the same list in one predict_batch call (--batch-size; default 8 on a GPU, 1 on the CPU);
+                       with --crf, its CRF in --crf-workers processes as segtrain-predict's (predict runs each
+                       image's CRF in the calling process).
   segtrain-predict     its in-process run(argv), as the console script runs after its argument checks: the config
                        composed by Hydra, the checkpoint loaded, each file read, scored and labelled by the same
                        Segmenter, then NAME.png (palette PNG) and NAME_overlay.png (overlay with legend) written, and
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None, help="predict_batch's (default: its own)")
     parser.add_argument("--crf", default=None, help="a configs/crf option for both (dense, deeplab_resnet, ...)")
+    parser.add_argument("--crf-workers", type=int, default=2, help="CRF processes for segtrain-predict and "
+                        "predict_batch (segtrain-predict's default, 2; predict runs its one image's CRF in-process)")
     parser.add_argument("--inference", default=None, help="a configs/inference option for both (slide, multiscale)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE over the stored training config, for both")
     args = parser.parse_args()
@@ -66,7 +70,11 @@ def main() -> None:
 
     ckpt = args.ckpt or newest_demo_checkpoint()
     options = [f"{group}={value}" for group, value in (("crf", args.crf), ("inference", args.inference)) if value]
-    segmenter = Segmenter.from_checkpoint(ckpt, device=None, inference=args.inference, crf=args.crf,
+    crf = None
+    if args.crf:
+        options.append(f"crf.workers={args.crf_workers}")
+        crf = {"name": args.crf, "workers": args.crf_workers}
+    segmenter = Segmenter.from_checkpoint(ckpt, device=None, inference=args.inference, crf=crf,
                                           overrides=args.overrides)
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as work:
         work = Path(work)
@@ -105,7 +113,8 @@ def main() -> None:
 
     cfg = segmenter.train_cfg
     print(f"{ckpt}: model {cfg.model.name} width {cfg.model.get('width')}, {args.images} synthetic PNGs of "
-          f"{args.size}x{args.size}, inference {args.inference or 'whole'}, crf {args.crf or 'none'}, "
+          f"{args.size}x{args.size}, inference {args.inference or 'whole'}, crf {args.crf or 'none'}"
+          f"{f' ({args.crf_workers} workers)' if args.crf else ''}, "
           f"{segmenter.device}, torch {torch.__version__}")
     cli_speeds = speeds["segtrain-predict"]
     for name, values in speeds.items():
