@@ -1,7 +1,7 @@
 """Prediction on new images with a checkpoint, as segtrain-predict's config says (configs/predict.yaml):
-predict_images(cfg) reads each image as the training data were read, scores it (whole, slide, multiscale), refines
-it with the dense CRF, and writes NAME.png (the label map as a palette PNG) and NAME_overlay.png; regions of
-interest (roi=) make the pixels outside them void."""
+predict_images(cfg) reads each image as the training data were read, scores it (whole, slide, multiscale) and
+refines it with the dense CRF through segtrain.Segmenter, as Python callers do, then writes NAME.png (the label map
+as a palette PNG) and NAME_overlay.png; regions of interest (roi=) make the pixels outside them void."""
 import sys
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from .config import app_overrides, check_config
 from .errors import SegtrainError
 from .outputs import Manifest
 from .processes import Interrupted
+from .segmenter import Segmenter, overlay_options
 
 
 def input_files(path: str):
@@ -87,133 +88,49 @@ def region_files(roi, roi_suffix, files, dataset_cfg, exif: bool):
     return regions
 
 
-def overlay_options(alpha: float, skip_classes, class_names):
-    """(alpha, classes to leave unpainted) from alpha= and skip_classes= (None: the background class)."""
-    if not 0 <= alpha <= 1:
-        raise SegtrainError(f"alpha={alpha}: expected a number in [0, 1]")
-    if skip_classes is None:
-        return alpha, {class_names.index("background")} if "background" in class_names else set()
-    skip = set()
-    for entry in (str(e).strip() for e in skip_classes):
-        if entry in class_names:
-            skip.add(class_names.index(entry))
-        elif entry.isdigit() and int(entry) < len(class_names):
-            skip.add(int(entry))
-        else:
-            raise SegtrainError(f"skip_classes: {entry!r} is not a class of this checkpoint ({', '.join(class_names)})")
-    return alpha, skip
-
-
-def network_input(rgb, normalize, resize=None):
-    """An RGB image (H, W, 3) uint8 as the datasets give the network theirs: resized when the network was trained
-    so (resize: dataset.scale, dataset.short_side), then normalised. Its labels come back at full size."""
-    from .data.files import resize_image, resized_size
-
-    return normalize(rgb if resize is None else resize_image(rgb, resized_size(*rgb.shape[:2], *resize)))
-
-
-def read_input(path, grey: bool, info: dict, exif: bool, intensity_range):
-    """(rgb (H, W, 3) uint8 to draw on, the network's pixels (H, W, C) as stored, their full-intensity scale per
-    channel), read as the model's training data were: RGB, or one grey channel for a grey model (a colour file's
-    luminance; 16-bit files at their stored depth)."""
-    import numpy as np
-
-    from .data.files import read_image, to_8bit
-
-    if not grey:
-        rgb = read_image(path, exif=exif, intensity_range=intensity_range)
-        return rgb, rgb, tuple(info.get("scale") or (255.0,) * 3)
-    raw = read_image(path, mode=None, exif=exif)
-    if raw.ndim == 3:
-        raw = read_image(path, mode="L", exif=exif)
-    # checkpoints before the scale was stored: as the folder dataset decides it, by the file's depth
-    scale = float((info.get("scale") or [65535.0 if raw.dtype == np.uint16 else 255.0])[0])
-    shown = to_8bit(raw, (0, scale), path) if raw.dtype != np.uint8 or scale != 255 else raw
-    return np.repeat(shown[..., None], 3, axis=2), raw[..., None], (scale,)
-
-
 def predict_images(cfg) -> int:
     """Label every image of cfg.input into cfg.output; the exit status (1 when an image was skipped)."""
+    from contextlib import closing
+
     import numpy as np
-    import torch
-    import torch.nn.functional as F
     from PIL import Image
 
-    from .checkpoint import restore
     from .config import to_plain
-    from .crf import crf_params, crf_refiner
-    from .data import checkpoint_dataset_info
-    from .data.files import Normalize
-    from .data.labels import IGNORE_INDEX
     from .data.folder import read_region
-    from .engine import autocast_context
-    from .inference import predict_scores
+    from .data.labels import IGNORE_INDEX
     from .progress import track
-    from .runtime import select_amp, select_device
-    from .visualize import overlay_with_legend
 
     check_config(cfg)
     files = input_files(cfg.input)
-    train_cfg, model, state = restore(cfg.ckpt, app_overrides(cfg))
-    exif = train_cfg.dataset.get("exif_orientation", "apply") == "apply"  # labels for the picture as shown
-    regions = region_files(cfg.roi, cfg.roi_suffix, files, train_cfg.dataset, exif)
+    segmenter = Segmenter.from_checkpoint(cfg.ckpt, device=None, inference=to_plain(cfg.inference),
+                                          crf=to_plain(cfg.crf), overrides=app_overrides(cfg))
+    regions = region_files(cfg.roi, cfg.roi_suffix, files, segmenter.train_cfg.dataset, segmenter.exif)
     prepare_output(Path(cfg.output), Path(cfg.input), files)
-    info = checkpoint_dataset_info(state, train_cfg)
-    if info["input_channels"] not in ([3], [1]):
-        raise SegtrainError(f"ckpt={cfg.ckpt}: the model takes {info['input_channels']} input streams "
-                            f"({train_cfg.dataset.name} with dataset.modality={train_cfg.dataset.get('modality')}); "
-                            "segtrain-predict reads one RGB or grey image per input: evaluate it with segtrain-eval")
-    device = select_device(train_cfg.trainer.device)
-    autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
-    model.to(device)
-    grey = info["input_channels"] == [1]
-    palette = torch.tensor(info["palette"], dtype=torch.uint8)
-    class_names = list(info["class_names"])
-    alpha, skip = overlay_options(cfg.alpha, cfg.skip_classes, class_names)
-    use_crf = cfg.crf.name != "none"
-    resize = None
-    if train_cfg.dataset.get("scale") is not None or train_cfg.dataset.get("short_side") is not None:
-        resize = (train_cfg.dataset.get("scale"), train_cfg.dataset.get("short_side"))
-    inference = to_plain(cfg.inference)
-    scaling = train_cfg.dataset.get("intensity_range", "auto")
-    scaling = scaling if isinstance(scaling, str) else tuple(scaling)
+    overlay_options(cfg.alpha, cfg.skip_classes, segmenter.class_names)  # before any work
     output = Path(cfg.output)
     skipped = []
 
-    def scored():
-        """(rgb (H, W, 3) uint8, class probabilities or scores (C, H, W), file) for each readable image."""
+    def pictures():
+        """(picture, file) for each readable image, read as the training data were."""
         for path in track(files, len(files), "predicting", unit="image"):
             try:
-                rgb, pixels, scale = read_input(path, grey, info, exif, scaling)  # as the training data were read
+                yield segmenter.read(path), path
             except SegtrainError as error:
                 print(f"segtrain-predict: skipped {error}", file=sys.stderr)
                 skipped.append(path)
-                continue
-            image = network_input(pixels, Normalize(info["mean"], info["std"], scale), resize)[None]
-            with torch.no_grad(), autocast:
-                scores = predict_scores(model, image.to(device), **inference, probabilities=use_crf)
-            if scores.shape[-2:] != rgb.shape[:2]:
-                scores = F.interpolate(scores.float(), size=rgb.shape[:2], mode="bilinear", align_corners=False)
-            yield rgb, scores[0].float(), path
 
-    params = crf_params(cfg.crf)
     written, writing = 0, []
     try:
-        with crf_refiner(params, cfg.crf.backend, cfg.crf.workers if use_crf else 0, cfg.crf.batch_images) as refine:
-            if use_crf:
-                labelled = refine((rgb, probs, (rgb, path)) for rgb, probs, path in scored())
-            else:
-                labelled = ((scores.argmax(0).cpu().numpy(), (rgb, path)) for rgb, scores, path in scored())
-            for labels, (rgb, path) in labelled:
+        with closing(segmenter.labelled(pictures())) as labelled:
+            for labels, picture, path in labelled:
                 writing = [output / f"{path.stem}.png", output / f"{path.stem}_overlay.png"]
                 if path in regions:  # outside the region of interest: void, and not painted over
                     labels = np.where(read_region(regions[path], labels.shape, path.name), labels, IGNORE_INDEX)
                 label_png = Image.fromarray(labels.astype(np.uint8))
-                label_png.putpalette(palette.flatten().tolist())
+                label_png.putpalette(segmenter.palette.flatten().tolist())
                 label_png.save(output / f"{path.stem}.png")
-                overlay_with_legend(torch.from_numpy(rgb).permute(2, 0, 1),
-                                    torch.from_numpy(labels.astype(np.int64)), palette, class_names, alpha,
-                                    skip).save(output / f"{path.stem}_overlay.png")
+                overlay = segmenter.overlay(picture, labels, cfg.alpha, cfg.skip_classes)
+                overlay.save(output / f"{path.stem}_overlay.png")
                 written, writing = written + 1, []
     except Interrupted as stop:
         for partial in writing:  # stopped while writing this image's files: none of them half written

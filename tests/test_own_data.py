@@ -292,7 +292,7 @@ def test_binary_folder_trains_with_label_values_val_fraction_and_median_frequenc
     # the network gets the very tensor evaluation gives it (resized and normalised by the same code), so the
     # labels are evaluation's too
     from segtrain.checkpoint import restore
-    from segtrain.predict import network_input
+    from segtrain.segmenter import network_input
     from segtrain.data import item_name
     from segtrain.data.files import Normalize, read_image
 
@@ -309,6 +309,10 @@ def test_binary_folder_trains_with_label_values_val_fraction_and_median_frequenc
         scores = torch.nn.functional.interpolate(model(image[None]), size=label.shape, mode="bilinear",
                                                  align_corners=False)
     assert np.array_equal(np.array(Image.open(output / "img000.png")), scores.argmax(1)[0].numpy())
+    from segtrain import Segmenter  # the Python API: the same labels, at the image's own size
+
+    api = Segmenter.from_checkpoint(run_dir / "checkpoints" / "last.pt", device="cpu")
+    assert np.array_equal(api.predict(root / "images" / "img000.png"), np.array(Image.open(output / "img000.png")))
 
 
 def test_a_long_cpu_run_is_announced_once(caplog):

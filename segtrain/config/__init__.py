@@ -8,12 +8,12 @@
 """
 from .checks import check_config
 from .compat import CONFIG_VERSION, MOVED_KEYS
-from .compose import (app_overrides, check_command_line, checkpoint_run_dir, compose, config_dir, flatten,
+from .compose import (app_option, app_overrides, check_command_line, checkpoint_run_dir, compose, config_dir, flatten,
                       help_groups, hydra_text, option_schema, override_argument, register_configs, stored_config,
                       to_plain)
 from .schemas import MODEL_SCHEMAS, SCHEMAS, STORED_GROUPS
 
-__all__ = ["CONFIG_VERSION", "MODEL_SCHEMAS", "MOVED_KEYS", "SCHEMAS", "STORED_GROUPS", "app_overrides",
+__all__ = ["CONFIG_VERSION", "MODEL_SCHEMAS", "MOVED_KEYS", "SCHEMAS", "STORED_GROUPS", "app_option", "app_overrides",
            "check_command_line", "check_config", "checkpoint_run_dir", "compose", "config_dir", "flatten",
            "help_groups", "hydra_text", "option_schema", "override_argument", "register_configs", "stored_config",
            "to_plain"]

@@ -144,6 +144,19 @@ def stored_config(stored: dict, overrides=(), version: int = 0) -> DictConfig:
     except OmegaConfBaseException as e:
         raise SegtrainError(f"the checkpoint's config does not fit this segtrain's schemas "
                             f"({str(e).strip().splitlines()[0]})") from None
+    cfg = _merge_dotlist(cfg, dotlist)
+    try:
+        check_config(cfg, keys=[_key(o) for o in dotlist])
+    except BadValue as error:
+        raise error.as_written(dotlist) from None
+    return cfg
+
+
+def _merge_dotlist(cfg: DictConfig, dotlist) -> DictConfig:
+    """`cfg` with each KEY=VALUE of `dotlist` merged in turn (values read as YAML): a key its schema lacks is one
+    line naming the nearest key, a value of the wrong type one saying what the key takes."""
+    from omegaconf.errors import OmegaConfBaseException
+
     for override in dotlist:
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
@@ -157,11 +170,63 @@ def stored_config(stored: dict, overrides=(), version: int = 0) -> DictConfig:
                 raise SegtrainError(f"{override}: {group or 'the config'} has no key {leaf!r}"
                                     + (f"; did you mean {group}.{near[0]}?" if near else "")) from None
             raise SegtrainError(f"{override}: expected {expected_of(OmegaConf.get_type(node), leaf)}") from None
-    try:
-        check_config(cfg, keys=[_key(o) for o in dotlist])
-    except BadValue as error:
-        raise error.as_written(dotlist) from None
     return cfg
+
+
+def app_option(group: str, choice=None, app: str = "predict") -> DictConfig:
+    """A checkpoint app's `group` config (crf, inference) for a Python caller, as the app's command line would
+    compose it but without Hydra (a caller's own Hydra app may be running): `choice` None gives the app's default
+    option (configs/`app`.yaml: crf=none, inference=whole); an option's name, configs/`group`/NAME.yaml through
+    its defaults list (crf="deeplab_resnet", inference="multiscale"); a dict, the group's keys set over the
+    option its "name" key names, else over the default ({"mode": "slide", "tile": 256}, as the command line's
+    inference.mode=slide inference.tile=256). Checked by the group's schema as the command line is: a bad value
+    is one SegtrainError line naming the key."""
+    from collections.abc import Mapping
+
+    choices = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml") if not p.stem.startswith("_"))
+    default = next(entry[group] for entry in OmegaConf.load(Path(config_dir()) / f"{app}.yaml").defaults
+                   if isinstance(entry, Mapping) and group in entry)
+    if choice is None or isinstance(choice, str):
+        base, keys = choice or default, {}
+    elif isinstance(choice, Mapping):
+        keys = flatten(OmegaConf.to_container(choice, enum_to_str=True) if isinstance(choice, DictConfig)
+                       else dict(choice))
+        base = str(keys.pop("name", default))  # crf's names are options too: {"name": "deeplab_resnet", ...}
+    else:
+        raise SegtrainError(f"{group}={choice!r}: expected None, the name of one of the {group} options "
+                            f"({', '.join(choices)}) or a dict of {group} keys")
+    if base not in choices:
+        raise SegtrainError(f"{group}={base}: {group} has no choice {base!r}; {help_groups(group)}")
+    root = OmegaConf.structured(SCHEMAS[(None, f"{app}_schema")])
+    root[group] = _option_node(group, base)
+    dotlist = [f"{group}.{key}={hydra_text(value)}" for key, value in keys.items()]  # as a command line writes it
+    try:
+        root = _merge_dotlist(root, dotlist)
+        check_config(root, keys=[group])
+    except BadValue as error:
+        error = error.as_written(dotlist)
+        if "has no effect" in str(error) and isinstance(choice, Mapping) and "name" not in choice \
+                and "name" in root[group]:
+            raise SegtrainError(f"{error}; a dict of {group} keys sets them over {group}={base}: give its 'name' "
+                                "too") from None
+        raise error from None
+    return root[group]
+
+
+def _option_node(group: str, name: str) -> DictConfig:
+    """configs/`group`/`name`.yaml as Hydra composes it: its defaults list (schemas and other options of the
+    group) in order, its own keys where `_self_` stands (last without one)."""
+    data = OmegaConf.load(Path(config_dir()) / group / f"{name}.yaml")
+    defaults = list(data.pop("defaults", []))
+    parts = []
+    for entry in defaults if "_self_" in defaults else [*defaults, "_self_"]:
+        if entry == "_self_":
+            parts.append(data)
+        elif (group, entry) in SCHEMAS:
+            parts.append(OmegaConf.structured(SCHEMAS[(group, entry)]))
+        else:
+            parts.append(_option_node(group, entry))
+    return OmegaConf.merge(*parts)
 
 
 def help_groups(*groups) -> str:

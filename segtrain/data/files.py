@@ -65,21 +65,29 @@ def read_image(path: Path, mode: str = "RGB", exif: bool = True, intensity_range
     """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs). With `exif` the
     pixels are turned as the file's EXIF orientation says, so that they are the upright picture annotation tools
     and browsers show (dataset.exif_orientation=apply). A 16/32-bit or float image read as RGB is scaled from its
-    bit depth first (to_8bit, by `intensity_range`), its grey copied to the three channels."""
+    bit depth first (to_8bit, by `intensity_range`), its grey copied to the three channels. `path` may also be a
+    PIL image, read by the same rules (an opened file's EXIF orientation included)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if not Path(path).is_file():
+    def pixels(image, name):
+        if exif and orientation(image) != 1:
+            image = ImageOps.exif_transpose(image)
+        if mode == "RGB" and image.mode in HIGH_DEPTH_MODES:
+            grey = to_8bit(np.array(image), intensity_range, name)
+            return np.repeat(grey[..., None], 3, axis=2)
+        return np.array(image.convert(mode) if mode else image)
+
+    opened = isinstance(path, Image.Image)
+    name = (getattr(path, "filename", "") or "the PIL image") if opened else path
+    if not opened and not Path(path).is_file():
         raise SegtrainError(f"{path}: image file is missing")
     try:
+        if opened:
+            return pixels(path, name)
         with Image.open(path) as image:
-            if exif and orientation(image) != 1:
-                image = ImageOps.exif_transpose(image)
-            if mode == "RGB" and image.mode in HIGH_DEPTH_MODES:
-                grey = to_8bit(np.array(image), intensity_range, path)
-                return np.repeat(grey[..., None], 3, axis=2)
-            return np.array(image.convert(mode) if mode else image)
+            return pixels(image, name)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise SegtrainError(f"{path}: cannot read the image ({e})") from None
+        raise SegtrainError(f"{name}: cannot read the image ({e})") from None
 
 
 def image_header(path: Path, exif: bool = True):
