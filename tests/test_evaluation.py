@@ -224,7 +224,7 @@ def test_panels_take_evenly_spaced_items_fixed_across_validations():
 
 
 def test_predict_overlay_options(finished_run, tmp_path):
-    from segtrain.predict import overlay_options
+    from segtrain.segmenter import overlay_options
 
     names = ["background", "block", "disc"]
     assert overlay_options(0.5, None, names) == (0.5, {0})  # the background class is left unpainted by default

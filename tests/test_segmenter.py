@@ -11,7 +11,7 @@ from PIL import Image
 from segtrain.data.fake import encode, save_png, scene, write_classes
 from segtrain.errors import SegtrainError
 
-from .test_images import keys, photo_with_orientation, train_tiny
+from .test_images import photo_with_orientation, train_tiny
 
 
 def varied(ckpt, out):
