@@ -1,5 +1,6 @@
 """Checkpoints: plain tensors and Python values only, written atomically, read with weights_only=True."""
 import logging
+import math
 import os
 import pickle
 import random
@@ -189,17 +190,24 @@ class Checkpointer:
 
     last.pt (everything resuming needs) every trainer.ckpt_interval iterations, at a stop and at the end, always
     before that iteration's validation so a failing validation cannot lose it; best.pt (what evaluation and
-    prediction need, the training state too with `best_with_state`) whenever a validation improves the best mean
-    IU. Each records whether its iteration's validation ran (`validated`): a run resumed from one whose
-    validation did not run runs it first. Only the process that `writes` (rank 0) writes. The run's carried-over
-    state (iteration, best mean IU, last metrics, images and seconds trained) lives here."""
+    prediction need, the training state too with `best_with_state`) whenever a validation improves the best value
+    of the `monitor`ed metric (trainer.monitor, its value in a validation's metrics `score(metrics)`; NaN never
+    improves). After `patience` validations in a row without an improvement (trainer.early_stop_patience) the run
+    stops early: last.pt is written at that validation. Each checkpoint records whether its iteration's validation
+    ran (`validated`): a run resumed from one whose validation did not run runs it first. Only the process that
+    `writes` (rank 0) writes. The run's carried-over state (iteration, best mean IU, best monitored value and its
+    iteration, validations since, last metrics, images and seconds trained) lives here."""
 
     def __init__(self, folder: Path, model, optimizer, scheduler, scaler, config: dict, extra: dict,
-                 writes: bool = True, best_with_state: bool = False):
+                 writes: bool = True, best_with_state: bool = False, monitor: str = "mean_iu", score=None,
+                 patience=None):
         self.folder, self.writes, self.best_with_state = folder, writes, best_with_state
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.config, self.extra = config, extra  # extra: class names, data facts, class weights
-        self.iteration, self.best_mean_iu = 0, -1.0
+        self.monitor, self.score, self.patience = monitor, score or (lambda metrics: metrics[monitor]), patience
+        self.iteration, self.best_mean_iu = 0, -1.0  # the best mean IU is kept whatever is monitored
+        self.best, self.best_iteration, self.stale = -math.inf, None, 0  # stale: validations since the best
+        self.stopped_early = False
         self.metrics, self.metrics_iteration = None, None
         self.carried = {"images": 0, "seconds": 0.0}  # trained in earlier sessions of the run
 
@@ -214,7 +222,7 @@ class Checkpointer:
 
         state = {"model": self.model.state_dict(), "iteration": iteration, "metrics": self.metrics,
                  "metrics_iteration": self.metrics_iteration, "validated": self.metrics_iteration == iteration,
-                 "best_mean_iu": self.best_mean_iu, **self.extra, "config": self.config,
+                 "best_mean_iu": self.best_mean_iu, **self.summary(), **self.extra, "config": self.config,
                  "config_version": CONFIG_VERSION, "trained": self.trained(session)}
         if training_state:
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
@@ -225,15 +233,33 @@ class Checkpointer:
         if self.writes:
             save_checkpoint(self.state(iteration, session), self.folder / "last.pt")
 
+    def summary(self) -> dict:
+        """The best values so far and whether the run stopped early, as checkpoints and metrics.json hold them."""
+        return {"monitor": self.monitor, "best_monitored": self.best, "best_iteration": self.best_iteration,
+                "stale_validations": self.stale, "stopped_early": self.stopped_early}
+
+    def improves(self, metrics: dict) -> bool:
+        return self.score(metrics) > self.best
+
+    def patience_spent(self) -> bool:
+        """The last `patience` validations (or more) did not improve the monitored metric."""
+        return self.patience is not None and self.stale >= self.patience
+
     def validated(self, iteration: int, metrics: dict, session, final: bool) -> bool:
-        """Records a validation; best.pt when it improved the best mean IU, and at the end last.pt again (the final
-        metrics with it). Whether it improved."""
-        improved = metrics["mean_iu"] > self.best_mean_iu
+        """Records a validation; best.pt when it improved the monitored metric; `stopped_early` when the patience
+        is spent before the `final` iteration; then, and at the end, last.pt again (these metrics with it).
+        Whether it improved."""
+        improved = self.improves(metrics)
         self.metrics, self.metrics_iteration = metrics, iteration
         self.best_mean_iu = max(self.best_mean_iu, metrics["mean_iu"])
+        if improved:
+            self.best, self.best_iteration, self.stale = self.score(metrics), iteration, 0
+        else:
+            self.stale += 1
+        self.stopped_early = not final and self.patience_spent()
         if improved and self.writes:
             save_checkpoint(self.state(iteration, session, self.best_with_state), self.folder / "best.pt")
-        if final:
+        if final or self.stopped_early:
             self.save_last(iteration, session)
         return improved
 
@@ -256,6 +282,11 @@ class Checkpointer:
 
         state = load_checkpoint(path, map_location=device)
         require_training_state(state, path)
+        monitor = state.get("monitor", "mean_iu")  # checkpoints older than trainer.monitor: mean IU chose best.pt
+        if monitor != self.monitor:  # its best value would be another metric's
+            raise SegtrainError(f"trainer.monitor={self.monitor}: {path} chose its best.pt by {monitor}, and a resumed "
+                                f"run goes on comparing with that best value; resume with trainer.monitor={monitor}, "
+                                f"or start a new run (model.init_from={path}) to choose by {self.monitor}")
         # a checkpoint of an older version, as this one reads it
         stored = flatten(to_plain(stored_config(state["config"], version=state.get("config_version", 0))))
         wanted = flatten(self.config)
@@ -283,6 +314,8 @@ class Checkpointer:
             log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
         log.info("resumed from %s at iteration %d", path, state["iteration"])
         self.iteration, self.best_mean_iu = state["iteration"], state["best_mean_iu"]
+        self.best = state.get("best_monitored", state["best_mean_iu"])
+        self.best_iteration, self.stale = state.get("best_iteration"), state.get("stale_validations", 0)
         self.metrics, self.metrics_iteration = state["metrics"], state["metrics_iteration"]
         self.carried = state.get("trained") or {"images": 0, "seconds": 0.0}  # newer than some checkpoints
         return self.iteration

@@ -52,6 +52,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_sum_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over the ranks as a new tensor that autograd follows: its gradient is summed back over
+    the ranks, so a loss computed from global sums on every rank, with DDP averaging the gradients, steps exactly
+    as one process would on the global batch. Only for world_size() > 1."""
+    import torch.distributed.nn.functional as differentiable
+
+    return differentiable.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+
 def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     """The elementwise maximum over the ranks, in place; a no-op for one process."""
     if world_size() > 1:

@@ -19,23 +19,25 @@ SCORE_CACHE_BYTES = 2 * 1024 ** 3  # a split's network probabilities kept for th
 
 
 def format_report(class_names, metrics, crf_metrics=None) -> str:
-    """Per-class IU and accuracy and the four metrics in percent; with `crf_metrics`, the same after the CRF."""
-    summary = (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
-               ("fw_iu", "f.w. IU"))
-    width = max(len(text) for text in [*class_names, *(label for _, label in summary), "class"])
+    """Per-class IU, Dice and accuracy and the summary metrics in percent (mean Dice under the Dice column, the
+    others under IU); with `crf_metrics`, the same after the CRF."""
+    summary = (("pixel_acc", "pixel accuracy", 0), ("mean_acc", "mean accuracy", 0), ("mean_iu", "mean IU", 0),
+               ("mean_dice", "mean Dice", 1), ("fw_iu", "f.w. IU", 0))
+    width = max(len(text) for text in [*class_names, *(label for _, label, _ in summary), "class"])
     columns = [metrics] + ([crf_metrics] if crf_metrics else [])
 
     def cell(value):
         return f"{'-' if value != value else f'{100 * value:6.2f}':>7}"
 
-    header = f"  {'IU':>7}  {'acc.':>7}"
-    lines = [f"{'class':<{width}}{header}" + (f"  {'+CRF IU':>7}  {'acc.':>7}" if crf_metrics else "")]
+    header = f"  {'IU':>7}  {'Dice':>7}  {'acc.':>7}"
+    lines = [f"{'class':<{width}}{header}" + (f"  {'+CRF IU':>7}  {'Dice':>7}  {'acc.':>7}" if crf_metrics else "")]
     for index, name in enumerate(class_names):
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{cell(m['iu'][index])}  {cell(m['acc'][index])}"
+        lines.append(f"{name:<{width}}  " + "  ".join("  ".join(cell(m[kind][index]) for kind in ("iu", "dice", "acc"))
                                                       for m in columns))
     lines.append("")
-    for key, label in summary:  # under the IU columns
-        lines.append((f"{label:<{width}}  " + "  ".join(f"{cell(m[key])}  {'':>7}" for m in columns)).rstrip())
+    for key, label, column in summary:  # under the IU column; mean Dice under Dice
+        row = "  ".join("  ".join(cell(m[key]) if c == column else " " * 7 for c in range(3)) for m in columns)
+        lines.append(f"{label:<{width}}  {row}".rstrip())
     return "\n".join(lines)
 
 
@@ -122,9 +124,10 @@ def reproduction_line(state: dict, metrics: dict, inference: dict, overrides, en
     compared only where it scores as that validation did (one whole-image pass per image, the stored model and
     dataset, one network; with a CRF its network's metrics, before the CRF); otherwise "not comparable" and why.
     Overrides of trainer.* (device, batch size) are compared, and named where the metrics differ. None when the
-    checkpoint holds no metrics of its own iteration."""
+    checkpoint holds no metrics of its own iteration. Checkpoints written before mean Dice existed are compared on
+    the metrics they hold."""
     from .inference import inference_name
-    from .metrics import METRIC_NAMES
+    from .metrics import named
 
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
     if logged is None:
@@ -136,11 +139,12 @@ def reproduction_line(state: dict, metrics: dict, inference: dict, overrides, en
         o for o in overrides if not o.startswith("trainer.")]
     if reasons:
         return head + f"not comparable ({', '.join(reasons)})"
-    if all(logged[k] == metrics[k] for k in METRIC_NAMES):
+    logged = named(logged)
+    if all(value == metrics[k] for k, value in logged.items()):
         return head + "identical" + (" (the network's metrics, before the CRF)" if crf else "")
     changed = " ".join(o for o in overrides if o.startswith("trainer."))
     return head + "DIFFERENT" + (f" (with {changed})" if changed else "") + ": " + ", ".join(
-        f"{k} {logged[k]:.6f}" for k in METRIC_NAMES)
+        f"{k} {value:.6f}" for k, value in logged.items())
 
 
 def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
@@ -150,7 +154,7 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     from .data import build_dataset, split_name
     from .engine import autocast_context, evaluate, evaluate_with_crf, score_for_crf
     from .inference import predict_scores
-    from .metrics import METRIC_NAMES
+    from .metrics import named
     from .models import ProductEnsemble
     from .progress import track
     from .runtime import select_amp, select_device, val_loader_for
@@ -205,13 +209,14 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     line = reproduction_line(state, metrics, inference, overrides, ensemble, crf_metrics is not None)
     if line:
         show(line)
-    result = {**{k: metrics[k] for k in METRIC_NAMES}, "iu": dict(zip(dataset.class_names, metrics["iu"])),
+    result = {**named(metrics), "iu": dict(zip(dataset.class_names, metrics["iu"])),
+              "dice": dict(zip(dataset.class_names, metrics["dice"])),
               "acc": dict(zip(dataset.class_names, metrics["acc"])), "checkpoint": str(cfg.ckpt),
               "iteration": state["iteration"], "split": split, "overrides": overrides, "ensemble": ensemble,
               "inference": inference, **({"tasks": metrics["tasks"]} if dataset.tasks else {})}
     if crf_metrics is not None:
-        result["crf"] = {**{k: crf_metrics[k] for k in METRIC_NAMES},
-                         "iu": dict(zip(dataset.class_names, crf_metrics["iu"])), "params": to_plain(cfg.crf)}
+        result["crf"] = {**named(crf_metrics), "iu": dict(zip(dataset.class_names, crf_metrics["iu"])),
+                         "dice": dict(zip(dataset.class_names, crf_metrics["dice"])), "params": to_plain(cfg.crf)}
     write_results(out_dir, result, report, cfg, train_cfg, crf_metrics or metrics, dataset)
     return result
 
@@ -271,5 +276,6 @@ def finished_job(result: dict, out_dir: Path, overrides, sweeping: bool) -> floa
 
         record_job(out_dir, overrides, "finished", result={
             "mean_iu": result["mean_iu"], "crf_mean_iu": result.get("crf", {}).get("mean_iu"),
+            "mean_dice": result["mean_dice"], "crf_mean_dice": result.get("crf", {}).get("mean_dice"),
             "iteration": result["iteration"]})
     return result["crf"]["mean_iu"] if "crf" in result else result["mean_iu"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import flatten
 from .jsonio import strict_json
-from .metrics import METRIC_NAMES, format_metrics
+from .metrics import METRIC_NAMES, format_metrics, named
 from .progress import Progress
 from .visualize import prediction_panels
 
@@ -51,17 +51,18 @@ class RunLogger:
 
     def validation(self, iteration: int, metrics: dict, improved: bool, samples, names, dataset,
                    began: float) -> None:
-        """A validation's line, its four metrics, per-class IU, per-task metrics, the confusion matrix and bar
+        """A validation's line, its metrics, per-class IU and Dice, per-task metrics, the confusion matrix and bar
         chart, and the panels of `samples` (image, target, prediction) named `names`; the time since `began`
         (time.perf_counter() as it started) is left out of the training speed."""
         self.message(f"val @ {iteration}: {format_metrics(metrics)}" + ("  (best)" if improved else ""))
         class_names = list(dataset.class_names)
         for name in METRIC_NAMES:
             self.writer.add_scalar(f"val/{name}", metrics[name], iteration)
-        for name, iu in zip(class_names, metrics["iu"]):
-            if not np.isnan(iu):
-                self.writer.add_scalar(f"val_iu/{name}", iu, iteration)
-        for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's four metrics
+        for kind in ("iu", "dice"):
+            for name, value in zip(class_names, metrics[kind]):
+                if not np.isnan(value):
+                    self.writer.add_scalar(f"val_{kind}/{name}", value, iteration)
+        for task, task_metrics in metrics.get("tasks", {}).items():  # multi-task: every task's metrics
             for name in METRIC_NAMES:
                 self.writer.add_scalar(f"val_{task}/{name}", task_metrics[name], iteration)
         if samples:
@@ -76,23 +77,26 @@ class RunLogger:
                                    iteration)
         self.progress.exclude(time.perf_counter() - began)
 
-    def finish(self, metrics: dict, best_mean_iu: float, iteration: int, class_names, config: dict,
-               trained: dict) -> dict:
-        """The run's result (final metrics, best mean IU, speed over every session) into metrics.json and
-        TensorBoard's HPARAMS tab, which then compares the jobs of a sweep side by side."""
-        result = {**{k: metrics[k] for k in METRIC_NAMES}, "best_mean_iu": best_mean_iu,
-                  "iu": dict(zip(class_names, metrics["iu"])), "iteration": iteration,
+    def finish(self, metrics: dict, best: dict, iteration: int, class_names, config: dict, trained: dict) -> dict:
+        """The run's result (final metrics; `best`: the best mean IU, the monitored metric's best value and its
+        iteration, whether the run stopped early (at `iteration`), as Checkpointer.summary gives them; speed over
+        every session) into metrics.json and TensorBoard's HPARAMS tab, which then compares the jobs of a sweep side
+        by side."""
+        result = {**named(metrics), **best, "iu": dict(zip(class_names, metrics["iu"])),
+                  "dice": dict(zip(class_names, metrics.get("dice", []))),
+                  "iteration": iteration,
                   **({"tasks": metrics["tasks"]} if "tasks" in metrics else {}),
                   "train_images_per_s": trained["images"] / max(trained["seconds"], 1e-9)}
         from torch.utils.tensorboard.summary import hparams
 
         hparam_values = {k: v for k, v in flatten(config).items() if isinstance(v, (int, float, str, bool))}
-        for summary in hparams(hparam_values, {f"val/{k}": metrics[k] for k in METRIC_NAMES}):
+        for summary in hparams(hparam_values, {f"val/{k}": v for k, v in named(metrics).items()}):
             self.writer.file_writer.add_summary(summary)
         self.writer.close()
         if self.writes:
             (self.run_dir / "metrics.json").write_text(strict_json(result, indent=2))
-        log.info("done: %s  best mean_iu %.4f  checkpoints in %s", format_metrics(metrics), best_mean_iu,
+        log.info("done: %s  best mean_iu %.4f%s  checkpoints in %s", format_metrics(metrics), best["best_mean_iu"],
+                 "" if best["monitor"] == "mean_iu" else f"  best {best['monitor']} {best['best_monitored']:.4f}",
                  self.run_dir / "checkpoints")
         return result
 

@@ -32,8 +32,10 @@ def record_job(run_dir: Path, overrides, status: str, error: str = None, result:
         iteration = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]
     record = {"status": status, "overrides": job_overrides(overrides), "error": error,
               "best_mean_iu": result.get("best_mean_iu"), "iteration": iteration, "run_dir": str(run_dir)}
-    if "crf_mean_iu" in result:  # segtrain-eval's jobs: the network's mean IU, and after the CRF (or None)
-        record.update(mean_iu=result["mean_iu"], crf_mean_iu=result["crf_mean_iu"])
+    if "crf_mean_iu" in result:  # segtrain-eval's jobs: the network's mean IU and Dice, and after the CRF (or None)
+        record.update({k: result.get(k) for k in ("mean_iu", "crf_mean_iu", "mean_dice", "crf_mean_dice")})
+    elif result:  # a training's: its final mean Dice, and what trainer.monitor chose best.pt by
+        record.update({k: result.get(k) for k in ("mean_dice", "monitor", "best_monitored", "stopped_early")})
     try:
         (run_dir / STATUS_FILE).write_text(strict_json(record, indent=2))
     except OSError as e:
@@ -53,15 +55,16 @@ def finished_before(run_dir: Path, overrides):
 
 
 # what a sweep maximises for a job, by its key in the job's record
-OBJECTIVES = {"crf_mean_iu": "mean IU after the CRF", "mean_iu": "mean IU", "best_mean_iu": "best validation mean IU"}
+OBJECTIVES = {"crf_mean_iu": "mean IU after the CRF", "mean_iu": "mean IU", "best_mean_iu": "best validation mean IU",
+              "best_monitored": "best validation {monitor}"}
 
 
 def objective(record: dict) -> str:
     """The key of a job's score: an evaluation's mean IU after its CRF (else its network's), a training's best
-    validation mean IU."""
+    validation value of trainer.monitor (the mean IU, unless it monitors another metric)."""
     if "crf_mean_iu" in record:  # segtrain-eval's job
         return "mean_iu" if record["crf_mean_iu"] is None else "crf_mean_iu"
-    return "best_mean_iu"
+    return "best_mean_iu" if record.get("monitor", "mean_iu") == "mean_iu" else "best_monitored"
 
 
 def score(record: dict):
@@ -102,21 +105,30 @@ def summarize(sweep_dir: Path):
         return f"{100 * value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
     evaluation = any("crf_mean_iu" in record for record in records)  # segtrain-eval's sweep, else segtrain's
-    scores = "mean IU | + CRF" if evaluation else "best mean IU"
-    lines = [f"| job | overrides | status | {scores} | iterations | error |",
-             "|---|---|---|---|---|---|" + ("---|" if evaluation else "")]
+    if evaluation:
+        columns = {"mean_iu": "mean IU", "crf_mean_iu": "+ CRF", "mean_dice": "mean Dice", "crf_mean_dice": "+ CRF"}
+    else:  # the final validation's mean Dice; a column for trainer.monitor where a job monitors another metric
+        columns = {"best_mean_iu": "best mean IU", "mean_dice": "final mean Dice"}
+        if any(objective(record) == "best_monitored" for record in records):
+            columns["best_monitored"] = "best monitored"
+    lines = [f"| job | overrides | status | {' | '.join(columns.values())} | iterations | error |",
+             "|---|---|---|" + "---|" * len(columns) + "---|---|"]
     best = best_job(records)
     for record in records:
-        keys = ("mean_iu", "crf_mean_iu") if evaluation else ("best_mean_iu",)
-        values = " | ".join(f"**{percent(record[k])}**" if record is best and k == objective(best)
-                            else percent(record.get(k)) for k in keys)  # the best job's score in bold
+        cells = []
+        for k in columns:
+            cell = percent(record.get(k))
+            if k == "best_monitored" and record.get("monitor"):
+                cell += f" ({record['monitor']})"
+            cells.append(f"**{cell}**" if record is best and k == objective(best) else cell)  # its score in bold
         job = Path(record["run_dir"]).name
+        iterations = f"{record.get('iteration') or '-'}" + (" (stopped early)" if record.get("stopped_early") else "")
         lines.append(f"| {job} | {' '.join(map(shown, record['overrides'])) or '(defaults)'} | "
-                     f"{record['status']} | {values} | {record.get('iteration') or '-'} | "
+                     f"{record['status']} | {' | '.join(cells)} | {iterations} | "
                      f"{(record.get('error') or '').replace('|', '/')} |")
     if best is not None:
-        lines.append(f"\nBest: job {Path(best['run_dir']).name} ({OBJECTIVES[objective(best)]} "
-                     f"{percent(score(best))}): "
+        lines.append(f"\nBest: job {Path(best['run_dir']).name} "
+                     f"({OBJECTIVES[objective(best)].format(monitor=best.get('monitor'))} {percent(score(best))}): "
                      f"{' '.join(map(shown, best['overrides'])) or '(defaults)'}")
     if any(shown(o) != o for record in records for o in record["overrides"]):
         lines.append("\nNumbers drawn by the sweeper are shown to 4 significant digits; sweep_summary.json and each "

@@ -34,6 +34,7 @@ from .data.scan import problems_line, scan_labels
 from .engine import autocast_context, evaluate, train_step
 from .errors import SegtrainError
 from .losses import PixelWeighted, build_loss, pixel_weights
+from .metrics import check_monitor, monitored
 from .models import build_model_from_config, count_parameters
 from .optim import build_optimizer, build_schedule
 from .outputs import require_writable
@@ -52,7 +53,8 @@ FROM_CONFIG = "trainer.resume"  # train(resume_from=): the checkpoint trainer.re
 
 def train(cfg, run_dir, resume_from=FROM_CONFIG) -> dict:
     """Train as `cfg` says, writing checkpoints and TensorBoard events under `run_dir`; returns the final
-    validation metrics (with `best_mean_iu`). `resume_from`: the checkpoint to continue, or None (segtrain's
+    validation metrics (with `best_mean_iu`, trainer.monitor's best value `best_monitored` and whether the run
+    `stopped_early`). `resume_from`: the checkpoint to continue, or None (segtrain's
     console script decides it once, with the config it resumes with); by default the one trainer.resume names.
     Under torchrun every rank runs this; rank 0's run_dir is used."""
     device = distributed.setup(select_device(cfg.trainer.device))
@@ -77,6 +79,8 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
     autocast = autocast_context(device, amp)
 
     cfg, train_set, val_set, class_weights = load_data(cfg, run_dir, main_process)
+    monitored_classes = val_set.tasks[0][1] if val_set.tasks else val_set.class_names  # the metrics' classes
+    check_monitor(tc.monitor, monitored_classes)
     model, train_model, memory_format = build_network(cfg, train_set, device, world)
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
@@ -85,7 +89,9 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                          class_weights)
     checkpointer = Checkpointer(run_dir / "checkpoints", model, optimizer, scheduler, scaler, to_plain(cfg),
                                 {"class_names": list(train_set.class_names), "data": dataset_info(val_set),
-                                 "class_weights": class_weights}, main_process, tc.best_with_state)
+                                 "class_weights": class_weights}, main_process, tc.best_with_state, tc.monitor,
+                                lambda metrics: monitored(metrics, tc.monitor, monitored_classes),
+                                tc.early_stop_patience)
     start_iter = checkpointer.resume(resume_from, device) if resume_from is not None else 0
 
     workers = resolve_num_workers(tc.num_workers, train_set)
@@ -104,9 +110,11 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
         began = time.perf_counter()
         metrics, samples = evaluate(model, val_loader, cfg.dataset.num_classes, device, autocast, keep=panel_items,
                                     tasks=val_set.tasks, reduce=distributed.all_reduce_sum)
-        logger.validation(iteration, metrics, metrics["mean_iu"] > checkpointer.best_mean_iu, samples,
+        logger.validation(iteration, metrics, checkpointer.improves(metrics), samples,
                           [item_name(val_loader.dataset, i) for i in panel_items], val_set, began)
         checkpointer.validated(iteration, metrics, logger.progress.trained(), final=iteration == tc.max_iters)
+        if checkpointer.stopped_early:
+            logger.message(early_stop_line(checkpointer, iteration, tc.early_stop_patience))
 
     try:
         model.train()
@@ -117,7 +125,12 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                 # would have run (it draws from no RNG stream the training uses)
                 log.info("iteration %d's validation did not run before the stop: running it now", start_iter)
                 validate(start_iter)
-            for iteration in range(start_iter + 1, tc.max_iters + 1):
+            if start_iter < tc.max_iters and checkpointer.patience_spent() and not checkpointer.stopped_early:
+                # resumed from a run that stopped early, with the same patience: it stays stopped
+                checkpointer.stopped_early = True
+                logger.message(early_stop_line(checkpointer, start_iter, tc.early_stop_patience, resumed=True))
+            end = start_iter if checkpointer.stopped_early else tc.max_iters
+            for iteration in range(start_iter + 1, end + 1):
                 step = [(images.to(device, non_blocking=True, memory_format=memory_format),
                          *(t.to(device, non_blocking=True) for t in targets))
                         for images, *targets in (next(batches) for _ in range(tc.accumulate))]
@@ -153,17 +166,29 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                     raise TrainingInterrupted(message, signum, stop.previous.get(signum))
                 if validation_due(iteration, tc):
                     validate(iteration)
+                    if checkpointer.stopped_early:
+                        break
             if stop.signum:  # it came during the final validation: nothing was left to stop
                 logger.message(f"received {signal_name(stop.signum)} during the final validation: too late to "
                                "stop, the run has finished", logging.WARNING)
         logger.progress.close()
-        return logger.finish(checkpointer.metrics, checkpointer.best_mean_iu, tc.max_iters, train_set.class_names,
-                             checkpointer.config, checkpointer.trained(logger.progress.trained()))
+        return logger.finish(checkpointer.metrics, {"best_mean_iu": checkpointer.best_mean_iu,
+                                                    **checkpointer.summary()},
+                             checkpointer.metrics_iteration, train_set.class_names, checkpointer.config,
+                             checkpointer.trained(logger.progress.trained()))
     finally:
         # a failed run (or a failed job of a sweep) ends its workers and writer threads here too: left to exit
         # handlers, idle persistent workers kept the process from exiting
         logger.close()
         shutdown_workers(batches, val_loader)
+
+
+def early_stop_line(checkpointer, iteration: int, patience: int, resumed: bool = False) -> str:
+    head = "resumed after an early stop, the run stays stopped" if resumed else "early stop"
+    return (f"{head} at iteration {iteration}: {checkpointer.monitor} has not improved for "
+            f"{checkpointer.stale} validations (trainer.early_stop_patience={patience}); best {checkpointer.best:.4f} "
+            f"at iteration {checkpointer.best_iteration}, last.pt at iteration {iteration}; to train on, resume "
+            "with a larger trainer.early_stop_patience (or null)")
 
 
 def validation_due(iteration: int, tc) -> bool:

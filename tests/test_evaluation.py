@@ -299,20 +299,24 @@ def test_eval_table_aligns_every_value_under_its_column():
     from segtrain.evaluate import format_report
 
     names = ["background", "block", "x"]  # all shorter than "pixel accuracy"
-    metrics = {"iu": [0.5, 1.0, float("nan")], "acc": [0.25, 1.0, float("nan")], "pixel_acc": 0.9,
-               "mean_acc": 0.5, "mean_iu": 0.75, "fw_iu": 0.125}
-    lines = format_report(names, metrics, {**metrics, "mean_iu": 0.8}).splitlines()
-    header = lines[0]  # right-aligned titles: IU, acc., +CRF IU, acc.
-    ends = [header.index(" IU") + 3, header.index("acc.") + 4, header.index("+CRF IU") + 7, header.rindex("acc.") + 4]
+    metrics = {"iu": [0.5, 1.0, float("nan")], "dice": [2 / 3, 1.0, float("nan")], "acc": [0.25, 1.0, float("nan")],
+               "pixel_acc": 0.9, "mean_acc": 0.5, "mean_iu": 0.75, "mean_dice": 0.8333, "fw_iu": 0.125}
+    lines = format_report(names, metrics, {**metrics, "mean_iu": 0.8, "mean_dice": 0.85}).splitlines()
+    header = lines[0]  # right-aligned titles: IU, Dice, acc., +CRF IU, Dice, acc.
+    ends = [header.index(" IU") + 3, header.index("Dice") + 4, header.index("acc.") + 4,
+            header.index("+CRF IU") + 7, header.rindex("Dice") + 4, header.rindex("acc.") + 4]
 
     def ends_at(line, end):
         return line[end - 1] != " " and line[end:end + 1] in ("", " ")
 
     for line in lines[1:4]:
         assert all(ends_at(line, end) for end in ends), line
-    for line, (plain, crf) in zip(lines[5:], [("90.00", "90.00"), ("50.00", "50.00"), ("75.00", "80.00"),
-                                              ("12.50", "12.50")]):  # under IU and +CRF IU, nothing after
-        assert line[ends[0] - 5:ends[0]] == plain and line[ends[2] - 5:] == crf, line
+    assert lines[1][ends[1] - 5:ends[1]] == "66.67" and lines[1][ends[4] - 5:ends[4]] == "66.67"
+    # under IU and +CRF IU (mean Dice under the two Dice columns), nothing after
+    for line, column, (plain, crf) in zip(lines[5:], (0, 0, 0, 1, 0), [
+            ("90.00", "90.00"), ("50.00", "50.00"), ("75.00", "80.00"), ("83.33", "85.00"), ("12.50", "12.50")]):
+        assert line[ends[column] - 5:ends[column]] == plain and line[ends[column + 3] - 5:] == crf, line
+        assert column == 0 or line[ends[0] - 5:ends[0]].strip() == "", line  # mean Dice: nothing under IU
 
 
 def test_export_of_a_valid_unet_takes_the_sizes_it_can_and_names_every_file(tiny_cfg, tmp_path, monkeypatch):

@@ -98,3 +98,46 @@ def test_iu_bar_chart_writes_each_value_past_its_bar():
         bar_box, text_box = bar.get_window_extent(renderer), text.get_window_extent(renderer)
         assert bar_box.x1 <= text_box.x0 and text_box.x1 <= ax.get_window_extent(renderer).x1
         assert bar_box.y0 <= (text_box.y0 + text_box.y1) / 2 <= bar_box.y1
+
+
+def test_dice_is_scikit_learns_f1_on_random_label_maps_with_ignored_pixels():
+    """Per-class Dice (2TP / (2TP + FP + FN)) and mean Dice from the confusion matrix equal scikit-learn's F1 on
+    the labelled pixels; a class absent from both ground truth and prediction is NaN (sklearn's zero_division) and
+    skipped by the mean, one only predicted is 0, as for IU."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(5):
+        target = torch.randint(0, 5, (3, 17, 13), generator=g)
+        pred = torch.randint(0, 5, (3, 17, 13), generator=g)
+        target[torch.rand(target.shape, generator=g) < 0.25] = 255  # ignored, whatever is predicted there
+        target[target == 3] = 4  # class 3: predicted, never labelled
+        if trial % 2:
+            pred[pred == 2] = 1  # class 2: labelled, never predicted
+        pred[pred == 0] = 1
+        target[target == 0] = 1  # class 0: absent from both
+        _, m = metrics_of(target, pred, num_classes=5, chunks=3)
+        keep = target != 255
+        expected = f1_score(target[keep].numpy(), pred[keep].numpy(), labels=range(5), average=None,
+                            zero_division=np.nan)
+        np.testing.assert_allclose(m["dice"], expected, rtol=1e-12)
+        assert math.isnan(m["dice"][0]) and m["dice"][3] == 0
+        assert m["mean_dice"] == pytest.approx(np.nanmean(expected), rel=1e-12)
+        iu = np.array(m["iu"])
+        np.testing.assert_allclose(m["dice"], 2 * iu / (1 + iu), rtol=1e-12)  # Dice = 2 IU / (1 + IU)
+
+
+def test_monitor_names_a_metric_or_a_class_iu():
+    from segtrain.errors import SegtrainError
+    from segtrain.metrics import check_monitor, metrics_from_hist, monitored
+
+    names = ["background", "road", "car"]
+    metrics = metrics_from_hist(torch.tensor([[6, 2, 0], [0, 4, 0], [0, 1, 1]]))
+    assert monitored(metrics, "mean_dice", names) == metrics["mean_dice"]
+    assert monitored(metrics, "car_iu", names) == metrics["iu"][2] == 0.5
+    check_monitor("road_iu", names)
+    with pytest.raises(SegtrainError) as info:
+        check_monitor("bus_iu", names)
+    assert str(info.value) == ("trainer.monitor=bus_iu: expected one of mean_iu, mean_dice, pixel_acc, "
+                               "background_iu, road_iu, car_iu")

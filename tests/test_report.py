@@ -107,3 +107,31 @@ def test_report_legend_keeps_every_label_whole_inside_the_picture(tmp_path):
     for text in legend.get_texts():  # not cut off at the figure's edges
         box = text.get_window_extent(renderer)
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+
+
+def test_sweep_summaries_show_mean_dice_and_score_trainings_by_their_monitored_metric(tmp_path):
+    from segtrain.sweeps import record_job, summarize
+
+    for job, (best_iu, dice, monitor, best, stopped) in enumerate([(0.70, 0.80, "mean_iu", 0.70, False),
+                                                                   (0.65, 0.85, "mean_dice", 0.90, True),
+                                                                   (0.72, 0.81, "mean_dice", 0.86, False)]):
+        (tmp_path / "train" / str(job)).mkdir(parents=True)
+        record_job(tmp_path / "train" / str(job), [f"trainer.monitor={monitor}"], "finished", result={
+            "best_mean_iu": best_iu, "mean_dice": dice, "monitor": monitor, "best_monitored": best,
+            "stopped_early": stopped, "iteration": 4})
+    records, markdown = summarize(tmp_path / "train")
+    lines = markdown.splitlines()
+    assert lines[0] == "| job | overrides | status | best mean IU | final mean Dice | best monitored | iterations | error |"
+    assert lines[3] == ("| 1 | trainer.monitor=mean_dice | finished | 65.00 | 85.00 | **90.00 (mean_dice)** | "
+                        "4 (stopped early) |  |")  # the best by what it monitored, not by mean IU (job 2)
+    assert lines[2].startswith("| 0 | trainer.monitor=mean_iu | finished | 70.00 | 80.00 | 70.00 (mean_iu) | 4 |")
+    assert "Best: job 1 (best validation mean_dice 90.00): trainer.monitor=mean_dice" in markdown
+
+    for job, (iu, crf_iu, dice, crf_dice) in enumerate([(0.5, 0.6, 0.55, 0.65), (0.5, None, 0.55, None)]):
+        (tmp_path / "eval" / str(job)).mkdir(parents=True)
+        record_job(tmp_path / "eval" / str(job), [f"crf.w1={job}"], "finished", result={
+            "mean_iu": iu, "crf_mean_iu": crf_iu, "mean_dice": dice, "crf_mean_dice": crf_dice, "iteration": 6})
+    _, markdown = summarize(tmp_path / "eval")
+    assert markdown.splitlines()[0] == ("| job | overrides | status | mean IU | + CRF | mean Dice | + CRF | iterations "
+                                        "| error |")
+    assert "| 0 | crf.w1=0 | finished | 50.00 | **60.00** | 55.00 | 65.00 | 6 |  |" in markdown

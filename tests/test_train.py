@@ -24,14 +24,19 @@ def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
     assert last["iteration"] == 6 and best["iteration"] in (3, 6)
     assert set(last) >= {"model", "optimizer", "scheduler", "scaler", "iteration", "rng", "metrics", "config"}
     assert last["config"]["model"]["name"] == "fcn8s" and isinstance(last["config"], dict)
-    assert best["metrics"]["mean_iu"] == result["best_mean_iu"]
-    assert json.loads((run_dir / "metrics.json").read_text())["mean_iu"] == result["mean_iu"]
+    assert best["metrics"]["mean_iu"] == result["best_mean_iu"] == result["best_monitored"]
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written["mean_iu"] == result["mean_iu"] and written["mean_dice"] == result["mean_dice"]
+    assert (written["monitor"], written["best_iteration"], written["stopped_early"]) == ("mean_iu", best["iteration"],
+                                                                                       False)
+    assert list(written["dice"]) == ["background", "block", "disc", "wire", "dot"]
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
 
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0}).Reload()
     tags = events.Tags()
-    assert {"train/loss", "train/lr", "val/pixel_acc", "val/mean_acc", "val/mean_iu", "val/fw_iu"} <= set(
-        tags["scalars"])
+    assert {"train/loss", "train/lr", "val/pixel_acc", "val/mean_acc", "val/mean_iu", "val/mean_dice", "val/fw_iu",
+            "val_iu/block", "val_dice/block"} <= set(tags["scalars"])
+    assert [e.value for e in events.Scalars("val/mean_dice")][-1] == pytest.approx(result["mean_dice"])
     assert [e.step for e in events.Scalars("val/mean_iu")] == [3, 6]
     assert [e.value for e in events.Scalars("val/mean_iu")][-1] == pytest.approx(result["mean_iu"])
     assert {"val/confusion", "val/iu_per_class"} <= set(tags["images"])  # figures at each validation
@@ -79,10 +84,30 @@ def test_eval_reproduces_the_logged_metrics(finished_run, tmp_path, capsys):
     for name in ("best.pt", "last.pt"):
         ckpt = load_checkpoint(run_dir / "checkpoints" / name)
         result = run_eval([f"ckpt={run_dir / 'checkpoints' / name}", f"hydra.run.dir={tmp_path / name}"])
-        for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        for key in ("pixel_acc", "mean_acc", "mean_iu", "mean_dice", "fw_iu"):
             assert result[key] == ckpt["metrics"][key]
         assert "identical" in capsys.readouterr().out
         assert json.loads((tmp_path / name / "metrics.json").read_text())["mean_iu"] == result["mean_iu"]
+
+
+def test_checkpoints_from_before_dice_and_the_monitor_evaluate_identical_and_resume(finished_run, tiny_cfg, tmp_path,
+                                                                                    capsys):
+    run_dir, finished = finished_run
+    old = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    for key in ("monitor", "best_monitored", "best_iteration", "stale_validations", "stopped_early"):
+        del old[key]
+    for key in ("dice", "mean_dice"):
+        del old["metrics"][key]
+    for key in ("monitor", "early_stop_patience"):
+        del old["config"]["trainer"][key]
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    save_checkpoint(old, path)
+    result = run_eval([f"ckpt={path}", f"hydra.run.dir={tmp_path / 'eval'}"])
+    assert "training logged at iteration 6: identical" in capsys.readouterr().out
+    assert result["mean_dice"] == finished["mean_dice"]
+    resumed = train(tiny_cfg("trainer.max_iters=8"), tmp_path / "run", resume_from=path)
+    assert resumed["iteration"] == 8 and resumed["monitor"] == "mean_iu"
+    assert resumed["best_monitored"] == resumed["best_mean_iu"] == max(old["best_mean_iu"], resumed["mean_iu"])
 
 
 def test_eval_overrides_are_validated(finished_run):
@@ -461,3 +486,78 @@ def test_ops_without_a_deterministic_kernel_are_named_once_in_the_log(caplog, re
     assert [r.getMessage() for r in caplog.records] == [
         "deterministic kernels except max_unpooling2d_forward_out (torch has none for it)"]
     assert [str(w.message) for w in recwarn] == ["another warning"]
+
+
+def scripted_validations(monkeypatch, **values):
+    """Validation metrics whose `values` (name: list, one per validation) replace the measured ones."""
+    real, count = train_module.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        metrics, samples = real(*args, **kwargs)
+        count.append(1)
+        return {**metrics, **{name: series[len(count) - 1] for name, series in values.items()}}, samples
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate)
+    return count
+
+
+def test_early_stop_ends_the_run_writes_last_pt_and_a_resume_stays_stopped_unless_the_patience_grows(
+        tiny_cfg, tmp_path, monkeypatch, caplog):
+    """Patience 2 over validations at every one of 6 iterations: mean IU 0.5, 0.6 (best, at 2), 0.55, 0.58 stops
+    the run at 4. Resumed with the same patience it stays stopped (nothing trains); with patience null it trains
+    on."""
+    validations = scripted_validations(monkeypatch, mean_iu=[0.5, 0.6, 0.55, 0.58, 0.7, 0.1])
+    cfg = ["trainer.max_iters=6", "trainer.val_interval=1", "trainer.num_vis_images=0"]
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        result = train(tiny_cfg(*cfg, "trainer.early_stop_patience=2"), tmp_path)
+    assert len(validations) == 4
+    assert ("early stop at iteration 4: mean_iu has not improved for 2 validations (trainer.early_stop_patience=2); "
+            "best 0.6000 at iteration 2, last.pt at iteration 4; to train on, resume with a larger "
+            "trainer.early_stop_patience (or null)") in caplog.text
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert {k: written[k] for k in ("stopped_early", "iteration", "best_iteration", "best_monitored", "best_mean_iu",
+                                    "mean_iu")} == {"stopped_early": True, "iteration": 4, "best_iteration": 2,
+                                                    "best_monitored": 0.6, "best_mean_iu": 0.6, "mean_iu": 0.58}
+    assert result["stopped_early"] and result["iteration"] == 4
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert (last["iteration"], last["validated"], last["metrics"]["mean_iu"]) == (4, True, 0.58)
+    assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["iteration"] == 2
+    written_at = (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        again = train(tiny_cfg(*cfg, "trainer.early_stop_patience=2", "trainer.resume=auto"), tmp_path)
+    assert len(validations) == 4 and (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns == written_at
+    assert "resumed after an early stop, the run stays stopped at iteration 4: mean_iu has not improved" in caplog.text
+    assert {k: v for k, v in again.items() if k != "train_images_per_s"} == {
+        k: v for k, v in result.items() if k != "train_images_per_s"}
+
+    with pytest.raises(SegtrainError) as info:  # another metric would be compared with mean IU's best
+        train(tiny_cfg(*cfg, "trainer.monitor=mean_dice", "trainer.resume=auto"), tmp_path)
+    assert str(info.value) == (
+        f"trainer.monitor=mean_dice: {tmp_path / 'checkpoints' / 'last.pt'} chose its best.pt by mean_iu, and a "
+        "resumed run goes on comparing with that best value; resume with trainer.monitor=mean_iu, or start a new run "
+        f"(model.init_from={tmp_path / 'checkpoints' / 'last.pt'}) to choose by mean_dice")
+
+    on = train(tiny_cfg(*cfg, "trainer.early_stop_patience=null", "trainer.resume=auto"), tmp_path)
+    assert len(validations) == 6 and not on["stopped_early"]
+    assert (on["iteration"], on["best_iteration"], on["best_monitored"], on["mean_iu"]) == (6, 5, 0.7, 0.1)
+
+
+def test_monitor_chooses_best_pt_and_an_unknown_class_is_one_line_before_training(tiny_cfg, tmp_path,
+                                                                                   monkeypatch):
+    scripted_validations(monkeypatch, mean_iu=[0.5, 0.4], mean_dice=[0.3, 0.6])
+    result = train(tiny_cfg("trainer.max_iters=2", "trainer.val_interval=1", "trainer.num_vis_images=0",
+                            "trainer.monitor=mean_dice"), tmp_path)
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["iteration"] == 2 and best["monitor"] == "mean_dice"  # by mean Dice; mean IU was best at 1
+    assert (result["best_monitored"], result["best_iteration"], result["best_mean_iu"]) == (0.6, 2, 0.5)
+
+    with pytest.raises(SegtrainError) as info:
+        train(tiny_cfg("trainer.monitor=car_iu"), tmp_path / "car")
+    assert str(info.value) == ("trainer.monitor=car_iu: expected one of mean_iu, mean_dice, pixel_acc, background_iu, "
+                               "block_iu, disc_iu, wire_iu, dot_iu")
+    assert not (tmp_path / "car" / "checkpoints").exists()
+    with pytest.raises(SegtrainError, match=r"^trainer.monitor=loss: expected mean_iu, mean_dice, pixel_acc or "
+                                            r"CLASS_iu \(a class's IU\)$"):
+        train(tiny_cfg("trainer.monitor=loss"), tmp_path / "loss")

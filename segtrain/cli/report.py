@@ -3,9 +3,9 @@
 Each DIR is a training run (it holds `.hydra/config.yaml`), an evaluation (segtrain-eval's folder: metrics.json and
 a config.yaml of its `evaluation` and `training`), or a folder with them below it (a sweep, an eval sweep, an
 `outputs/` folder); a run's evaluations (RUN/eval/<name>-<time>/) are reported after it. Prints one markdown table,
-a row per training run (model, dataset, its overrides, iterations, best and final validation mean IU, pixel
-accuracy, training images/s) and per evaluation (the checkpoint, its inference and CRF settings, mean IU without
-and with the CRF); for a run made with `experiment=` the published mean IU of its recipe stands beside the
+a row per training run (model, dataset, its overrides, iterations, best and final validation mean IU, final mean
+Dice, pixel accuracy, training images/s) and per evaluation (the checkpoint, its inference and CRF settings, mean
+IU and mean Dice without and with the CRF); for a run made with `experiment=` the published mean IU of its recipe stands beside the
 measured one. Anything else below DIR (a segtrain-data report, an empty folder, a run or evaluation that has no
 results yet) is skipped with one line on stderr. Writes the same table as `segtrain_report.csv` and the
 validation mean-IU curves (read from each run's TensorBoard events, evaluations as points) as
@@ -24,8 +24,8 @@ from . import exit_with_error
 
 USAGE = "usage: segtrain-report DIR [DIR ...] [out=DIR]"
 COLUMNS = ("run", "kind", "model", "dataset", "settings", "iterations", "best mean IU", "mean IU", "CRF mean IU",
-           "pixel acc.", "images/s", "published mean IU")
-PERCENT = ("best mean IU", "mean IU", "CRF mean IU", "pixel acc.")
+           "mean Dice", "CRF mean Dice", "pixel acc.", "images/s", "published mean IU")
+PERCENT = ("best mean IU", "mean IU", "CRF mean IU", "mean Dice", "CRF mean Dice", "pixel acc.")
 
 
 class Skipped(Exception):
@@ -146,7 +146,8 @@ def summarize_training(run: Path) -> dict:
         "run": str(run), "kind": "training", "model": config["model"]["name"], "dataset": config["dataset"]["name"],
         "settings": " ".join(overrides), "iterations": metrics.get("iteration", curve[-1][0] if curve else None),
         "best mean IU": best, "mean IU": metrics.get("mean_iu", curve[-1][1] if curve else None),
-        "CRF mean IU": None, "pixel acc.": metrics.get("pixel_acc"), "images/s": metrics.get("train_images_per_s"),
+        "CRF mean IU": None, "mean Dice": metrics.get("mean_dice"), "CRF mean Dice": None,
+        "pixel acc.": metrics.get("pixel_acc"), "images/s": metrics.get("train_images_per_s"),
         "published mean IU": (config.get("published") or {}).get("mean_iu"), "curve": curve,
     }
 
@@ -187,6 +188,7 @@ def summarize_evaluation(folder: Path) -> dict:
         "dataset": f"{(training.get('dataset') or {}).get('name')} {result.get('split', '')}".strip(),
         "settings": evaluation_settings(evaluation, result), "iterations": result.get("iteration"),
         "best mean IU": None, "mean IU": result["mean_iu"], "CRF mean IU": crf.get("mean_iu"),
+        "mean Dice": result.get("mean_dice"), "CRF mean Dice": crf.get("mean_dice"),
         "pixel acc.": result.get("pixel_acc"), "images/s": None,
         "published mean IU": (training.get("published") or {}).get("mean_iu"), "curve": [],
         "checkpoint": result.get("checkpoint"),

@@ -84,15 +84,15 @@ def recorded_config(cfg, task_overrides, run_dir: Path):
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg) -> float:
     from ..signals import TrainingInterrupted
-    from ..sweeps import finished_before, record_job
+    from ..sweeps import finished_before, record_job, score
     from ..train import train  # torch is imported only once the config is known to be valid
 
     run_dir, overrides, sweeping = hydra_job()
     if sweeping and cfg.trainer.resume:
         done = finished_before(run_dir, overrides)
         if done is not None:
-            log.info("job already finished (best mean_iu %s): skipped", done["best_mean_iu"])
-            return done["best_mean_iu"]
+            log.info("job already finished (best %s %s): skipped", done.get("monitor") or "mean_iu", score(done))
+            return score(done)
     try:
         resume_from = None
         if cfg.trainer.resume:
@@ -112,7 +112,7 @@ def main(cfg) -> float:
         return failed_job("segtrain", error, run_dir, overrides, sweeping)
     if sweeping:
         record_job(run_dir, overrides, "finished", result=result)
-    return result["best_mean_iu"]  # what a Hydra sweeper (e.g. Optuna) maximises
+    return result["best_monitored"]  # what a Hydra sweeper (e.g. Optuna) maximises: trainer.monitor's best
 
 
 def refuse_reused_run_dir(argv) -> None:

@@ -75,7 +75,8 @@ def _where(node, prefix: str, only: Only) -> str:
     name = f"{group}={selected}" if only.selector == "name" else f"{group}.{only.selector}={selected}"
     wanted = "|".join(map(str, only.options))
     uses = f"{group}={wanted}" if only.selector == "name" else f"{group}.{only.selector}={wanted}"
-    return f"with {name} (only {uses} uses it)"
+    why = dict(only.why).get(str(selected))
+    return f"with {name} (only {uses} uses it)" + (f": {why}" if why else "")
 
 
 def _shown(value) -> str:

@@ -26,9 +26,11 @@ class Check:
 @dataclass(frozen=True)
 class Only:
     """The key does something only where the sibling key `selector` is one of `options` (`SET`: is not null).
-    Another value there makes a setting of this key an error naming why."""
+    Another value there makes a setting of this key an error naming why; `why` gives, for some of those other
+    values, the reason the key means nothing there."""
     selector: str
     options: Tuple[Any, ...]
+    why: Tuple[Tuple[str, str], ...] = ()  # (a value of the selector, why the key means nothing there)
 
     def applies(self, node) -> bool:
         value = node.get(self.selector)
@@ -419,6 +421,10 @@ class LossName(Choice):
     cross_entropy = "cross_entropy"
     unet_weighted = "unet_weighted"
     bootstrap = "bootstrap"
+    dice = "dice"  # soft Dice over the softmax (Milletari et al. 2016)
+    dice_ce = "dice_ce"  # soft Dice + cross-entropy (nnU-Net, Isensee et al. 2021)
+    focal = "focal"  # Lin et al. 2017
+    lovasz = "lovasz"  # Lovasz-softmax (Berman et al. 2018)
 
 
 CLASS_WEIGHTINGS = ("median_frequency", "inverse_log")  # computed from the train split's label counts
@@ -437,9 +443,14 @@ class LossConfig:
     normalize: bool = option(True, only=("cross_entropy", "unet_weighted"))
     # one number per class (per task, concatenated, for multi-task data), or median_frequency / inverse_log:
     # computed from the train split's label counts (segtrain.data.scan)
+    # (focal: its alpha_t; dice and dice_ce: a weighted mean over the classes' Dice terms)
     class_weights: Optional[Any] = checked(
         None, _class_weights, "null, median_frequency, inverse_log or a list of weights >= 0 (not all 0), one per "
-        "class", only=("cross_entropy", "bootstrap"))
+        "class", only=Only("name", ("cross_entropy", "bootstrap", "dice", "dice_ce", "focal"), why=(
+            ("lovasz", "Lovasz-softmax averages each present class's IoU surrogate with the same weight whatever its "
+                       "pixel count, so it is balanced already; use loss=dice_ce or loss=focal to weigh classes"),
+            ("unet_weighted", "U-Net's loss computes its own class-balancing weights from each label map"))))
+    gamma: float = number(2.0, ge=0, what="a focusing exponent", only="focal")  # focal: (1 - p_t)^gamma; 0: CE
     w0: float = number(10.0, ge=0, only="unet_weighted")  # unet_weighted: border weight between touching objects
     sigma: float = number(5.0, gt=0, what="a width in pixels", only="unet_weighted")  # its width
     # bootstrap: the hardest pixels per image in the loss (FRRN: 512 x 64 = 32768), or this fraction of each
@@ -462,6 +473,9 @@ class Device(Choice):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+MONITORS = ("mean_iu", "mean_dice", "pixel_acc")  # what trainer.monitor may name besides <class>_iu
 
 
 def _workers(value) -> bool:
@@ -490,6 +504,13 @@ class TrainerConfig:
     deterministic: Any = checked("auto", lambda v: v == "auto" or isinstance(v, bool), "auto, true or false")
     resume: Optional[str] = None  # auto: last.pt in this run dir, or a checkpoint path
     best_with_state: bool = False  # best.pt also holds the optimizer/scheduler state (resumable, ~2x larger)
+    # the validation metric that decides best.pt and early stopping: mean_iu, mean_dice, pixel_acc or <class>_iu
+    # (a class's name is checked once the data is loaded: segtrain.metrics.check_monitor)
+    monitor: str = checked("mean_iu", lambda v: isinstance(v, str) and (v in MONITORS or len(v) > 3
+                                                                        and v.endswith("_iu")),
+                           f"{', '.join(MONITORS)} or CLASS_iu (a class's IU)")
+    # end the run after this many validations in a row without an improvement of trainer.monitor; null: never
+    early_stop_patience: Optional[int] = whole(None, ge=1, what="a whole number of validations")
 
 
 @dataclass
