@@ -222,7 +222,7 @@ class Checkpointer:
 
         state = {"model": self.model.state_dict(), "iteration": iteration, "metrics": self.metrics,
                  "metrics_iteration": self.metrics_iteration, "validated": self.metrics_iteration == iteration,
-                 "best_mean_iu": self.best_mean_iu, **self.summary(), **self.extra, "config": self.config,
+                 **self.summary(), **self.extra, "config": self.config,
                  "config_version": CONFIG_VERSION, "trained": self.trained(session)}
         if training_state:
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
@@ -235,7 +235,7 @@ class Checkpointer:
 
     def summary(self) -> dict:
         """The best values so far and whether the run stopped early, as checkpoints and metrics.json hold them."""
-        return {"monitor": self.monitor, "best_monitored": self.best, "best_iteration": self.best_iteration,
+        return {"best_mean_iu": self.best_mean_iu, "monitor": self.monitor, "best_monitored": self.best, "best_iteration": self.best_iteration,
                 "stale_validations": self.stale, "stopped_early": self.stopped_early}
 
     def improves(self, metrics: dict) -> bool:

@@ -1,7 +1,8 @@
 """torch.distributed for `torchrun --nproc_per_node=N segtrain ...` (one process per GPU, or gloo on CPUs).
 
 Every rank trains on its slice of each global batch; DDP averages the gradients, the loss is normalised by the
-labelled pixels of the whole global batch (so N processes take exactly the step one process would), validation
+labelled pixels of the whole global batch and the Dice loss's sums are the whole global batch's (so N processes
+take exactly the step one process would; Lovasz-softmax is each rank's own batch's), validation
 confusion matrices are summed across ranks, and only rank 0 writes checkpoints, logs and TensorBoard."""
 import os
 

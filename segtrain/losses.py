@@ -135,11 +135,10 @@ def cross_entropy(scores, target, weight, ignore_index: int, normalize: bool = T
 
 
 def segmentation_loss(logits, targets, num_classes: int, ignore_index: int, tasks=None, normalize: bool = True,
-                      class_weights=None, denominator=None, gamma: float = 0.0):
-    """Cross-entropy (focal with `gamma` > 0) over the pixels that are not ignored, summed over the tasks: see
-    cross_entropy. `class_weights` (num_classes,) weigh each class."""
-    return over_tasks(partial(cross_entropy, ignore_index=ignore_index, normalize=normalize,
-                              denominator=denominator, gamma=gamma),
+                      class_weights=None, denominator=None):
+    """Cross-entropy over the pixels that are not ignored, summed over the tasks (see cross_entropy);
+    `class_weights` (num_classes,) weigh each class."""
+    return over_tasks(partial(cross_entropy, ignore_index=ignore_index, normalize=normalize, denominator=denominator),
                       logits, targets, num_classes, tasks, class_weights)
 
 
@@ -173,7 +172,7 @@ def soft_dice_loss(scores, target, weight, ignore_index: int, global_sum=None):
 
 
 def lovasz_softmax_loss(scores, target, weight, ignore_index: int):
-    """One task's Lovasz-softmax loss (Berman, Rannen Triki, Blaschko, CVPR 2018, eq. 12 and Algorithm 1, as the
+    """One task's Lovasz-softmax loss (Berman, Rannen Triki, Blaschko, CVPR 2018, section 3 and Algorithm 1, as the
     authors' release computes it with classes="present", per_image=False): for each class present in the batch's
     labels, the Lovasz extension of its Jaccard loss applied to the errors |[y = c] - p_c| over the batch's
     labelled pixels, then the mean over those classes (0 for a batch without labels). segmentation_models_pytorch's

@@ -1,6 +1,6 @@
-"""Where a training run reports: the progress line (speed, ETA), TensorBoard (scalars, per-class IU, the confusion
-matrix, image panels of the same validation items every time, and the HPARAMS tab of a sweep), and metrics.json.
-Under torchrun only rank 0 writes; the others log warnings only."""
+"""Where a training run reports: the progress line (speed, ETA), TensorBoard (scalars, per-class IU and Dice, the
+confusion matrix, image panels of the same validation items every time, and the HPARAMS tab of a sweep), and
+metrics.json. Under torchrun only rank 0 writes; the others log warnings only."""
 import logging
 import time
 from pathlib import Path

@@ -172,10 +172,8 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                 logger.message(f"received {signal_name(stop.signum)} during the final validation: too late to "
                                "stop, the run has finished", logging.WARNING)
         logger.progress.close()
-        return logger.finish(checkpointer.metrics, {"best_mean_iu": checkpointer.best_mean_iu,
-                                                    **checkpointer.summary()},
-                             checkpointer.metrics_iteration, train_set.class_names, checkpointer.config,
-                             checkpointer.trained(logger.progress.trained()))
+        return logger.finish(checkpointer.metrics, checkpointer.summary(), checkpointer.metrics_iteration,
+                             train_set.class_names, checkpointer.config, checkpointer.trained(logger.progress.trained()))
     finally:
         # a failed run (or a failed job of a sweep) ends its workers and writer threads here too: left to exit
         # handlers, idle persistent workers kept the process from exiting

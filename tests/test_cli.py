@@ -175,23 +175,28 @@ def test_fcn_and_deeplab_recipes_carry_the_papers_settings():
 
 
 def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
+    """Optuna maximises each job's best value of trainer.monitor (here mean Dice), and the summary marks it."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from omegaconf import OmegaConf
+
     result = subprocess.run(
         [sys.executable, "-m", "segtrain.cli.train", "-m", "sweep=optuna_lr", "hydra.sweeper.n_trials=2", *TINY,
-         "trainer.max_iters=2", f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path)
+         "trainer.max_iters=2", "trainer.monitor=mean_dice", f"hydra.sweep.dir={tmp_path}"], capture_output=True,
+        text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    best = (tmp_path / "optimization_results.yaml").read_text()
-    assert "optimizer.lr" in best and "best_value" in best
+    best = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    assert "optimizer.lr" in best.best_params
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
     # the summary marks the best trial and shows the sampled rates short; its JSON keeps them whole
     records = json.loads((tmp_path / "sweep_summary.json").read_text())
     summary = (tmp_path / "sweep_summary.md").read_text()
-    best_job = max(records, key=lambda r: r["best_mean_iu"])
-    assert summary.count("**") == 2 and f"| **{100 * best_job['best_mean_iu']:.2f}** |" in summary
+    best_job = max(records, key=lambda r: r["best_monitored"])
+    assert best.best_value == best_job["best_monitored"] != best_job["best_mean_iu"]
+    assert summary.count("**") == 2 and f"| **{100 * best_job['best_monitored']:.2f} (mean_dice)** |" in summary
     for record in records:
         lr = next(o for o in record["overrides"] if o.startswith("optimizer.lr="))
         assert f"optimizer.lr={float(lr.partition('=')[2]):.4g} " in summary and lr not in summary
-    assert f"; best: job {Path(best_job['run_dir']).name} ({100 * best_job['best_mean_iu']:.2f})" in result.stderr
+    assert f"; best: job {Path(best_job['run_dir']).name} ({100 * best_job['best_monitored']:.2f})" in result.stderr
 
 
 def test_optuna_crf_search_draws_short_values_and_marks_the_best_trial(finished_run, tmp_path):

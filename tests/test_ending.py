@@ -89,7 +89,7 @@ def test_an_error_in_a_dataloader_worker_ends_the_run_with_the_file_named(binary
 
 def test_the_readme_binary_masks_command_ends_after_done(binary_folder, tmp_path):
     _, data = binary_folder
-    result = segtrain_command(*data, "loss.class_weights=median_frequency", *TINY_FOLDER,
+    result = segtrain_command(*data, "loss=dice_ce", "trainer.monitor=mean_dice", *TINY_FOLDER,
                               f"hydra.run.dir={tmp_path / 'run'}")  # default workers: auto (files: > 0)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "DataLoader worker(s)" in result.stdout and "0 DataLoader worker(s)" not in result.stdout

@@ -70,6 +70,10 @@ def test_report_puts_runs_sweeps_and_the_published_figure_side_by_side(tmp_path)
         "best.pt inference=multiscale(scales=1,1.5 flip) crf=dense(w1=4 sigma_alpha=121")
     assert float(rows[1]["mean IU"]) == evaluated["mean_iu"] and float(rows[1]["CRF mean IU"]) == evaluated["crf"][
         "mean_iu"] and rows[1]["best mean IU"] == "" and rows[1]["iterations"] == str(evaluated["iteration"])
+    assert float(rows[1]["mean Dice"]) == evaluated["mean_dice"] and float(rows[1]["CRF mean Dice"]) == evaluated[
+        "crf"]["mean_dice"]
+    assert float(rows[0]["mean Dice"]) == json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())[
+        "mean_dice"] and rows[0]["CRF mean Dice"] == ""
     assert "crf=dense(w1=3 " in rows[6]["settings"] and "crf=dense(w1=5 " in rows[7]["settings"]
     assert rows[6]["settings"].startswith("last.pt inference=whole ")
     skipped = [line for line in result.stderr.splitlines() if line.startswith("segtrain-report: skipped")]
