@@ -235,8 +235,9 @@ class Checkpointer:
 
     def summary(self) -> dict:
         """The best values so far and whether the run stopped early, as checkpoints and metrics.json hold them."""
-        return {"best_mean_iu": self.best_mean_iu, "monitor": self.monitor, "best_monitored": self.best, "best_iteration": self.best_iteration,
-                "stale_validations": self.stale, "stopped_early": self.stopped_early}
+        return {"best_mean_iu": self.best_mean_iu, "monitor": self.monitor, "best_monitored": self.best,
+                "best_iteration": self.best_iteration, "stale_validations": self.stale,
+                "stopped_early": self.stopped_early}
 
     def improves(self, metrics: dict) -> bool:
         return self.score(metrics) > self.best

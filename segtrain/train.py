@@ -79,8 +79,6 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
     autocast = autocast_context(device, amp)
 
     cfg, train_set, val_set, class_weights = load_data(cfg, run_dir, main_process)
-    monitored_classes = val_set.tasks[0][1] if val_set.tasks else val_set.class_names  # the metrics' classes
-    check_monitor(tc.monitor, monitored_classes)
     model, train_model, memory_format = build_network(cfg, train_set, device, world)
     optimizer = build_optimizer(model, **cfg.optimizer)
     scheduler = build_schedule(optimizer, tc.max_iters, **cfg.schedule)
@@ -90,7 +88,7 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
     checkpointer = Checkpointer(run_dir / "checkpoints", model, optimizer, scheduler, scaler, to_plain(cfg),
                                 {"class_names": list(train_set.class_names), "data": dataset_info(val_set),
                                  "class_weights": class_weights}, main_process, tc.best_with_state, tc.monitor,
-                                lambda metrics: monitored(metrics, tc.monitor, monitored_classes),
+                                lambda metrics: monitored(metrics, tc.monitor, metric_classes(val_set)),
                                 tc.early_stop_patience)
     start_iter = checkpointer.resume(resume_from, device) if resume_from is not None else 0
 
@@ -126,7 +124,7 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                 log.info("iteration %d's validation did not run before the stop: running it now", start_iter)
                 validate(start_iter)
             if start_iter < tc.max_iters and checkpointer.patience_spent() and not checkpointer.stopped_early:
-                # resumed from a run that stopped early, with the same patience: it stays stopped
+                # resumed from a run that stopped early (or has since), with the same patience: it stays stopped
                 checkpointer.stopped_early = True
                 logger.message(early_stop_line(checkpointer, start_iter, tc.early_stop_patience, resumed=True))
             end = start_iter if checkpointer.stopped_early else tc.max_iters
@@ -173,7 +171,8 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                                "stop, the run has finished", logging.WARNING)
         logger.progress.close()
         return logger.finish(checkpointer.metrics, checkpointer.summary(), checkpointer.metrics_iteration,
-                             train_set.class_names, checkpointer.config, checkpointer.trained(logger.progress.trained()))
+                             train_set.class_names, checkpointer.config,
+                             checkpointer.trained(logger.progress.trained()))
     finally:
         # a failed run (or a failed job of a sweep) ends its workers and writer threads here too: left to exit
         # handlers, idle persistent workers kept the process from exiting
@@ -182,7 +181,7 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
 
 
 def early_stop_line(checkpointer, iteration: int, patience: int, resumed: bool = False) -> str:
-    head = "resumed after an early stop, the run stays stopped" if resumed else "early stop"
+    head = "the resumed run stays stopped" if resumed else "early stop"
     return (f"{head} at iteration {iteration}: {checkpointer.monitor} has not improved for "
             f"{checkpointer.stale} validations (trainer.early_stop_patience={patience}); best {checkpointer.best:.4f} "
             f"at iteration {checkpointer.best_iteration}, last.pt at iteration {iteration}; to train on, resume "
@@ -288,6 +287,7 @@ def load_data(cfg, run_dir: Path, main_process: bool):
                             if len(problems) > 1 else problems[0])
     if train_scan is not None:
         refuse_what_cannot_train(cfg.dataset, train_set, train_scan)
+    refuse_what_cannot_be_monitored(cfg.trainer.monitor, val_set, val_scan)
     if train_scan is not None:
         log.info("labels checked: %d train (%d cached) and %d val files", len(train_set), train_scan.cached,
                  len(val_set))
@@ -338,6 +338,25 @@ def refuse_what_cannot_train(dataset_cfg, train_set, scan) -> None:
             raise SegtrainError(f"{key}={dataset_cfg.get(key.split('.')[1])} shrinks {train_set.item_label(index)} "
                                 f"({width}x{height}) to {new_width}x{new_height} pixels; expected at least "
                                 f"{MIN_SIDE} px on the short side")
+
+
+def metric_classes(dataset) -> list:
+    """The classes the validation metrics' per-class IU and Dice are of: the first task's for multi-task data."""
+    return list(dataset.tasks[0][1] if dataset.tasks else dataset.class_names)
+
+
+def refuse_what_cannot_be_monitored(monitor: str, val_set, val_scan) -> None:
+    """trainer.monitor names a metric or a class's IU (check_monitor); a class without a pixel in the val labels
+    (`val_scan`, for file datasets) would have an IU of 0 or NaN at every validation and never choose a best.pt."""
+    classes = metric_classes(val_set)
+    check_monitor(monitor, classes)
+    if val_scan is None or monitor == "mean_iu" or not monitor.endswith("_iu"):
+        return
+    name = monitor[:-len("_iu")]
+    if val_scan.class_pixels(len(classes))[classes.index(name)] == 0:
+        raise SegtrainError(f"trainer.monitor={monitor}: the {len(val_set)} val label files hold no {name} pixels, "
+                            f"so its IU is 0 or undefined at every validation; monitor another metric (mean_iu, "
+                            "mean_dice, pixel_acc or another class's IU)")
 
 
 def build_network(cfg, train_set, device, world: int):

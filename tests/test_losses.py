@@ -153,7 +153,8 @@ def test_class_weights_with_lovasz_is_one_line_saying_why():
         "loss.class_weights=median_frequency: has no effect with loss=lovasz (only loss=cross_entropy|bootstrap|dice|"
         "dice_ce|focal uses it): Lovasz-softmax averages each present class's IoU surrogate with the same weight "
         "whatever its pixel count, so it is balanced already; use loss=dice_ce or loss=focal to weigh classes")
-    with pytest.raises(SegtrainError, match=r"^loss.gamma=1.0: has no effect with loss=dice \(only loss=focal uses it\)$"):
+    with pytest.raises(SegtrainError, match=r"^loss.gamma=1.0: has no effect with loss=dice \(only loss=focal uses "
+                                            r"it\)$"):
         check_config(compose_config("loss=dice", "loss.gamma=1"))
     with pytest.raises(SegtrainError, match=r"^loss.gamma=-1.0: expected a focusing exponent >= 0$"):
         check_config(compose_config("loss=focal", "loss.gamma=-1"))

@@ -125,7 +125,8 @@ def test_sweep_summaries_show_mean_dice_and_score_trainings_by_their_monitored_m
             "stopped_early": stopped, "iteration": 4})
     records, markdown = summarize(tmp_path / "train")
     lines = markdown.splitlines()
-    assert lines[0] == "| job | overrides | status | best mean IU | final mean Dice | best monitored | iterations | error |"
+    assert lines[0] == ("| job | overrides | status | best mean IU | final mean Dice | best monitored | iterations "
+                        "| error |")
     assert lines[3] == ("| 1 | trainer.monitor=mean_dice | finished | 65.00 | 85.00 | **90.00 (mean_dice)** | "
                         "4 (stopped early) |  |")  # the best by what it monitored, not by mean IU (job 2)
     assert lines[2].startswith("| 0 | trainer.monitor=mean_iu | finished | 70.00 | 80.00 | 70.00 (mean_iu) | 4 |")
@@ -136,6 +137,6 @@ def test_sweep_summaries_show_mean_dice_and_score_trainings_by_their_monitored_m
         record_job(tmp_path / "eval" / str(job), [f"crf.w1={job}"], "finished", result={
             "mean_iu": iu, "crf_mean_iu": crf_iu, "mean_dice": dice, "crf_mean_dice": crf_dice, "iteration": 6})
     _, markdown = summarize(tmp_path / "eval")
-    assert markdown.splitlines()[0] == ("| job | overrides | status | mean IU | + CRF | mean Dice | + CRF | iterations "
-                                        "| error |")
+    assert markdown.splitlines()[0] == ("| job | overrides | status | mean IU | + CRF | mean Dice | + CRF | "
+                                        "iterations | error |")
     assert "| 0 | crf.w1=0 | finished | 50.00 | **60.00** | 55.00 | 65.00 | 6 |  |" in markdown

@@ -16,6 +16,8 @@ from segtrain.models import MODELS
 from segtrain.runtime import select_amp
 from segtrain.train import train
 
+from .conftest import compose_config
+
 
 def test_run_writes_checkpoints_metrics_and_tensorboard(finished_run):
     run_dir, result = finished_run
@@ -528,7 +530,7 @@ def test_early_stop_ends_the_run_writes_last_pt_and_a_resume_stays_stopped_unles
     with caplog.at_level(logging.INFO, logger="segtrain"):
         again = train(tiny_cfg(*cfg, "trainer.early_stop_patience=2", "trainer.resume=auto"), tmp_path)
     assert len(validations) == 4 and (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns == written_at
-    assert "resumed after an early stop, the run stays stopped at iteration 4: mean_iu has not improved" in caplog.text
+    assert "the resumed run stays stopped at iteration 4: mean_iu has not improved" in caplog.text
     assert {k: v for k, v in again.items() if k != "train_images_per_s"} == {
         k: v for k, v in result.items() if k != "train_images_per_s"}
 
@@ -561,3 +563,29 @@ def test_monitor_chooses_best_pt_and_an_unknown_class_is_one_line_before_trainin
     with pytest.raises(SegtrainError, match=r"^trainer.monitor=loss: expected mean_iu, mean_dice, pixel_acc or "
                                             r"CLASS_iu \(a class's IU\)$"):
         train(tiny_cfg("trainer.monitor=loss"), tmp_path / "loss")
+
+
+def test_monitoring_a_class_the_val_labels_lack_is_one_line_before_training(tiny_cfg, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for split, objects in (("train", (1, 1)), ("val", (0,))):  # val: background only
+        for folder in ("images", "masks"):
+            (tmp_path / "data" / split / folder).mkdir(parents=True)
+        for n, has_object in enumerate(objects):
+            Image.fromarray(np.full((16, 16, 3), 100 + 50 * n, np.uint8)).save(tmp_path / "data" / split / "images"
+                                                                              / f"{n}.png")
+            mask = np.zeros((16, 16), np.uint8)
+            mask[4:9, 4:9] = has_object
+            Image.fromarray(mask).save(tmp_path / "data" / split / "masks" / f"{n}.png")
+    (tmp_path / "data" / "classes.yaml").write_text("classes:\n  - {name: background}\n  - {name: object}\n")
+    root = tmp_path / "data"
+    folder = ["dataset=folder", f"dataset.root={root}", f"dataset.classes={root / 'classes.yaml'}",
+              'dataset.image_dir="{split}/images"', 'dataset.mask_dir="{split}/masks"', "trainer.batch_size=2",
+              "model.width=0.0625", "trainer.max_iters=2"]
+    with pytest.raises(SegtrainError) as info:
+        train(compose_config(*folder, "trainer.monitor=object_iu", "trainer.device=cpu"), tmp_path / "run")
+    assert str(info.value) == ("trainer.monitor=object_iu: the 1 val label files hold no object pixels, so its IU is 0 "
+                               "or undefined at every validation; monitor another metric (mean_iu, mean_dice, "
+                               "pixel_acc or another class's IU)")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -5,11 +5,11 @@ a config.yaml of its `evaluation` and `training`), or a folder with them below i
 `outputs/` folder); a run's evaluations (RUN/eval/<name>-<time>/) are reported after it. Prints one markdown table,
 a row per training run (model, dataset, its overrides, iterations, best and final validation mean IU, final mean
 Dice, pixel accuracy, training images/s) and per evaluation (the checkpoint, its inference and CRF settings, mean
-IU and mean Dice without and with the CRF); for a run made with `experiment=` the published mean IU of its recipe stands beside the
-measured one. Anything else below DIR (a segtrain-data report, an empty folder, a run or evaluation that has no
-results yet) is skipped with one line on stderr. Writes the same table as `segtrain_report.csv` and the
-validation mean-IU curves (read from each run's TensorBoard events, evaluations as points) as
-`segtrain_report.png` into out= (default: the current folder).
+IU and mean Dice without and with the CRF); for a run made with `experiment=` the published mean IU of its recipe
+stands beside the measured one. Anything else below DIR (a segtrain-data report, an empty folder, a run or
+evaluation that has no results yet) is skipped with one line on stderr. Writes the same table as
+`segtrain_report.csv` and the validation mean-IU curves (read from each run's TensorBoard events, evaluations as
+points) as `segtrain_report.png` into out= (default: the current folder).
 """
 import csv
 import json
