@@ -177,7 +177,8 @@ def lovasz_softmax_loss(scores, target, weight, ignore_index: int):
     labels, the Lovasz extension of its Jaccard loss applied to the errors |[y = c] - p_c| over the batch's
     labelled pixels, then the mean over those classes (0 for a batch without labels). segmentation_models_pytorch's
     LovaszLoss(mode="multiclass", ignore_index=255) is the same loss. `weight` must be None (a class weight has
-    no meaning here; the config check refuses loss.class_weights with loss=lovasz)."""
+    no meaning here; the config check refuses loss.class_weights with loss=lovasz). It sorts the (C, N*H*W) errors
+    of all classes at once: about 40 bytes per class and pixel of the batch while the loss and its gradient run."""
     if weight is not None:
         raise ValueError("lovasz_softmax_loss takes no class weights")
     classes = scores.shape[1]
