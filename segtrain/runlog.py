@@ -36,15 +36,22 @@ class RunLogger:
         # purge_step drops events a crashed run logged after its last checkpoint, so curves don't double back
         self.writer = SummaryWriter(run_dir / "tb", purge_step=start if start else None) if writes else NullWriter()
         self.progress = Progress(total, unit="it", start=start, per_step=images_per_step, quiet=not writes)
+        self.loss_sum, self.loss_count = None, 0
 
-    def step(self, iteration: int, loss=None, lr=None) -> None:
-        """An iteration done; at a log step with its mean loss and learning rate (to TensorBoard and the line)."""
-        if loss is None:
+    def step(self, iteration: int, loss, lr=None):
+        """An iteration done with its loss (a tensor: summed on its device, no host sync); at a log step (`lr`
+        given) the mean loss since the last one, which goes to TensorBoard and the progress line and is returned."""
+        self.loss_sum = loss.detach() if self.loss_count == 0 else self.loss_sum + loss.detach()
+        self.loss_count += 1
+        if lr is None:
             self.progress.tick(iteration)
-            return
-        self.writer.add_scalar("train/loss", loss, iteration)
+            return None
+        mean_loss = (self.loss_sum / self.loss_count).item()  # the loop's only host sync, once per log step
+        self.loss_count = 0
+        self.writer.add_scalar("train/loss", mean_loss, iteration)
         self.writer.add_scalar("train/lr", lr, iteration)
-        self.progress.update(iteration, loss, lr)
+        self.progress.update(iteration, mean_loss, lr)
+        return mean_loss
 
     def message(self, text: str, level: int = logging.INFO) -> None:
         self.progress.write(text, level)

@@ -12,11 +12,12 @@ metrics.json's segtrain.runlog.RunLogger's. The loop below only steps, validates
 import copy
 import gc
 import logging
+import math
 import signal
 import time
+from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -116,7 +117,6 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
 
     try:
         model.train()
-        loss_sum, loss_count = torch.zeros((), device=device), 0
         with StopRequests() as stop, nondeterministic_ops_named(deterministic):
             if checkpointer.validation_missing() and validation_due(start_iter, tc):
                 # stopped (or killed) between its checkpoint and its validation: that validation first, as it
@@ -127,27 +127,17 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                 # resumed from a run that stopped early (or has since), with the same patience: it stays stopped
                 checkpointer.stopped_early = True
                 logger.message(early_stop_line(checkpointer, start_iter, tc.early_stop_patience, resumed=True))
-            end = start_iter if checkpointer.stopped_early else tc.max_iters
-            for iteration in range(start_iter + 1, end + 1):
-                step = [(images.to(device, non_blocking=True, memory_format=memory_format),
-                         *(t.to(device, non_blocking=True) for t in targets))
-                        for images, *targets in (next(batches) for _ in range(tc.accumulate))]
-                loss_sum += train_step(train_model, step, optimizer, scheduler, scaler, autocast, loss_fn)
-                loss_count += 1
+            for iteration in range(start_iter + 1, (start_iter if checkpointer.stopped_early else tc.max_iters) + 1):
+                step = [to_device(batch, device, memory_format) for batch in islice(batches, tc.accumulate)]
+                loss = train_step(train_model, step, optimizer, scheduler, scaler, autocast, loss_fn)
                 last = iteration == tc.max_iters
                 # one process reads its flag every iteration; under torchrun the ranks agree (a collective and a
                 # host sync) only at log steps, where the loop syncs anyway
                 log_step = iteration % tc.log_interval == 0 or last
                 signum = stop.pending(device) if world == 1 or log_step else None
-                if log_step:
-                    mean_loss = (loss_sum / loss_count).item()  # the loop's only host sync, once per log_interval
-                    if not np.isfinite(mean_loss):
-                        raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; {checkpointer.kept()}")
-                    logger.step(iteration, mean_loss, optimizer.param_groups[0]["lr"])
-                    loss_sum.zero_()
-                    loss_count = 0
-                else:
-                    logger.step(iteration)
+                mean_loss = logger.step(iteration, loss, optimizer.param_groups[0]["lr"] if log_step else None)
+                if mean_loss is not None and not math.isfinite(mean_loss):
+                    raise SegtrainError(f"loss became {mean_loss} by iteration {iteration}; {checkpointer.kept()}")
                 if iteration == start_iter + CPU_ESTIMATE_AFTER and device.type == "cpu":
                     warn_if_long_on_cpu(logger.progress, tc.max_iters - iteration, cfg.model.width)
                 save_last = iteration % tc.ckpt_interval == 0 or last or signum
@@ -157,9 +147,7 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
                 if save_last:  # before validating: an error there then cannot lose this iteration
                     checkpointer.save_last(iteration, logger.progress.trained())
                 if signum:
-                    # resuming takes the stored config, so the run dir is all the command needs
-                    message = (f"received {signal_name(signum)}: interrupted at iteration {iteration}; resume "
-                               f"with: segtrain {override_argument('hydra.run.dir', run_dir)} trainer.resume=auto")
+                    message = stop_line(signum, iteration, run_dir)
                     logger.message(message, logging.WARNING)
                     raise TrainingInterrupted(message, signum, stop.previous.get(signum))
                 if validation_due(iteration, tc):
@@ -178,6 +166,20 @@ def _train(cfg, run_dir: Path, device: torch.device, resume_from) -> dict:
         # handlers, idle persistent workers kept the process from exiting
         logger.close()
         shutdown_workers(batches, val_loader)
+
+
+def to_device(batch, device, memory_format):
+    """A batch (images, targets, *per-pixel maps) on the training device, the images in `memory_format`."""
+    images, *targets = batch
+    return (images.to(device, non_blocking=True, memory_format=memory_format),
+            *(t.to(device, non_blocking=True) for t in targets))
+
+
+def stop_line(signum: int, iteration: int, run_dir: Path) -> str:
+    """What a stopped run says: where it stopped and the command that resumes it (resuming takes the stored
+    config, so the run dir is all that command needs)."""
+    return (f"received {signal_name(signum)}: interrupted at iteration {iteration}; resume with: segtrain "
+            f"{override_argument('hydra.run.dir', run_dir)} trainer.resume=auto")
 
 
 def early_stop_line(checkpointer, iteration: int, patience: int, resumed: bool = False) -> str:
