@@ -92,7 +92,7 @@ def test_report_puts_runs_sweeps_and_the_published_figure_side_by_side(tmp_path)
 def test_report_legend_keeps_every_label_whole_inside_the_picture(tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from segtrain.cli.report import plot_curves
+    from segtrain.report import plot_curves
 
     settings = " ".join(f"optimizer.lr=0.00{i} schedule.warmup_iters={i}00 augment=deeplab" for i in range(1, 5))
     rows = [{"run": str(tmp_path / "sweep" / str(job)), "kind": "training", "model": "fcn8s", "settings": settings,

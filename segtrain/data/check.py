@@ -148,5 +148,6 @@ def verify(cfg):
         dataset = build_dataset(cfg.dataset, split)
         scan = scan_labels(dataset, f"checking {split_name(split)}", keep_going=True)
         problems += scan.problems
-        pixels[split_name(split)] = (scan.class_pixels(len(dataset.class_names)), int(scan.counts[:, 0, IGNORE_INDEX].sum()))
+        void = int(scan.counts[:, 0, IGNORE_INDEX].sum())
+        pixels[split_name(split)] = (scan.class_pixels(len(dataset.class_names)), void)
     return problems, pixels
