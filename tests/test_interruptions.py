@@ -95,12 +95,17 @@ def test_values_out_of_range_and_unknown_keys_are_one_line_errors(override, mess
 
 def test_fatal_error_is_the_last_line_of_the_log_too(tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "segtrain.cli.train", *TINY, "trainer.max_iters=0",
-                             f"hydra.run.dir={run_dir}"], capture_output=True, text=True)
+    command = [sys.executable, "-m", "segtrain.cli.train", *TINY, "trainer.max_iters=0", f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2
     expected = "segtrain: error: trainer.max_iters=0: expected a whole number of iterations >= 1"
     assert result.stderr.strip().splitlines() == [expected]
-    assert (run_dir / "segtrain.log").read_text().strip().splitlines()[-1].endswith(expected)
+    assert not run_dir.exists()  # refused before any work: no folder for a run that never started
+    run_dir.mkdir()  # the folder of a run that is continued: its log ends with the refusal, earlier lines kept
+    (run_dir / "segtrain.log").write_text("[earlier] step 10\n")
+    result = subprocess.run(command + ["trainer.resume=auto"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [expected]
+    assert (run_dir / "segtrain.log").read_text().splitlines() == ["[earlier] step 10", expected]
 
 
 def test_best_pt_holds_no_optimizer_unless_asked_and_resume_auto_falls_back(finished_run, tiny_cfg, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 
 from ..config import config_dir, register_configs
-from ..errors import SegtrainError
+from ..errors import SegtrainError, one_line
 from ..processes import log_to_files, run_to_the_end
 from . import (exit_with_error, failed_job, hydra_job, override_values, refuse_unreadable_overrides,
                require_creatable)
@@ -152,7 +152,21 @@ def refuse_overrides_that_do_not_compose(argv) -> None:
             return
         check_command_line([a for a in argv[1:] if not a.lstrip("+~").startswith("hydra.")])
     except SegtrainError as error:
+        log_to_existing_run(argv, error)
         exit_with_error("segtrain", error)
+
+
+def log_to_existing_run(argv, error: SegtrainError) -> None:
+    """A refusal before Hydra also ends the log of the run it would have continued (hydra.run.dir that exists, e.g.
+    a resume with a bad value), as a failed job's does; a new run's folder is not created for it."""
+    folders = override_values(argv, "hydra.run.dir") if "-m" not in argv and "--multirun" not in argv else []
+    log = Path(folders[-1]) / "segtrain.log" if folders else None
+    if log is not None and log.parent.is_dir():
+        try:
+            with open(log, "a") as file:
+                file.write(f"segtrain: error: {one_line(error)}\n")
+        except OSError:  # the line is on stderr all the same
+            pass
 
 
 def run() -> None:
