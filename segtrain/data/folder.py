@@ -389,8 +389,8 @@ class FolderDataset(FileDataset):
 
     def read_label(self, mask_path: Path, roi_path=None) -> np.ndarray:
         """Class indices; outside the region of interest (its value 0) ignored, for the loss and the metrics."""
-        stored, palette = read_mask(mask_path)
-        label = self.encoding.decode(stored, mask_path, palette)
+        stored, palette, transparent = read_mask(mask_path, with_alpha=True)
+        label = self.encoding.decode(stored, mask_path, palette, transparent)
         if roi_path is None:
             return label
         return np.where(read_region(roi_path, label.shape, f"its mask {mask_path.name}"), label,

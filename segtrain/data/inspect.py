@@ -40,7 +40,8 @@ from ..errors import SegtrainError
 from ..progress import track
 from .files import IGNORE_INDEX, IMAGE_SUFFIXES
 from .folder import FolderLayout, line_fields, resolve_path
-from .labels import LOSSY_SPREAD, LOSSY_SUFFIXES, read_mask
+from .labels import (blended_pixels, centres, colour_distance, flat_pixels, lossy_format, read_mask, roundest,
+                     value_distance)
 
 SEPARATORS = "_- ."
 SAMPLED = 6  # files per folder read to tell photos from masks
@@ -452,9 +453,9 @@ def split_value(root: Path, entries: List[Entry]):
     return names, "/".join(parts[0][:first] + ("{split}",) + parts[0][last:])
 
 
-def with_split(text: str, split: str) -> str:
-    """`text` with its first `split` replaced by `{split}`."""
-    return text.replace(split, "{split}", 1) if split in text else text
+def with_split(text: str, split: Optional[str]) -> str:
+    """`text` with its first `split` replaced by `{split}` (unchanged for None: a layout without split folders)."""
+    return text.replace(split, "{split}", 1) if split and split in text else text
 
 
 def common_pattern(root: Path, entries, names, pick) -> Optional[str]:
@@ -717,13 +718,13 @@ def one_folder_layout(root: Path, ins: Inspection, out: Path, entry: Entry, text
         if left:
             ins.choices.append(f"split files not used: {', '.join(relative(root, t) for t in left[:4])}; "
                                "dataset.train_split / dataset.val_split choose")
-        set_regions(root, ins, [entry], ["."], entry.label.rule)
+        set_regions(root, ins, [entry], [None], entry.label.rule)
         return
     missing = len(entry.photos.files) - entry.label.covered
     if missing:
         return pair_list_layout(root, ins, out, [entry], f"{missing} of {len(entry.photos.files)} photos have no mask")
     set_folders(root, ins, entry, image_dir, mask_dir)
-    set_regions(root, ins, [entry], ["."], entry.label.rule)
+    set_regions(root, ins, [entry], [None], entry.label.rule)
     whole_folder(ins)
 
 
@@ -836,7 +837,7 @@ class Tally:
         stored, palette = read_mask(path)
         if stored.dtype.kind not in "ui" or (stored.size and stored.max() > 65535):
             raise SegtrainError(f"{path}: mask values must be whole numbers 0..65535 (found {stored.dtype})")
-        if path.suffix.lower() in LOSSY_SUFFIXES:
+        if lossy_format(path):
             self.lossy_files += 1
             inside = flat_pixels(stored)
             codes = stored.astype(np.int64)
@@ -870,56 +871,6 @@ class Tally:
             self.add_values(values)
         if colours is not None:
             self.add_colours(colours)
-
-
-def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001, colours: bool = False,
-            cells: bool = True):
-    """The stored values (colours) compression scattered: codes counted in cells of 8 (per channel; each code
-    alone without `cells`), the fullest cells holding at least `share` of the pixels, each farther than
-    LOSSY_SPREAD (colours: twice, their chroma being blurred more) from a fuller one, give the centres: the
-    commonest code of each."""
-    if not cells:
-        cells = codes
-    elif colours:
-        cells = (((codes >> 19) & 31) << 10) | (((codes >> 11) & 31) << 5) | ((codes >> 3) & 31)
-    else:
-        cells = codes >> 3
-    mass, commonest = Counter(), {}
-    for cell, code, count in zip(cells.tolist(), codes.tolist(), counts.tolist()):
-        mass[cell] += count
-        if count > commonest.get(cell, (0, 0))[1]:
-            commonest[cell] = (code, count)
-    spread = 2 * LOSSY_SPREAD if colours else LOSSY_SPREAD
-    chosen, total = [], counts.sum()
-    for cell, count in mass.most_common():
-        if count < share * total:
-            break
-        if all(distance(commonest[cell][0], c) > spread for c in chosen):
-            chosen.append(commonest[cell][0])
-    return sorted(int(c) for c in chosen)
-
-
-def flat_pixels(pixels: np.ndarray, within: int = 8) -> np.ndarray:
-    """Pixels whose 4-neighbours all lie within `within` (per channel): the inside of regions, where compression
-    keeps a class's value (colour); edges blend their neighbours'."""
-    pixels = pixels.astype(np.int32).reshape(*pixels.shape[:2], -1)
-    steepest = np.zeros(pixels.shape[:2], np.int32)
-    for a, b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-                 ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))):
-        step = np.abs(pixels[a] - pixels[b]).max(-1)
-        steepest[a] = np.maximum(steepest[a], step)
-        steepest[b] = np.maximum(steepest[b], step)
-    return steepest <= within
-
-
-def value_distance(a, b) -> int:
-    """|a - b| of two stored values."""
-    return abs(int(a) - int(b))
-
-
-def colour_distance(a, b) -> int:
-    """The largest per-channel difference of two colour codes (the tolerance's distance)."""
-    return max(abs(x - y) for x, y in zip(colour_of(int(a)), colour_of(int(b))))
 
 
 @dataclass
