@@ -117,6 +117,8 @@ def run(argv) -> int:
             print(f"train mean {report['mean']} std {report['std']}")
         for name in report["never_in_train"]:
             print(f"warning: class {name!r} never occurs in the train split", file=sys.stderr)
+        for warning in report["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"wrote {out / 'dataset_report.md'} and {out / 'dataset_report.json'}")
         if report["problems"]:
             raise SegtrainError(f"{problems_line(report['problems'])} (all listed in {out / 'dataset_report.md'})")

@@ -308,7 +308,7 @@ def pair_groups(groups: List[Group]):
                 continue
             rules = find_rules([p.name for p in photo.files], mask_names)
             if rules:  # photos by their pixels and by a name that says no mask (Cityscapes' noisy _color.png)
-                key = (2 * rules[0][1] >= len(mask_names), photo.kind == "photo", hint_score(photo) == 0,
+                key = (2 * rules[0][1] >= len(mask_names), photo.kind == "photo", not says_mask(photo),
                        path_likeness(photo, masks), rules[0][1])
                 if best is None or key > best[0]:
                     best = (key, photo, rules)
@@ -385,6 +385,13 @@ def is_region_of(candidate: Pairing, label: Pairing, photos: Group) -> Optional[
     low, high = round(100 * min(shares)), round(100 * max(shares))
     return (f"binary masks covering {low}{f'-{high}' if high != low else ''}% of each image, holding every labelled "
             "pixel: regions of interest (pixels outside are void)")
+
+
+def says_mask(group: Group) -> bool:
+    """Whether a group's path or its files' common name ending says mask, label or a rendering of one (gtFine/,
+    `_color.png`): ranks it below other photos paired by the same names."""
+    text = "/".join(group.folder.parts[-3:] + (common_ending([p.name for p in group.files[:50]]) or "",)).lower()
+    return any(h in text for h in LABEL_HINTS + OTHER_HINTS)
 
 
 def hint_score(group: Group) -> int:
@@ -989,22 +996,24 @@ def resampled_classes(codes: Codes):
     neighbours' values (blended_pixels: along edges, never inside a region as a class's would be) or on thin
     lines and rare. The classes are every value but those blends (thin ones under 0.1% of the pixels, where three
     classes meet, too)."""
-    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours",
-                  cells=False)
     total = codes.counts.sum()
-    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.5 * total:
-        return None
     parts = (lambda c: colour_of(c)) if codes.kind == "colours" else (lambda c: [c])
 
-    def blend(code):  # between neighbours' values, or on thin lines and rare
+    def blend(code, big):  # between neighbours' values, or on thin lines and rare; between two of `big`
         blended = codes.blends.get(code, 0) >= 0.5 * codes.pixels(code) or (
             codes.thin(code) and codes.pixels(code) < 0.01 * total)
         return blended and any(
             all(min(x, y) <= v <= max(x, y) for v, x, y in zip(parts(code), parts(a), parts(b)))
-            for i, a in enumerate(big) for b in big[i + 1:])
+            for i, a in enumerate(big) for b in big[i + 1:] if code not in (a, b))
+
+    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours",
+                  cells=False)
+    big = [c for c in big if codes.blends.get(c, 0) < 0.5 * codes.pixels(c) or not blend(c, big)]  # 50 of 0/100
+    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.5 * total:
+        return None
 
     others = [c for c in codes.codes.tolist() if c not in big]
-    blends = [c for c in others if blend(c)]
+    blends = [c for c in others if blend(c, big)]
     if len(blends) < 8 or sum(codes.pixels(c) for c in blends) < 0.8 * sum(codes.pixels(c) for c in others):
         return None
     return sorted(big + [c for c in others

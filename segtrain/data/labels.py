@@ -581,14 +581,21 @@ def roundest(value: int, reach: int = 4) -> int:
 
 
 def mask_modes(stored: np.ndarray):
-    """The values a lossy index mask's regions hold (centres of the values inside regions, each holding at least
-    1% of them, each its roundest neighbour): what its classes were stored as before compression."""
-    inside = stored[flat_pixels(stored)]
-    if not inside.size:
-        inside = stored.ravel()
-    counts = np.bincount(inside.astype(np.int64).ravel())
-    present = np.flatnonzero(counts)
-    return sorted({roundest(v) for v in centres(present, counts[present], value_distance, share=0.01)})
+    """The values a lossy index mask's classes were stored as: the peaks of its histogram (the pixels within 8 of a
+    value, at least 2% of the mask; the next peak farther than twice LOSSY_SPREAD), each the median of the values
+    within LOSSY_SPREAD of its peak, then the roundest value within 8 of that (compression scatters a region's
+    values around the one stored)."""
+    counts = np.bincount(stored.astype(np.int64).ravel())
+    around = np.convolve(counts, np.ones(17, np.int64), "same")
+    modes = []
+    while around.size and around.max() >= 0.02 * stored.size:
+        peak = int(around.argmax())
+        low = max(0, peak - LOSSY_SPREAD)
+        near = counts[low:peak + LOSSY_SPREAD + 1]
+        median = low + int(np.searchsorted(np.cumsum(near), near.sum() / 2))
+        modes.append(roundest(median, reach=8))
+        around[max(0, peak - 2 * LOSSY_SPREAD):peak + 2 * LOSSY_SPREAD + 1] = 0
+    return sorted(set(modes))
 
 
 def looks_lossy(stored: np.ndarray) -> bool:
