@@ -9,14 +9,16 @@ inspect_tree(root, out) finds, in this order:
   suffix replaced by a mask suffix (`21_training.tif` -> `21_manual1.gif`; MMSegmentation's img_suffix and
   seg_map_suffix), with `{split}` where the split's name is part of it; further mask folders for the same photos
   are regions of interest when they are binary, cover much of each image and hold every labelled pixel (DRIVE's
-  field-of-view masks), else alternatives left unused;
+  field-of-view masks), else other mask sets (a second observer, coarse labels), named with the keys that read
+  them;
 - the splits: split files (`train.txt` of names or `IMAGE LABEL` pairs), split folders and `{split}` folder
   patterns (`train/` with `trainannot/`), several folders per split (`Tile 1/`, `Tile 2/`), or none (a held-out
   fraction); a layout no key describes gets a pair list written into `out`;
-- the mask encoding, from every mask of both splits: class indices, stored values (0/255), palettes read by index
-  (VOC) or by colour (palettes renumbered file by file), RGB colours, lossy masks (JPEG: the values inside
-  regions; resized: the values their interpolated edges blend) and the tolerance that keeps their classes apart;
-  void candidates; the photos' channels.
+- the mask encoding, from every mask of both splits: class indices, stored values (0/255; 0/1 in some files and
+  0/255 in others), palettes read by index (VOC) or by colour (palettes renumbered file by file), RGB colours,
+  lossy masks (JPEG and lossy WebP: the values inside regions; resized: the values their interpolated edges
+  blend) and the tolerance that keeps their classes apart; void candidates; colours only transparent pixels hold;
+  the photos' channels.
 
 Nothing is guessed silently. Each key comes with one line of evidence, and where the data could mean two things
 (255 a class or void? which folder validates?) the choice made is given with the key that changes it. Every
