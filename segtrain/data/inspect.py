@@ -42,8 +42,8 @@ from ..errors import SegtrainError
 from ..progress import track
 from .files import IGNORE_INDEX, IMAGE_SUFFIXES
 from .folder import FolderLayout, line_fields, resolve_path
-from .labels import (blended_pixels, centres, colour_distance, flat_pixels, lossy_format, read_mask, roundest,
-                     value_distance, widest_tolerance)
+from .labels import (blended_pixels, centres, colour_distance, colour_key, flat_pixels, lossy_format, read_mask,
+                     roundest, value_distance, widest_tolerance)
 
 SEPARATORS = "_- ."
 SAMPLED = 6  # files per folder read to tell photos from masks
@@ -1154,8 +1154,8 @@ def transparent_choices(ins: Inspection, tally: Tally, codes: Codes, classes, to
         if not tally.transparent.get(code) or tally.transparent[code] != codes.pixels(code):
             continue
         rest = [c for c in classes if c != code]
-        mapping = {"x".join(map(str, colour_of(c))): i for i, c in enumerate(rest)}
-        mapping["x".join(map(str, colour_of(code)))] = 0
+        mapping = {colour_key(c): i for i, c in enumerate(rest)}
+        mapping[colour_key(code)] = 0
         ins.choices.append(f"{codes.describe(code)} (class_{index}, {percent(codes.pixels(code), total)} of the "
                            "pixels) is transparent (alpha 0) wherever it occurs: pixels the masks leave unlabelled, "
                            f"read as a class of its own. If they are {'class_0' if index else 'class_1'}: "
@@ -1179,19 +1179,19 @@ def perhaps_lossy(ins: Inspection, codes: Codes, classes, total: int) -> None:
     else:
         tolerance = min(127, (min(colour_distance(a, b) for i, a in enumerate(big) for b in big[i + 1:]) - 1) // 2)
         keys = (f"dataset.mask_tolerance={tolerance} "
-                + override_argument("dataset.label_map", {"x".join(map(str, colour_of(c))): i
-                                                          for i, c in enumerate(big)}) + " dataset.unmapped=ignore")
+                + override_argument("dataset.label_map", {colour_key(c): i for i, c in enumerate(big)})
+                + " dataset.unmapped=ignore")
     ins.choices.append(f"the masks hold {len(classes)} {codes.kind}, {len(rare)} of them each under 0.5% of the "
-                       f"pixels: they may be lossy (resized or compressed masks), blends of {shares_text(codes, big, total)}"
-                       f". Then read them with {keys} and a classes YAML of {len(big)} classes; the command below "
-                       "keeps every stored value a class")
+                       "pixels: they may be lossy (resized or compressed masks), blends of "
+                       f"{shares_text(codes, big, total)}. Then read them with {keys} and a classes YAML of {len(big)} "
+                       "classes; the command below keeps every stored value a class")
 
 
 def set_meaning(ins: Inspection, codes: Codes, classes, void, tolerance, unreachable, total) -> None:
     """label_values / ignore_values, or a label map where lossy pixels far from every class are void."""
     described = f"{codes.kind} {shares_text(codes, classes, total)}: one class each, in this order"
     if unreachable:
-        key = (lambda c: "x".join(map(str, colour_of(c)))) if codes.kind == "colours" else int
+        key = colour_key if codes.kind == "colours" else int
         mapping = {key(c): i for i, c in enumerate(classes)}
         mapping.update({key(c): IGNORE_INDEX for c in void})
         ins.set("dataset.label_map", mapping, described)

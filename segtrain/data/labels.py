@@ -410,12 +410,12 @@ class LabelEncoding:
         if transparent is not None:
             hidden = np.bincount(inverse[transparent], minlength=len(colours))
             if (hidden[unknown] == counts[unknown]).all():  # drawn nowhere: the mask's transparent pixels
-                mapping = {_colour_key(c): index for c, index in known.items()}
-                mapping[_colour_key(colours[first])] = 0
-                rgb = [int(colours[first]) >> 16, (int(colours[first]) >> 8) & 255, int(colours[first]) & 255]
+                mapping = {colour_key(c): index for c, index in known.items()}
+                mapping[colour_key(colours[first])] = 0
+                rgb = [int(c) for c in colour_key(colours[first]).split("x")]
                 return (f"{path}: {name} is transparent (alpha 0) wherever it occurs: the mask leaves those pixels "
                         f"unlabelled; if they are '{self.class_names[0]}', set {argument('dataset.label_map', mapping)}"
-                        f"; if they are void, set dataset.ignore_values=[[{','.join(map(str, rgb))}]]")
+                        f"; if they are void, set {argument('dataset.ignore_values', [rgb])}")
         kind = lossy_format(path)
         if kind or unknown.size > 2 * max(1, len(known)):
             return (f"{path}: colours that are no class colour of dataset.classes={self.classes_file} ({unknown.size}"
@@ -443,7 +443,7 @@ class LabelEncoding:
         far = int(counts[np.abs(found[:, None] - rgb[None]).max(2).min(1) > widest].sum())
         keys = [f"dataset.mask_tolerance={widest}"] if self.tolerance != widest else []
         if not self.colour_map:
-            keys.append(argument("dataset.label_map", {_colour_key(c): index for c, index in known.items()}))
+            keys.append(argument("dataset.label_map", {colour_key(c): index for c, index in known.items()}))
         if self.unmapped != "ignore":
             keys.append("dataset.unmapped=ignore")
         return (f"set {' '.join(keys)} to take each colour's nearest class colour within {widest}; colours farther "
@@ -488,7 +488,7 @@ def argument(key: str, value) -> str:
     return override_argument(key, value)
 
 
-def _colour_key(code) -> str:
+def colour_key(code) -> str:
     """A colour code as label_map writes it on the command line: RxGxB."""
     code = int(code)
     return f"{code >> 16}x{(code >> 8) & 255}x{code & 255}"
