@@ -25,7 +25,7 @@ from . import distributed
 from .checkpoint import Checkpointer, find_resume_checkpoint, init_from_checkpoint, remove_stale_temporaries
 from .config import check_config, override_argument, to_plain
 from .config.schemas import MIN_SIDE
-from .data import build_dataset, dataset_info, item_name
+from .data import build_dataset, dataset_info, item_name, shared_images
 from .data.augment import Augmented
 from .data.files import FileDataset, resized_size
 from .data.labels import IGNORE_INDEX
@@ -277,6 +277,8 @@ def load_data(cfg, run_dir: Path, main_process: bool):
             val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
     log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
              cfg.dataset.num_classes)
+    for warning in shared_images(train_set, val_set):
+        log.warning(warning)
     train_scan = scan_labels(train_set, "checking train labels", keep_going=True) \
         if isinstance(train_set, FileDataset) else None
     val_scan = scan_labels(val_set, "checking val labels", keep_going=True) \

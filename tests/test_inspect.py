@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from segtrain.cli.data import run as data_run
 from segtrain.data import build_dataset
-from segtrain.data.fake import (make_cityscapes, make_folder, make_masks_as_shipped, make_retina, make_tiles,
-                                make_voc)
+from segtrain.data.fake import (make_chase, make_cityscapes, make_folder, make_hrf, make_masks_as_shipped,
+                                make_retina, make_tiles, make_voc)
 from segtrain.data.scan import scan_labels
 from segtrain.errors import SegtrainError
 
@@ -21,7 +21,7 @@ from .conftest import compose_config
 # layout folder under the fake tree -> the stored codes inspect makes void (255 beside class indices; VOC's borders)
 VOID = {"folder": {"255"}, "folder_pairs": set(), "folder_binary": set(), "folder_rgb": set(),
         "folder_palette": set(), "folder_jpeg": set(), "folder_label_map": set(), "cityscapes": set(),
-        "VOCdevkit/VOC2012": {"255"}, "retina": set(), "tiles": {"255"}}
+        "VOCdevkit/VOC2012": {"255"}, "retina": set(), "hrf": set(), "chase": set(), "tiles": {"255"}}
 TRAIN = ["model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=2", "trainer.val_batch_size=2",
          "trainer.num_workers=0", "trainer.device=cpu", "trainer.num_vis_images=1", "trainer.log_interval=1"]
 
@@ -29,7 +29,8 @@ TRAIN = ["model.width=0.0625", "trainer.max_iters=2", "trainer.batch_size=2", "t
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
     out = tmp_path_factory.mktemp("inspect")
-    for make in (make_folder, make_masks_as_shipped, make_cityscapes, make_voc, make_retina, make_tiles):
+    for make in (make_folder, make_masks_as_shipped, make_cityscapes, make_voc, make_retina, make_hrf, make_chase,
+                 make_tiles):
         make(out, 32)
     return out
 
@@ -45,11 +46,11 @@ def inspect(root, out, capsys):
     return command[1:], codes, printed
 
 
-def read_through(root, overrides, codes, void):
+def read_through(root, overrides, codes, void, truth_file="stored.json"):
     """{split: (class pixels by stored code, the truth's)} with the fixture's truth summed over the split's masks,
     after checking every code the masks hold is a class or the layout's void (and no void code a class), and that
     the splits use every mask."""
-    truth = json.loads((root / "stored.json").read_text())
+    truth = json.loads((root / truth_file).read_text())
     cfg = compose_config(*overrides, "trainer.device=cpu")
     found, used = {}, set()
     for split in (cfg.dataset.train_split, cfg.dataset.val_split):
@@ -196,3 +197,207 @@ def test_colour_jpeg_masks_void_only_their_blended_edges(tmp_path, capsys):
     for index, (image, mask, *_) in enumerate(dataset.items):
         n, label, away_from_edges = inside[int(image.stem)]
         assert np.array_equal(dataset[index][1].numpy()[away_from_edges], label[away_from_edges])
+
+
+def test_cityscapes_colour_renderings_are_not_taken_for_photos(fake, tmp_path):
+    """The fake Cityscapes tree's _gtFine_color.png files are noise: photos by their pixels alone; their names say
+    masks, and leftImg8bit/ pairs by the same names."""
+    from segtrain.data.inspect import inspect_tree
+
+    ins = inspect_tree(fake / "cityscapes", tmp_path)
+    assert ins.value("dataset.image_dir") == "leftImg8bit/{split}" and not ins.problems
+    assert ins.value("dataset.mask_suffix") == "_gtFine_labelIds.png"
+
+
+def two_mask_sets(root, layout):
+    """Six photos with two sets of 0/255 masks: labels_fine/ and labels_coarse/ (same names), or masks/NAME_gt1.png
+    and masks/NAME_gt2.png; each set's pixels per stored value in stored_<set>.json."""
+    from segtrain.data.fake import StoredTruth, save_jpg, save_png, scene
+
+    truths = {}
+    for n in range(6):
+        image, label = scene(1400 + n, 24)
+        save_jpg(image, root / "images" / f"n{n}.jpg")
+        for drawn, name in (((3,), "a"), ((3, 4), "b")):
+            mask = np.where(np.isin(label, drawn), 255, 0).astype(np.uint8)
+            path = root / (f"labels_{'fine' if name == 'a' else 'coarse'}/n{n}.png" if layout == "folders" else
+                           f"masks/n{n}_gt{1 if name == 'a' else 2}.png")
+            save_png(mask, path)
+            truths.setdefault(name, StoredTruth()).add(root, path, mask)
+    for name, truth in truths.items():
+        truth.write(f"stored_{name}.json")
+
+
+@pytest.mark.parametrize("layout", ["chase", "folders", "suffixes"])
+def test_every_mask_set_that_fits_is_said_and_following_it_reads_that_set(layout, fake, tmp_path, capsys):
+    """CHASE's two observers in one flat folder (the photos' folder), coarse and fine label folders, two suffixes
+    in one mask folder: the command reads one set, a choice line names the other with the keys that read it."""
+    if layout == "chase":
+        root, other = fake / "chase", "stored_2ndHO.json"
+    else:
+        root = tmp_path / layout
+        two_mask_sets(root, layout)
+    overrides, codes, printed = inspect(root, tmp_path / "found", capsys)
+    reads = next(word.split("=", 1)[1] for word in overrides if word.startswith(
+        "dataset.mask_dir=" if layout == "folders" else "dataset.mask_suffix="))
+    if layout != "chase":
+        chosen = "a" if reads in ("labels_fine", "_gt1.png") else "b"
+        other, truth = f"stored_{'b' if chosen == 'a' else 'a'}.json", f"stored_{chosen}.json"
+        for split, (read, expected) in read_through(root, overrides, codes, set(), truth).items():
+            assert read == expected, split
+    line = next(line for line in printed.replace("\n    ", " ").splitlines() if "several sets of masks" in line)
+    keys = shlex.split(line.split("For ", 1)[1].split(": ", 1)[1].split(";", 1)[0])
+    assert keys and all(k.startswith(("dataset.mask_dir=", "dataset.mask_suffix=")) for k in keys), line
+    replaced = {k.split("=", 1)[0] for k in keys}
+    followed = [o for o in overrides if o.split("=", 1)[0] not in replaced] + keys
+    for split, (read, expected) in read_through(root, followed, codes, set(), other).items():
+        assert read == expected, split
+
+
+def test_binary_masks_stored_as_0_1_and_as_0_255_are_one_class(tmp_path, capsys):
+    """Half the masks store the object as 1, half as 255 (real sets mix them): one class through a label map, not
+    255 made void; and the error the decoder gives without keys leads to the same reading."""
+    from segtrain.data.fake import save_jpg, save_png, scene, write_classes
+
+    root = tmp_path / "mixed"
+    truth = np.zeros(2, np.int64)
+    for n in range(6):
+        image, label = scene(1500 + n, 24)
+        obj = (label >= 1) & (label <= 4)
+        save_jpg(image, root / "images" / f"{n}.jpg")
+        save_png((obj * (255 if n % 2 else 1)).astype(np.uint8), root / "masks" / f"{n}.png")
+        truth += [int((~obj).sum()), int(obj.sum())]
+    keys, codes, printed = keys_found(tmp_path, capsys, root)
+    assert keys["dataset.label_map"] == "{0:0,1:1,255:1}" and "dataset.ignore_values" not in keys, printed
+    assert "1 and 255 never share a mask" in printed.replace("\n    ", " ")
+
+    def pixels(overrides):
+        cfg = compose_config(*overrides)
+        return sum(scan_labels(build_dataset(cfg.dataset, split), "test", workers=0).class_pixels(2)
+                   for split in ("train", "val"))
+
+    assert pixels([f"{k}={v}" for k, v in keys.items()]).tolist() == truth.tolist()
+    write_classes(root / "classes.yaml", ["background", "object"])
+    base = ["dataset=folder", f"dataset.root={root}", f"dataset.classes={root / 'classes.yaml'}",
+            "dataset.val_fraction=0.2"]
+    with pytest.raises(SegtrainError) as info:  # without keys: the 0/255 masks are an error naming the label map
+        pixels(base)
+    proposed = shlex.split(str(info.value).split("if other masks store the class as 1, set ", 1)[1])[0]
+    assert pixels(base + [proposed]).tolist() == truth.tolist()
+
+
+def lossy_tree(root, kind):
+    """Six masks as lossy files: 0/255 objects as lossy WebP stored RGB (kind webp), or 0/100/200 masks drawn at
+    twice the size and shrunk with bilinear interpolation (kind resized); with the truth counted from the pixels
+    meant (webp: the scene's objects) or from the stored values by their nearest class value (resized; a value
+    as far from two is void)."""
+    from PIL import Image
+
+    from segtrain.data.fake import save_png, scene
+
+    truth = np.zeros(4, np.int64)  # classes, then void
+    for n in range(6):
+        image, label = scene(1600 + n, 64 if kind == "resized" else 32)
+        if kind == "webp":
+            obj = ((label >= 1) & (label <= 4)).astype(np.uint8)
+            Image.fromarray(np.repeat(obj[..., None] * 255, 3, 2)).save(root / "masks" / f"{n}.webp", quality=50) \
+                if (root / "masks").is_dir() or (root / "masks").mkdir(parents=True) is None else None
+            truth[:2] += [int((obj == 0).sum()), int(obj.sum())]
+            save_png(image, root / "images" / f"{n}.png")
+            continue
+        drawn = np.array([0, 100, 200, 100, 200, 0], np.uint8)[label]
+        small = np.asarray(Image.fromarray(drawn).resize((32, 32), Image.BILINEAR))
+        save_png(small, root / "masks" / f"{n}.png")
+        save_png(np.asarray(Image.fromarray(image).resize((32, 32))), root / "images" / f"{n}.png")
+        distance = np.abs(small[..., None].astype(int) - [0, 100, 200])
+        nearest = distance.argmin(-1)
+        tie = (np.sort(distance, -1)[..., 0] == np.sort(distance, -1)[..., 1])
+        truth[:3] += np.bincount(nearest[~tie], minlength=3)
+        truth[3] += int(tie.sum())
+    return truth
+
+
+@pytest.mark.parametrize("kind", ["webp", "resized"])
+def test_lossy_masks_not_named_jpeg_are_told_and_read(kind, tmp_path, capsys):
+    """Lossy WebP masks (told by their header, not their name) and bilinear-shrunk masks with many edges (two
+    thirds of the pixels at 0): a tolerance and the class values, not a class per noise value."""
+    root = tmp_path / kind
+    truth = lossy_tree(root, kind)
+    keys, codes, printed = keys_found(tmp_path, capsys, root)
+    assert "dataset.mask_tolerance" in keys and len(codes) == (2 if kind == "webp" else 3), printed
+    cfg = compose_config(*[f"{k}={v}" for k, v in keys.items()])
+    read = sum(scan_labels(build_dataset(cfg.dataset, split), "test", workers=0).counts[:, 0].sum(0)
+               for split in ("train", "val"))
+    classes = len(codes)
+    assert read[:classes].tolist() == truth[:classes].tolist() and read[255] == truth[3]
+
+
+def test_masks_that_may_be_lossy_say_so_and_the_keys_read_them(tmp_path, capsys):
+    """0/100/200 masks with rare stray values above 200 scattered inside its regions (no blends along edges): not
+    surely lossy, so every value stays a class, and a choice line names dataset.mask_tolerance with the class
+    values."""
+    from segtrain.data.fake import save_png, scene, write_classes
+
+    root = tmp_path / "stray"
+    truth = np.zeros(3, np.int64)
+    for n in range(6):
+        image, label = scene(1700 + n, 32)
+        classes = np.array([0, 1, 2, 1, 2, 0])[label]
+        stored = np.array([0, 100, 200], np.uint8)[classes]
+        rng = np.random.default_rng(n)
+        stray = (rng.random(stored.shape) < 0.05) & (classes == 2)  # above 200: between no two class values
+        stored = np.where(stray, stored + rng.integers(1, 31, stored.shape), stored).astype(np.uint8)
+        save_png(stored, root / "masks" / f"{n}.png")
+        save_png(image, root / "images" / f"{n}.png")
+        truth += np.bincount(classes.ravel(), minlength=3)
+    keys, codes, printed = keys_found(tmp_path, capsys, root)
+    assert len(codes) > 12, printed
+    line = next(line for line in printed.replace("\n    ", " ").splitlines() if "may be lossy" in line)
+    proposed = shlex.split(line.split("read them with ", 1)[1].split(" and a classes YAML", 1)[0])
+    assert proposed == ["dataset.label_values=[0,100,200]", "dataset.mask_tolerance=49"], line
+    write_classes(tmp_path / "three.yaml", ["a", "b", "c"])
+    overrides = [f"{k}={v}" for k, v in keys.items() if k not in ("dataset.label_values", "dataset.classes")]
+    cfg = compose_config(*overrides, f"dataset.classes={tmp_path / 'three.yaml'}", *proposed)
+    read = sum(scan_labels(build_dataset(cfg.dataset, split), "test", workers=0).class_pixels(3)
+               for split in ("train", "val"))
+    assert read.tolist() == truth.tolist()
+
+
+def test_a_transparent_background_is_a_choice_whose_keys_read_it(tmp_path, capsys):
+    """RGBA colour masks, some with a transparent white background (nothing drawn there): white stays a class of
+    its own, and the choice line's keys make those pixels the background or void."""
+    from PIL import Image
+
+    from segtrain.data.fake import FOLDER_COLOURS, save_png, scene
+
+    root = tmp_path / "rgba"
+    truth, hidden = np.zeros(4, np.int64), 0  # black background, red, yellow, green; background left transparent
+    colours = np.asarray(FOLDER_COLOURS[:4], np.uint8)
+    for n in range(6):
+        image, label = scene(1800 + n, 24)
+        label = np.where(label > 3, 0, label)
+        rgba = np.concatenate([colours[label], np.full(label.shape + (1,), 255, np.uint8)], 2)
+        if n % 2:
+            rgba[label == 0] = (255, 255, 255, 0)
+            hidden += int((label == 0).sum())
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgba, "RGBA").save(root / "masks" / f"{n}.png")
+        save_png(image, root / "images" / f"{n}.png")
+        truth += np.bincount(label.ravel(), minlength=4)
+    keys, codes, printed = keys_found(tmp_path, capsys, root)
+    white = codes.index("255,255,255")
+    joined = printed.replace("\n    ", " ")
+    assert "is transparent (alpha 0) wherever it occurs" in joined
+    for start, end, void in (("If they are class_0: ", "; if they are void", False),
+                             ("; if they are void: ", "; either way", True)):
+        proposed = advice(printed, start, end)
+        rewrite_classes(tmp_path / "found" / "classes.yaml", drop=f"class_{white}")
+        cfg = compose_config(*[f"{k}={v}" for k, v in keys.items()], *proposed)
+        read = sum(scan_labels(build_dataset(cfg.dataset, split), "test", workers=0).counts[:, 0].sum(0)
+                   for split in ("train", "val"))
+        kept = [codes.index(",".join(map(str, c))) for c in colours]
+        kept = [k - (k > white) for k in kept]
+        assert [int(read[k]) for k in kept] == [int(truth[0]) - hidden * void, *truth[1:].tolist()]
+        assert read[255] == hidden * void
+        (tmp_path / "found" / "classes.yaml").unlink()
+        keys, codes, printed = keys_found(tmp_path, capsys, root)

@@ -68,7 +68,7 @@ def test_a_voc_style_palette_is_read_by_index():
 
 def suggested_settings(message: str):
     """The `dataset.KEY=VALUE` settings an error line proposes after 'set', once each."""
-    found = [s.rstrip(";,)") for s in re.findall(r"dataset\.[a-z_]+=\S+", message.split("set ", 1)[1])]
+    found = [s.rstrip(";,)'") for s in re.findall(r"dataset\.[a-z_]+=\S+", message.split("set ", 1)[1])]
     return list(dict.fromkeys(found))  # each bad file of a line proposes the same
 
 
@@ -181,10 +181,17 @@ def test_name_patterns_pair_images_and_masks_per_split(tmp_path):
     truth = (np.array(Image.open(root / "test" / "1st_manual" / "01_manual1.gif")) > 0).astype(np.int64)
     assert np.array_equal(test[0][1].numpy(), truth)
     (root / "training" / "1st_manual" / "22_manual1.gif").rename(root / "training" / "1st_manual" / "22_manual.gif")
-    with pytest.raises(SegtrainError, match=r"22_manual1.gif: label file is missing for 22_training.tif; the most "
-                                            r"similar file in .* is 22_manual.gif; dataset.image_suffix .* "
-                                            r"dataset.mask_suffix=_manual1.gif"):
-        build_dataset(cfg.dataset, "training")
+    problems = scan_labels(build_dataset(cfg.dataset, "training"), "test", workers=0, keep_going=True).problems
+    assert len(problems) == 1 and re.fullmatch(r".*22_manual1.gif: label file is missing for 22_training.tif; the "
+                                               r"most similar file in .* is 22_manual.gif", problems[0]), problems
+    with pytest.raises(SegtrainError, match=r"label file is missing for 21_training.tif \(4 of 4 images have none\)"
+                                            r"; the most similar file in .* is 21_manual1.gif; dataset.image_suffix "
+                                            r".* dataset.mask_suffix=_manual2.gif"):  # none pair: the naming keys
+        build_dataset(compose_config(*keys, "dataset.mask_suffix=_manual2.gif").dataset, "training")
+    with pytest.raises(SegtrainError, match=r"dataset.image_suffix=_training.tif: no file in .*test/images ends with "
+                                            r"it; it names the split 'training': dataset.image_suffix=_{split}.tif "
+                                            r"takes each split's own name \(the names there are like 01_test.tif\)"):
+        build_dataset(compose_config(*keys, "dataset.image_suffix=_training.tif").dataset, "test")
 
 
 def test_pair_lists_with_spaces_in_names(shipped, tmp_path):
@@ -196,6 +203,10 @@ def test_pair_lists_with_spaces_in_names(shipped, tmp_path):
     (root / "train.txt").write_text("images/img 000.png\tmasks/img000.png\n\"images/img001.png\" 'masks/img001.png'\n")
     dataset = build_dataset(compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset, "train")
     assert [(i.name, m.name) for i, m in dataset.items] == [("img 000.png", "img000.png"), ("img001.png", "img001.png")]
+    (root / "train.txt").write_text("images/img 000.png masks/img 000 copy.png\n")
+    with pytest.raises(SegtrainError, match=r"train.txt line 1: 5 fields; expected NAME or 'IMAGE_PATH LABEL_PATH' "
+                                            r"\(paths with spaces: separate the two by a tab, or quote each"):
+        build_dataset(compose_config(*base(root), *MASK_LAYOUTS["folder_label_map"]).dataset, "train")
 
 
 def test_a_region_of_interest_removes_exactly_the_pixels_outside_it(shipped, tmp_path):
@@ -274,3 +285,198 @@ def test_several_folders_make_one_split_and_keep_equal_names_apart(tmp_path):
     assert [item_name(train, i) for i in range(4)] == [f"Tile {t}/images/patch_{n}.png" for t in (1, 2)
                                                        for n in (0, 1)]
     assert scan_labels(train, "test", workers=0).class_pixels(5).tolist() == truth
+
+
+def lossy_set(root, kind):
+    """Six masks stored as JPEG at qualities 40 to 95 (50 to 95 for three grey levels, where 40 leaves a value
+    halfway between two): 0/255 objects (kind binary, truth: the scene's objects) or three classes as 0/100/200
+    (kind grey, truth: each stored value's nearest class value, counted with numpy); every mask holds every class.
+    Returns the truth per class."""
+    from segtrain.data.fake import save_jpg, save_png, scene, write_classes
+
+    truth = np.zeros(3, np.int64)
+    for n, quality in enumerate([40 if kind == "binary" else 50, 50, 60, 75, 90, 95]):
+        image, label = scene(1900 + n, 32)
+        classes = ((label >= 1) & (label <= 4)).astype(int) if kind == "binary" else np.array([0, 1, 2, 1, 2, 0])[label]
+        values = np.array([0, 255] if kind == "binary" else [0, 100, 200], np.uint8)
+        save_jpg(values[classes], root / "masks" / f"{n}.jpg", quality=quality)
+        save_png(image, root / "images" / f"{n}.png")
+        if kind == "grey":
+            from PIL import Image
+
+            stored = np.asarray(Image.open(root / "masks" / f"{n}.jpg")).astype(int)
+            distance = np.sort(np.abs(stored[..., None] - values.astype(int)), -1)
+            assert (distance[..., 0] < distance[..., 1]).all()  # no value halfway between two classes
+            classes = np.abs(stored[..., None] - values.astype(int)).argmin(-1)
+        truth += np.bincount(classes.ravel(), minlength=3)
+    write_classes(root / "classes.yaml", ["background", "object"] if kind == "binary" else ["a", "b", "c"])
+    return truth[:2] if kind == "binary" else truth
+
+
+@pytest.mark.parametrize("kind, start", [("binary", []), ("binary", ["dataset.mask_tolerance=127"]),
+                                         ("binary", ["dataset.label_values=[0,255]"]), ("grey", []),
+                                         ("grey", ["dataset.mask_tolerance=127"])])
+def test_every_lossy_mask_gets_the_same_advice_and_it_reads_them_exactly(kind, start, tmp_path):
+    """Whatever the quality of each file, and whichever lossy-mask key is already set, every bad file's message
+    proposes the same settings, and following them reads every mask as the truth."""
+    from segtrain.data.check import verify
+
+    root = tmp_path / kind
+    truth = lossy_set(root, kind)
+    keys = [*base(root), "dataset.mask_suffix=.jpg", "dataset.val_fraction=0.2", *start]
+    problems, _ = verify(compose_config(*keys))
+    assert len(problems) >= 3 and all("lossy" in p for p in problems), problems
+    proposed = {tuple(suggested_settings(p)) for p in problems}
+    assert len(proposed) == 1, proposed
+    settings = dict(s.split("=", 1) for s in start) | dict(s.split("=", 1) for s in proposed.pop())  # followed
+    problems, pixels = verify(compose_config(*base(root), "dataset.mask_suffix=.jpg", "dataset.val_fraction=0.2",
+                                             *[f"{k}={v}" for k, v in settings.items()]))
+    assert not problems and sum(classes for classes, _ in pixels.values()).tolist() == truth.tolist()
+
+
+def test_colour_jpeg_advice_names_the_label_map_that_voids_blended_edges(tmp_path):
+    """With the widest tolerance already set, colours blended beyond it (edges between two class colours) are
+    named with the label map and dataset.unmapped=ignore that make them void; following it reads every pixel away
+    from the edges as its class."""
+    from segtrain.data.check import verify
+    from segtrain.data.fake import save_jpg, save_png, write_classes
+
+    root = tmp_path / "colour"
+    colours = np.asarray([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+    yy, xx = np.mgrid[:48, :48]
+    labels = []
+    for n in range(4):
+        label = ((xx // (12 + n)) + (yy // 16)) % 4  # stripes: every class meets every other
+        save_jpg(colours[label], root / "masks" / f"{n}.jpg", quality=60)
+        save_png(np.zeros((48, 48, 3), np.uint8) + n, root / "images" / f"{n}.png")
+        labels.append(label)
+    write_classes(root / "classes.yaml", ["bg", "red", "green", "blue"], colours.tolist())
+    keys = [*base(root), "dataset.mask_suffix=.jpg", "dataset.train_split=all", "dataset.val_split=all",
+            "dataset.image_dir=images", "dataset.mask_dir=masks"]
+    (root / "all.txt").write_text("".join(f"{n}\n" for n in range(4)))
+    problems, _ = verify(compose_config(*keys, "dataset.mask_tolerance=127"))
+    assert problems and all("dataset.mask_tolerance=127" not in p for p in problems), problems
+    settings = suggested_settings(problems[0])
+    assert settings[1:] == ["dataset.unmapped=ignore"] and settings[0].startswith("dataset.label_map={0x0x0:0,"), \
+        settings
+    dataset = build_dataset(compose_config(*keys, "dataset.mask_tolerance=127", *settings).dataset, "all")
+    for index, (image, _, *_) in enumerate(dataset.items):
+        label = labels[int(image.stem)]
+        inside = (label == np.roll(label, 3, 0)) & (label == np.roll(label, -3, 0)) & \
+            (label == np.roll(label, 3, 1)) & (label == np.roll(label, -3, 1))
+        assert np.array_equal(dataset[index][1].numpy()[inside], label[inside])
+
+
+def grey_palette_masks(root):
+    """Palette PNGs of class indices 0..2 with a grey identity palette (index i shows (i, i, i)), a classes YAML
+    with other colours; returns the truth per class."""
+    from segtrain.data.fake import save_png, scene, write_classes
+
+    truth = np.zeros(3, np.int64)
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1)
+    for n in range(5):
+        image, label = scene(2000 + n, 24)
+        classes = np.array([0, 1, 2, 1, 2, 0], np.uint8)[label]
+        save_png(classes, root / "masks" / f"{n}.png", palette=grey)
+        save_png(image, root / "images" / f"{n}.png")
+        truth += np.bincount(classes.ravel(), minlength=3)
+    write_classes(root / "classes.yaml", ["bg", "a", "b"], [[0, 0, 0], [255, 0, 0], [0, 0, 255]])
+    return truth
+
+
+def test_a_grey_palette_is_read_by_its_grey_levels_and_rgb_is_pointed_to_index(tmp_path):
+    """A grey identity palette carries no class colour: read by its grey levels, the class indices, even though
+    the YAML has colours; forcing mask_format=rgb is an error whose advice is mask_format=index, never a void
+    colour that would lose classes 1 and 2."""
+    root = tmp_path / "grey"
+    truth = grey_palette_masks(root)
+    keys = ["dataset.val_fraction=0.2"]
+    assert (np.array(shares(root, keys)) + np.array(shares(root, keys, "val"))).tolist() == truth.tolist()
+    with pytest.raises(SegtrainError) as info:
+        shares(root, keys + ["dataset.mask_format=rgb"])
+    message = str(info.value)
+    assert "if its indices are class indices, set dataset.mask_format=index" in message and \
+        "ignore_values" not in message, message
+    followed = keys + suggested_settings(message)
+    assert (np.array(shares(root, followed)) + np.array(shares(root, followed, "val"))).tolist() == truth.tolist()
+
+
+def test_a_transparent_colour_is_named_with_the_keys_for_background_and_void(tmp_path):
+    """An RGBA mask's transparent pixels (nothing drawn) in a colour no class has: the error says so, with the
+    label map that makes them the first class and the ignore_values that make them void; both read as said."""
+    from PIL import Image
+
+    from segtrain.data.labels import read_mask
+
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:2, :, :3] = (200, 40, 40)
+    rgba[2:, :2] = (255, 255, 255, 0)  # left unlabelled
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "m.png")
+    stored, palette, transparent = read_mask(tmp_path / "m.png", with_alpha=True)
+    encoding = LabelEncoding(["bg", "red"], [[0, 0, 0], [200, 40, 40]])
+    with pytest.raises(SegtrainError) as info:
+        encoding.decode(stored, tmp_path / "m.png", palette, transparent)
+    message = str(info.value)
+    assert "colour (255, 255, 255) (4 pixels) is transparent (alpha 0) wherever it occurs" in message, message
+    background = message.split("if they are 'bg', set ", 1)[1].split(";", 1)[0].strip("'")
+    mapped = LabelEncoding(["bg", "red"], label_map=command_line_map(background.split("=", 1)[1]))
+    assert mapped.decode(stored, "m.png").tolist() == [[1] * 4, [1] * 4, [0, 0, 0, 0], [0, 0, 0, 0]]
+    void = LabelEncoding(["bg", "red"], [[0, 0, 0], [200, 40, 40]], ignore_values=[[255, 255, 255]])
+    assert "dataset.ignore_values=[[255,255,255]]" in message
+    assert void.decode(stored, "m.png").tolist() == [[1] * 4, [1] * 4, [255, 255, 0, 0], [255, 255, 0, 0]]
+
+
+def command_line_map(text):
+    """A label map as the command line gives it (Hydra's `{0x0x0:0,...}` parsed as a dict)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(f"k={text}").value()
+
+
+def test_a_value_both_mapped_and_void_is_refused():
+    with pytest.raises(SegtrainError, match=r"dataset.label_map gives a class to 2 and dataset.ignore_values makes "
+                                            r"it void; keep one"):
+        LabelEncoding(["a", "b", "c"], label_map={0: 0, 1: 1, 2: 2}, ignore_values=[2])
+    with pytest.raises(SegtrainError, match=r"gives a class to \(9, 9, 9\)"):
+        LabelEncoding(["a"], label_map={"9x9x9": 0}, ignore_values=[[9, 9, 9]])
+
+
+def test_a_missing_mask_is_one_of_the_problems_check_reports(shipped, tmp_path):
+    """One image without its mask beside a mask with a value no key explains: check reads the rest, lists both in
+    its report (well-formed tables), names the most similar file, and no key advice (the other images pair)."""
+    import shutil
+
+    from PIL import Image
+
+    from segtrain.cli.data import run as data_run
+
+    root = tmp_path / "data"
+    shutil.copytree(shipped / "folder_label_map", root)
+    (root / "masks" / "img002.png").unlink()
+    Image.fromarray(np.full((48, 48), 77, np.uint8)).save(root / "masks" / "img007.png")
+    keys = [*base(root), *MASK_LAYOUTS["folder_label_map"], "dataset.unmapped=error", "dataset.ignore_values=[99]"]
+    with pytest.raises(SegtrainError, match=r"^2 bad files: .*img002.png: label file is missing for img002.png; "
+                                            r"the most similar file in .* is img00\d.png; .*img007.png"):
+        data_run(["check", f"out={tmp_path / 'report'}", *keys])
+    report = (tmp_path / "report" / "dataset_report.md").read_text()
+    assert "## 2 problem(s)" in report and "dataset.image_suffix" not in report
+    tables = [block.splitlines() for block in report.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 2 and all(len({line.count("|") for line in table}) == 1 for table in tables), tables
+    assert tables[0][0] == "| | train | val |"
+    for path in (root / "masks").iterdir():  # every label bad: the report says so, with no table
+        path.write_bytes(b"not a png")
+    with pytest.raises(SegtrainError):
+        data_run(["check", f"out={tmp_path / 'bad'}", *keys])
+    report = (tmp_path / "bad" / "dataset_report.md").read_text()
+    assert "No split could be read." in report and "|" not in report
+
+
+def test_the_same_images_in_both_splits_are_a_warning(shipped, tmp_path, capsys):
+    from segtrain.cli.data import run as data_run
+
+    root = shipped / "folder_label_map"
+    data_run(["check", f"out={tmp_path}", *base(root), *MASK_LAYOUTS["folder_label_map"], "dataset.val_split=train"])
+    warning = "dataset.train_split and dataset.val_split share 6 of the 6 val images (e.g. img000.png)"
+    assert warning in capsys.readouterr().err
+    assert warning in json.loads((tmp_path / "dataset_report.json").read_text())["warnings"][0]

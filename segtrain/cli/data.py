@@ -13,7 +13,7 @@ dataset.classes=...`, any `dataset=`), before any training:
 `inspect ROOT` works out how `dataset=folder` reads a folder tree it has never seen: the photo and mask folders,
 how a mask is named from its photo (same name, a suffix, part of the name replaced), regions of interest, the
 splits (split files, split folders, {split} patterns, several folders per split, or a held-out fraction), the mask
-encoding (class indices, 0/255, palettes by index or by colour, RGB colours, lossy JPEG masks) and void candidates.
+encoding (class indices, 0/255, palettes by index or by colour, RGB colours, lossy masks) and void candidates.
 It writes classes.yaml (class_0, class_1, ..., with the colours seen) and inspect.json, reads every mask of both
 splits with the keys it found, and prints them with one line of evidence each, the choices it made (with the key
 that changes each), and the `segtrain dataset=folder ...` command:
@@ -117,6 +117,8 @@ def run(argv) -> int:
             print(f"train mean {report['mean']} std {report['std']}")
         for name in report["never_in_train"]:
             print(f"warning: class {name!r} never occurs in the train split", file=sys.stderr)
+        for warning in report["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"wrote {out / 'dataset_report.md'} and {out / 'dataset_report.json'}")
         if report["problems"]:
             raise SegtrainError(f"{problems_line(report['problems'])} (all listed in {out / 'dataset_report.md'})")

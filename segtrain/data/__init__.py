@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -57,6 +59,18 @@ def build_dataset(cfg, split: str, evaluation: bool = False):
                                 "renders its own size (dataset.image_size)")
         dataset.set_resize(scale, short_side, full_size_labels=evaluation)
     return dataset
+
+
+def shared_images(train, val) -> list:
+    """Warnings (one line, or none) when the train and val splits of file datasets share images: the validation
+    scores would then measure images the model trains on (the same folder named by both split keys)."""
+    paths = [{Path(item[0]).resolve() for item in getattr(d, "items", [])} for d in (train, val)]
+    shared = sorted(paths[0] & paths[1])
+    if not shared:
+        return []
+    return [f"dataset.train_split and dataset.val_split share {len(shared)} of the {len(paths[1])} val images (e.g. "
+            f"{shared[0].name}): the validation scores measure images the model trains on; give the splits "
+            "different folders or lists"]
 
 
 def split_name(split) -> str:

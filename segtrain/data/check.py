@@ -33,13 +33,23 @@ def check(cfg, out: Path) -> dict:
     from . import build_dataset, split_name
     from .scan import scan_labels
 
-    report = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "problems": [], "splits": {}}
-    class_names, train = None, None
+    from ..errors import SegtrainError
+    from . import shared_images
+
+    report = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "problems": [], "warnings": [],
+              "splits": {}}
+    class_names, train, built = [], None, {}
     for role, split in (("train", cfg.dataset.train_split), ("val", cfg.dataset.val_split)):
-        dataset = build_dataset(cfg.dataset, split)
+        try:
+            dataset = build_dataset(cfg.dataset, split)
+        except SegtrainError as error:  # a split that cannot be read is one of the problems, the other is still read
+            if str(error) not in report["problems"]:
+                report["problems"].append(str(error))
+            continue
+        built[role] = dataset
         class_names = list(dataset.class_names)
         scan = scan_labels(dataset, f"reading {split}", with_images=role == "train", keep_going=True)
-        report["problems"] += scan.problems
+        report["problems"] += [p for p in scan.problems if p not in report["problems"]]  # a file in both splits once
         if not scan.image_sizes:  # every file of the split is bad: nothing to summarise
             continue
         report["splits"][split_name(split)] = split_summary(dataset, scan, class_names)
@@ -49,6 +59,8 @@ def check(cfg, out: Path) -> dict:
             report["mean"], report["std"] = [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
             report["channels"] = len(mean)
             train = report["splits"][split_name(split)]
+    if len(built) == 2:
+        report["warnings"] += shared_images(built["train"], built["val"])
     report["class_names"] = class_names
     report["never_in_train"] = [n for n in class_names if train and train["classes"][n]["pixels"] == 0]
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +73,10 @@ def report_markdown(report: dict) -> str:
     lines = [f"# Dataset report: {report['dataset']}", "", f"root: {report['root']}", ""]
     if report["problems"]:  # first: they are what a check is for
         lines += [f"## {len(report['problems'])} problem(s)", ""] + [f"- {p}" for p in report["problems"]] + [""]
+    lines += [f"**Warning**: {w}" for w in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
     splits = list(report["splits"])
+    if not splits:  # every file bad: nothing to tabulate
+        return "\n".join(lines + ["No split could be read."]) + "\n"
     lines += ["| | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     for label, get in (("images", lambda s: s["images"]),
                        ("image sizes (WxH)", lambda s: ", ".join(f"{k} ({v})" for k, v in

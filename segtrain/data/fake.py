@@ -75,11 +75,11 @@ class StoredTruth:
         found = {",".join(str(int(v)) for v in np.atleast_1d(key)): int(n) for key, n in zip(keys, counts)}
         self.masks.setdefault(root, {})[mask.relative_to(root).as_posix()] = found
 
-    def write(self) -> None:
+    def write(self, name: str = "stored.json") -> None:
         import json
 
         for root, masks in self.masks.items():
-            (root / "stored.json").write_text(json.dumps(masks, indent=1, sort_keys=True))
+            (root / name).write_text(json.dumps(masks, indent=1, sort_keys=True))
 
 
 def make_voc(out: Path, size: int):
@@ -271,7 +271,8 @@ def make_masks_as_shipped(out: Path, size: int):
 
 def make_cityscapes(out: Path, size: int):
     """Cityscapes' tree: two cities per split, frames <city>_000000_0000NN, labelIds PNGs; the left quarter of
-    each train frame's background is stored as id 9 (parking, not one of the 19 classes: void)."""
+    each train frame's background is stored as id 9 (parking, not one of the 19 classes: void). Beside each, a
+    `_gtFine_color.png` rendering (noise here: a mask file whose pixels alone look like a photo's)."""
     root = out / "cityscapes"
     truth = StoredTruth()
     for split, cities in (("train", ("aachen", "bochum")), ("val", ("frankfurt",))):
@@ -284,6 +285,8 @@ def make_cityscapes(out: Path, size: int):
                     ids[:, :size // 4][ids[:, :size // 4] == 7] = 9
                 save_png(image, root / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png")
                 save_png(ids, root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png")
+                noise = np.random.default_rng(n).integers(0, 256, (size, size, 4), np.uint8)
+                save_png(noise, root / "gtFine" / split / city / f"{frame}_gtFine_color.png")
                 truth.add(root, root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png", ids)
     truth.write()
 
@@ -320,6 +323,45 @@ def make_retina(out: Path, size: int):
     write_classes(root / "classes.yaml", ["background", "vessel"])
 
 
+def make_hrf(out: Path, size: int):
+    """A retinal set as HRF ships it, no split folders: images/01_dr.JPG (a JPEG, upper-case extension) with the
+    vessels in manual1/01_dr.tif (0/255) and the field of view in mask/01_dr_mask.tif (an RGB TIFF); kinds dr, g
+    and h of two patients. stored.json counts the vessels inside the field."""
+    root = out / "hrf"
+    region = field_of_view(size)
+    truth = StoredTruth()
+    for n, name in enumerate(f"{p:02d}_{kind}" for p in (1, 2) for kind in ("dr", "g", "h")):
+        image, label = scene(1200 + n, size)
+        vessels = np.where((label == 3) & region, 255, 0).astype(np.uint8)
+        for folder, file, pixels in (("images", f"{name}.JPG", np.where(region[..., None], image, 0)),
+                                     ("manual1", f"{name}.tif", vessels),
+                                     ("mask", f"{name}_mask.tif", np.repeat(region[..., None], 3, 2) * 255)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / folder / file, format="JPEG" if folder == "images"
+                                                          else None)
+        truth.add(root, root / "manual1" / f"{name}.tif", vessels, region)
+    truth.write()
+    write_classes(root / "classes.yaml", ["background", "vessel"])
+
+
+def make_chase(out: Path, size: int):
+    """A retinal set as CHASE_DB1 ships it, one flat folder: Image_01L.jpg with two observers' vessels,
+    Image_01L_1stHO.png and Image_01L_2ndHO.png (0/255; the second also takes the dots for vessels).
+    stored.json counts the first observer's masks, stored_2ndHO.json the second's."""
+    root = out / "chase"
+    first, second = StoredTruth(), StoredTruth()
+    for n, name in enumerate(f"Image_{p:02d}{eye}" for p in (1, 2, 3) for eye in "LR"):
+        image, label = scene(1300 + n, size)
+        save_jpg(image, root / f"{name}.jpg")
+        for truth, observer, drawn in ((first, "1stHO", (3,)), (second, "2ndHO", (3, 4))):
+            vessels = np.where(np.isin(label, drawn), 255, 0).astype(np.uint8)
+            save_png(vessels, root / f"{name}_{observer}.png")
+            truth.add(root, root / f"{name}_{observer}.png", vessels)
+    first.write()
+    second.write("stored_2ndHO.json")
+    write_classes(root / "classes.yaml", ["background", "vessel"])
+
+
 def make_tiles(out: Path, size: int):
     """A set shipped as tiles with the same file names in each: `Tile 1/images/patch_0.png` with
     `Tile 1/masks/patch_0.png` (class indices, 255 void), tiles 1 to 3."""
@@ -338,6 +380,6 @@ def make_tiles(out: Path, size: int):
 def make_fake_datasets(out, size: int = 48) -> Path:
     out = Path(out)
     for make in (make_voc, make_nyud, make_siftflow, make_folder, make_masks_as_shipped, make_cityscapes,
-                 make_retina, make_tiles):
+                 make_retina, make_hrf, make_chase, make_tiles):
         make(out, size)
     return out

@@ -199,9 +199,10 @@ class FolderLayout:
         pairs = [(path, masks / f"{name}{mask_suffix}")
                  for name, path in images_in(images, mask_suffix, masks, image_suffix).items()]
         if not pairs and image_suffix:
-            raise SegtrainError(f"dataset.image_suffix={image_suffix}: no file in {images} ends with it")
+            raise SegtrainError(f"dataset.image_suffix={image_suffix}: no file in {images} ends with it"
+                                + self.suffix_hint(images, split))
         missing = [(image, mask) for image, mask in pairs if not mask.is_file()]
-        if missing:
+        if 2 * len(missing) > len(pairs):  # most images unpaired: the keys that pair names are wrong
             image, mask = missing[0]
             similar = closest_file(masks, mask.name)
             raise SegtrainError(f"{mask}: label file is missing for {image.name}" + (
@@ -209,7 +210,19 @@ class FolderLayout:
                 f"; the most similar file in {masks} is {similar.name}" if similar else f"; {masks} holds no file")
                 + "; dataset.image_suffix (the end of an image's name, default its extension) is replaced by "
                 f"dataset.mask_suffix={mask_suffix} to name its mask")
-        return pairs
+        return pairs  # a few masks missing: each a bad file when its label is read, reported with the others
+
+    def suffix_hint(self, images: Path, split: str) -> str:
+        """Why no image name ends with dataset.image_suffix: it names another split (`_training.tif` read in
+        `test/`), which `{split}` would take from each split; and how the names there end."""
+        written = str(self.cfg.image_suffix)
+        names = [str(s) for key in ("train_split", "val_split") for s in (
+            [self.cfg[key]] if isinstance(self.cfg[key], str) else self.cfg[key])]
+        other = next((name for name in names if name != split and name and name in written), None)
+        files = sorted(p.name for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return ((f"; it names the split {other!r}: dataset.image_suffix={written.replace(other, '{split}', 1)} takes "
+                 "each split's own name" if other else "")
+                + (f" (the names there are like {files[0]})" if files else f" ({images} holds no image)"))
 
     def listed_pairs(self, split_file: Path):
         lines = [(number, line_fields(line, split_file, number))
@@ -241,7 +254,9 @@ class FolderLayout:
                                         "'IMAGE_PATH LABEL_PATH'")
                 pairs.append((by_stem[stem], masks / f"{stem}{mask_suffix}"))
             else:
-                raise SegtrainError(f"{where}: {len(fields)} fields; expected NAME or 'IMAGE_PATH LABEL_PATH'")
+                raise SegtrainError(f"{where}: {len(fields)} fields; expected NAME or 'IMAGE_PATH LABEL_PATH' (paths "
+                                    "with spaces: separate the two by a tab, or quote each, as in \"my data/a.png\" "
+                                    "\"my data/a_mask.png\")")
         return pairs
 
     def split_pairs(self, split: str, train_split: str, val_split: str, val_fraction, seed: int):
@@ -281,6 +296,15 @@ def read_region(path: Path, shape, partner: str) -> np.ndarray:
         raise SegtrainError(f"{path}: region of interest is {region.shape[1]}x{region.shape[0]} but {partner} is "
                             f"{shape[1]}x{shape[0]} (width x height)")
     return region > 0
+
+
+def require_mask(image: Path, mask: Path) -> None:
+    """An image whose mask is missing (a few of a folder: the rest pair) is a bad file naming the most similar file
+    there."""
+    if not mask.is_file():
+        similar = closest_file(mask.parent, mask.name)
+        raise SegtrainError(f"{mask}: label file is missing for {image.name}"
+                            + (f"; the most similar file in {mask.parent} is {similar.name}" if similar else ""))
 
 
 def image_channels(path: Path) -> int:
@@ -362,12 +386,14 @@ class FolderDataset(FileDataset):
 
     def load_pair(self, item):
         image_path, mask_path, *roi = item
+        require_mask(image_path, mask_path)
         image, label = self.load_image(image_path), self.read_label(mask_path, *roi)
         self.check_orientation(image_path, mask_path, image.shape[:2], label.shape)
         return image, label, mask_path
 
     def load_label(self, item):
         image_path, mask_path, *roi = item
+        require_mask(image_path, mask_path)
         label, size = self.read_label(mask_path, *roi), image_header(image_path, self.exif)[0]
         self.check_orientation(image_path, mask_path, size, label.shape)
         return label, mask_path, size
@@ -389,8 +415,8 @@ class FolderDataset(FileDataset):
 
     def read_label(self, mask_path: Path, roi_path=None) -> np.ndarray:
         """Class indices; outside the region of interest (its value 0) ignored, for the loss and the metrics."""
-        stored, palette = read_mask(mask_path)
-        label = self.encoding.decode(stored, mask_path, palette)
+        stored, palette, transparent = read_mask(mask_path, with_alpha=True)
+        label = self.encoding.decode(stored, mask_path, palette, transparent)
         if roi_path is None:
             return label
         return np.where(read_region(roi_path, label.shape, f"its mask {mask_path.name}"), label,

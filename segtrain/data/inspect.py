@@ -9,14 +9,16 @@ inspect_tree(root, out) finds, in this order:
   suffix replaced by a mask suffix (`21_training.tif` -> `21_manual1.gif`; MMSegmentation's img_suffix and
   seg_map_suffix), with `{split}` where the split's name is part of it; further mask folders for the same photos
   are regions of interest when they are binary, cover much of each image and hold every labelled pixel (DRIVE's
-  field-of-view masks), else alternatives left unused;
+  field-of-view masks), else other mask sets (a second observer, coarse labels), named with the keys that read
+  them;
 - the splits: split files (`train.txt` of names or `IMAGE LABEL` pairs), split folders and `{split}` folder
   patterns (`train/` with `trainannot/`), several folders per split (`Tile 1/`, `Tile 2/`), or none (a held-out
   fraction); a layout no key describes gets a pair list written into `out`;
-- the mask encoding, from every mask of both splits: class indices, stored values (0/255), palettes read by index
-  (VOC) or by colour (palettes renumbered file by file), RGB colours, lossy masks (JPEG: the values inside
-  regions; resized: the values their interpolated edges blend) and the tolerance that keeps their classes apart;
-  void candidates; the photos' channels.
+- the mask encoding, from every mask of both splits: class indices, stored values (0/255; 0/1 in some files and
+  0/255 in others), palettes read by index (VOC) or by colour (palettes renumbered file by file), RGB colours,
+  lossy masks (JPEG and lossy WebP: the values inside regions; resized: the values their interpolated edges
+  blend) and the tolerance that keeps their classes apart; void candidates; colours only transparent pixels hold;
+  the photos' channels.
 
 Nothing is guessed silently. Each key comes with one line of evidence, and where the data could mean two things
 (255 a class or void? which folder validates?) the choice made is given with the key that changes it. Every
@@ -40,7 +42,8 @@ from ..errors import SegtrainError
 from ..progress import track
 from .files import IGNORE_INDEX, IMAGE_SUFFIXES
 from .folder import FolderLayout, line_fields, resolve_path
-from .labels import LOSSY_SPREAD, LOSSY_SUFFIXES, read_mask
+from .labels import (blended_pixels, centres, colour_distance, colour_key, flat_pixels, lossy_format, read_mask,
+                     roundest, value_distance, widest_tolerance)
 
 SEPARATORS = "_- ."
 SAMPLED = 6  # files per folder read to tell photos from masks
@@ -50,7 +53,7 @@ LOOSE = 0.1  # the least share of its 8 commonest values a mask folder has (smal
 ROLES = {"train": ("train", "training", "trn", "tr"), "val": ("val", "valid", "validation", "dev", "eval"),
          "test": ("test", "testing", "tst", "te")}
 LABEL_HINTS = ("label", "annot", "gt", "manual", "mask", "seg", "class", "truth")
-OTHER_HINTS = ("color", "colour", "instance", "vis", "overlay", "edge", "boundar", "2nd", "polygon")
+OTHER_HINTS = ("color", "colour", "instance", "vis", "overlay", "edge", "boundar", "2nd", "polygon", "coarse")
 BETWEEN = 0.95  # a value along this share of the edges between values lies between all others, as void borders do
 THIN = 0.5  # ... when it is thin: at least this many neighbours of other values per pixel (lines, not regions)
 
@@ -176,9 +179,10 @@ def common_ending(names) -> Optional[str]:
     return ending[cut:] if cut is not None and len(ending) > cut + 1 else None
 
 
-def folder_groups(folder: Path, files: List[Path]) -> List[Group]:
+def folder_groups(folder: Path, files: List[Path], depth: int = 0) -> List[Group]:
     """A folder's image files as groups of one kind; photos and masks sharing the folder are split by the name
-    ending one kind has and the other has not."""
+    ending one kind has and the other has not, and what is left again (CHASE's Image_01L.jpg beside two
+    observers' Image_01L_1stHO.png and Image_01L_2ndHO.png: a sample may hold masks of one ending only)."""
     sample = evenly(files, SAMPLED)
     looked = [(path, *file_kind(path)) for path in sample]  # (path, kind, mode, flatness, distinct values)
     kinds = {kind for _, kind, *_ in looked if kind}
@@ -195,8 +199,9 @@ def folder_groups(folder: Path, files: List[Path]) -> List[Group]:
         names = [p.name for p, k, *_ in looked if k == kind]
         ending = common_ending(names) if len(names) > 1 else None  # one file's name ends in its own way
         if ending and not any(p.name.endswith(ending) for p, k, *_ in looked if k == other):
-            return [group([p for p in files if p.name.endswith(ending)], kind, ending),
-                    group([p for p in files if not p.name.endswith(ending)], other)]
+            rest = [p for p in files if not p.name.endswith(ending)]
+            return [group([p for p in files if p.name.endswith(ending)], kind, ending)] + (
+                folder_groups(folder, rest, depth + 1) if depth < 3 else [group(rest, other)])
     return [group(files, Counter(k for _, k, *_ in looked if k).most_common(1)[0][0])]
 
 
@@ -304,8 +309,9 @@ def pair_groups(groups: List[Group]):
             if photo is masks or photo.flat >= masks.flat:
                 continue
             rules = find_rules([p.name for p in photo.files], mask_names)
-            if rules:
-                key = (2 * rules[0][1] >= len(mask_names), path_likeness(photo, masks), rules[0][1])
+            if rules:  # photos by their pixels and by a name that says no mask (Cityscapes' noisy _color.png)
+                key = (2 * rules[0][1] >= len(mask_names), photo.kind == "photo", not says_mask(photo),
+                       path_likeness(photo, masks), rules[0][1])
                 if best is None or key > best[0]:
                     best = (key, photo, rules)
         if best is None:
@@ -383,6 +389,13 @@ def is_region_of(candidate: Pairing, label: Pairing, photos: Group) -> Optional[
             "pixel: regions of interest (pixels outside are void)")
 
 
+def says_mask(group: Group) -> bool:
+    """Whether a group's path or its files' common name ending says mask, label or a rendering of one (gtFine/,
+    `_color.png`): ranks it below other photos paired by the same names."""
+    text = "/".join(group.folder.parts[-3:] + (common_ending([p.name for p in group.files[:50]]) or "",)).lower()
+    return any(h in text for h in LABEL_HINTS + OTHER_HINTS)
+
+
 def hint_score(group: Group) -> int:
     """How much a mask folder's name says label (mask, gt, ...) rather than colour, instance or edges."""
     text = f"{group.folder.name}{group.ending or ''}".lower()
@@ -452,9 +465,9 @@ def split_value(root: Path, entries: List[Entry]):
     return names, "/".join(parts[0][:first] + ("{split}",) + parts[0][last:])
 
 
-def with_split(text: str, split: str) -> str:
-    """`text` with its first `split` replaced by `{split}`."""
-    return text.replace(split, "{split}", 1) if split in text else text
+def with_split(text: str, split: Optional[str]) -> str:
+    """`text` with its first `split` replaced by `{split}` (unchanged for None: a layout without split folders)."""
+    return text.replace(split, "{split}", 1) if split and split in text else text
 
 
 def common_pattern(root: Path, entries, names, pick) -> Optional[str]:
@@ -610,11 +623,7 @@ def find_layout(root: Path, ins: Inspection, out: Path) -> None:
     ins.set("dataset.mask_dir", label_pattern, "a mask for every photo in "
             + folder_text(root, [e.label.masks for e in entries]))
     set_rule(ins, rule, entries[0])
-    alternatives = sorted({relative(root, p.masks.folder) + (f" (*{p.masks.ending})" if p.masks.ending else "")
-                           for e in entries for p in e.alternatives})
-    if alternatives:
-        ins.choices.append(f"also masks for these photos, not used: {', '.join(alternatives[:4])}; "
-                           "dataset.mask_dir and dataset.mask_suffix choose")
+    other_mask_sets(root, ins, entries, names)
     set_regions(root, ins, entries, names, rule)
     train, val, choices = roles_of(names)
     ins.choices += choices
@@ -676,6 +685,29 @@ def set_rule(ins: Inspection, rule: Rule, entry: Entry) -> None:
                                                             ": a photo's name without its extension, then this"))
 
 
+def other_mask_sets(root: Path, ins: Inspection, entries, names) -> None:
+    """A choice line naming each other set of masks for the same photos (a second observer, coarse labels) with the
+    keys that read it instead: several fit, the command reads one."""
+    mask_dir, mask_suffix = ins.value("dataset.mask_dir", DEFAULTS["dataset.mask_dir"]), \
+        ins.value("dataset.mask_suffix", DEFAULTS["dataset.mask_suffix"])
+    chosen = f"{mask_dir}/*{mask_suffix}"
+    found = {}
+    for entry, name in zip(entries, names):
+        photos = [p.name for p in entry.photos.files]
+        for other in entry.alternatives:
+            folder = with_split(relative(root, other.masks.folder), name)
+            rule = as_image_suffix(other.rule, entry.label.rule.image_suffix, photos)
+            suffix = with_split(rule.mask_suffix, name) if rule else None
+            keys = ([override_argument("dataset.mask_dir", folder)] if folder != mask_dir else []) + (
+                [override_argument("dataset.mask_suffix", suffix)] if suffix and suffix != mask_suffix else [])
+            where = f"{folder}/*{suffix or other.masks.ending or ''}"
+            found.setdefault(where, " ".join(keys) if rule else "dataset.image_suffix, dataset.mask_dir and "
+                             "dataset.mask_suffix")
+    if found:
+        ins.choices.append(f"several sets of masks fit these photos; the command reads {chosen}. "
+                           + "; ".join(f"For {where}: {keys}" for where, keys in list(found.items())[:4]))
+
+
 def set_regions(root: Path, ins: Inspection, entries, names, rule: Rule) -> None:
     """dataset.roi_dir and dataset.roi_suffix where every split has regions of interest named by one pattern."""
     regions = [e.region for e in entries]
@@ -708,6 +740,7 @@ def one_folder_layout(root: Path, ins: Inspection, out: Path, entry: Entry, text
         (train, kind, train_lines), (val, _, val_lines) = train_lists[0], val_lists[0]
         if kind == "names":
             set_folders(root, ins, entry, image_dir, mask_dir)
+            other_mask_sets(root, ins, [entry], [None])
         for key, path, lines in (("dataset.train_split", train, train_lines), ("dataset.val_split", val, val_lines)):
             value = path.stem if path.parent == root else relative(root, path)
             ins.set(key, value, f"{relative(root, path)} lists {lines} {'photos' if kind == 'names' else 'pairs'}")
@@ -717,14 +750,30 @@ def one_folder_layout(root: Path, ins: Inspection, out: Path, entry: Entry, text
         if left:
             ins.choices.append(f"split files not used: {', '.join(relative(root, t) for t in left[:4])}; "
                                "dataset.train_split / dataset.val_split choose")
-        set_regions(root, ins, [entry], ["."], entry.label.rule)
+        set_regions(root, ins, [entry], [None], entry.label.rule)
         return
     missing = len(entry.photos.files) - entry.label.covered
     if missing:
         return pair_list_layout(root, ins, out, [entry], f"{missing} of {len(entry.photos.files)} photos have no mask")
+    entry.label.rule = photos_only(entry)
     set_folders(root, ins, entry, image_dir, mask_dir)
-    set_regions(root, ins, [entry], ["."], entry.label.rule)
+    other_mask_sets(root, ins, [entry], [None])
+    set_regions(root, ins, [entry], [None], entry.label.rule)
     whole_folder(ins)
+
+
+def photos_only(entry: Entry) -> Rule:
+    """The entry's rule, with the photos' common name ending as its image suffix where their folder also holds
+    other image files than the photos and these masks (a second observer's masks beside the photos): without it
+    any image file there would be read as a photo."""
+    rule = entry.label.rule
+    photos = {p.name for p in entry.photos.files}
+    others = [p for p in entry.photos.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in
+              photos and not p.name.endswith(rule.mask_suffix) and not p.name.startswith(".")]
+    ending = common_ending(sorted(photos)) if rule.image_suffix is None and others else None
+    if ending is None or any(p.name.endswith(ending) for p in others):
+        return rule
+    return as_image_suffix(rule, ending, sorted(photos)) or rule
 
 
 def set_folders(root: Path, ins: Inspection, entry: Entry, image_dir: str, mask_dir: str) -> None:
@@ -810,38 +859,46 @@ def neighbour_pairs(codes: np.ndarray) -> Counter:
 
 @dataclass
 class Tally:
-    """Pixels of every stored value, palette index and colour over the masks read, and which of them meet."""
+    """Pixels of every stored value, palette index and colour over the masks read, which of them meet, which lie
+    between their neighbours (blends), which values share a mask, and which colours are transparent."""
     files: Counter = field(default_factory=Counter)  # values | palette | colours | grey (RGB files with R=G=B)
     example: Dict[str, Path] = field(default_factory=dict)
     values: np.ndarray = field(default_factory=lambda: np.zeros(65536, np.int64))
     value_pairs: Counter = field(default_factory=Counter)
+    value_blends: np.ndarray = field(default_factory=lambda: np.zeros(65536, np.int64))  # blended_pixels
+    value_sets: Counter = field(default_factory=Counter)  # value files: the set of values each holds
     indices: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     index_pairs: Counter = field(default_factory=Counter)
     index_colours: Dict[int, Dict[int, Path]] = field(default_factory=lambda: defaultdict(dict))
     colours: Counter = field(default_factory=Counter)
     colour_pairs: Counter = field(default_factory=Counter)
-    lossy_files: int = 0
+    colour_blends: Counter = field(default_factory=Counter)
+    transparent: Counter = field(default_factory=Counter)  # RGBA files: pixels of each colour left transparent
+    lossy: Counter = field(default_factory=Counter)  # files per lossy format (lossy_format)
     flat: Counter = field(default_factory=Counter)  # lossy files: codes of the pixels inside regions (flat_pixels)
 
     def add_values(self, values: np.ndarray) -> None:
         self.values += np.bincount(values.ravel(), minlength=65536)[:65536]
         self.value_pairs.update(neighbour_pairs(values))
+        self.value_blends += np.bincount(values[blended_pixels(values)], minlength=65536)[:65536]
+        self.value_sets[frozenset(np.flatnonzero(np.bincount(values.ravel())).tolist())] += 1
 
-    def add_colours(self, codes: np.ndarray) -> None:
+    def add_colours(self, codes: np.ndarray, rgb: np.ndarray) -> None:
         found, counts = np.unique(codes, return_counts=True)
         self.colours.update(dict(zip(found.tolist(), counts.tolist())))
         self.colour_pairs.update(neighbour_pairs(codes))
+        found, counts = np.unique(codes[blended_pixels(rgb)], return_counts=True)
+        self.colour_blends.update(dict(zip(found.tolist(), counts.tolist())))
 
     def add(self, path: Path) -> None:
-        stored, palette = read_mask(path)
+        stored, palette, transparent = read_mask(path, with_alpha=True)
         if stored.dtype.kind not in "ui" or (stored.size and stored.max() > 65535):
             raise SegtrainError(f"{path}: mask values must be whole numbers 0..65535 (found {stored.dtype})")
-        if path.suffix.lower() in LOSSY_SUFFIXES:
-            self.lossy_files += 1
+        lossy = lossy_format(path)
+        if lossy:
+            self.lossy[lossy] += 1
             inside = flat_pixels(stored)
-            codes = stored.astype(np.int64)
-            if codes.ndim == 3:
-                codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
+            codes = rgb_codes(stored) if stored.ndim == 3 else stored.astype(np.int64)
             found, counts = np.unique(codes[inside], return_counts=True)
             self.flat.update(dict(zip(found.tolist(), counts.tolist())))
         if palette is not None and stored.ndim == 2:
@@ -852,74 +909,30 @@ class Tally:
                 self.index_colours[index].setdefault(colour_code(palette[index]), path)
             self.indices += np.bincount(stored.ravel(), minlength=256)[:256]
             self.index_pairs.update(neighbour_pairs(stored.astype(np.int64)))
-            rgb = palette[stored].astype(np.int64)
-            return self.count("palette", path, colours=(rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2])
+            return self.count("palette", path, rgb=palette[stored])
         if stored.ndim == 3:
-            rgb = stored.astype(np.int64)
-            codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
             grey = bool((stored[..., 0] == stored[..., 1]).all() and (stored[..., 0] == stored[..., 2]).all())
             if grey:
-                self.add_values(rgb[..., 0])
-            return self.count("grey" if grey else "colours", path, colours=codes)
+                self.add_values(stored[..., 0].astype(np.int64))
+            if transparent is not None:
+                found, counts = np.unique(rgb_codes(stored)[transparent], return_counts=True)
+                self.transparent.update(dict(zip(found.tolist(), counts.tolist())))
+            return self.count("grey" if grey else "colours", path, rgb=stored)
         return self.count("values", path, values=stored.astype(np.int64))
 
-    def count(self, kind: str, path: Path, values=None, colours=None) -> None:
+    def count(self, kind: str, path: Path, values=None, rgb=None) -> None:
         self.files[kind] += 1
         self.example.setdefault(kind, path)
         if values is not None:
             self.add_values(values)
-        if colours is not None:
-            self.add_colours(colours)
+        if rgb is not None:
+            self.add_colours(rgb_codes(rgb), rgb)
 
 
-def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001, colours: bool = False,
-            cells: bool = True):
-    """The stored values (colours) compression scattered: codes counted in cells of 8 (per channel; each code
-    alone without `cells`), the fullest cells holding at least `share` of the pixels, each farther than
-    LOSSY_SPREAD (colours: twice, their chroma being blurred more) from a fuller one, give the centres: the
-    commonest code of each."""
-    if not cells:
-        cells = codes
-    elif colours:
-        cells = (((codes >> 19) & 31) << 10) | (((codes >> 11) & 31) << 5) | ((codes >> 3) & 31)
-    else:
-        cells = codes >> 3
-    mass, commonest = Counter(), {}
-    for cell, code, count in zip(cells.tolist(), codes.tolist(), counts.tolist()):
-        mass[cell] += count
-        if count > commonest.get(cell, (0, 0))[1]:
-            commonest[cell] = (code, count)
-    spread = 2 * LOSSY_SPREAD if colours else LOSSY_SPREAD
-    chosen, total = [], counts.sum()
-    for cell, count in mass.most_common():
-        if count < share * total:
-            break
-        if all(distance(commonest[cell][0], c) > spread for c in chosen):
-            chosen.append(commonest[cell][0])
-    return sorted(int(c) for c in chosen)
-
-
-def flat_pixels(pixels: np.ndarray, within: int = 8) -> np.ndarray:
-    """Pixels whose 4-neighbours all lie within `within` (per channel): the inside of regions, where compression
-    keeps a class's value (colour); edges blend their neighbours'."""
-    pixels = pixels.astype(np.int32).reshape(*pixels.shape[:2], -1)
-    steepest = np.zeros(pixels.shape[:2], np.int32)
-    for a, b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-                 ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))):
-        step = np.abs(pixels[a] - pixels[b]).max(-1)
-        steepest[a] = np.maximum(steepest[a], step)
-        steepest[b] = np.maximum(steepest[b], step)
-    return steepest <= within
-
-
-def value_distance(a, b) -> int:
-    """|a - b| of two stored values."""
-    return abs(int(a) - int(b))
-
-
-def colour_distance(a, b) -> int:
-    """The largest per-channel difference of two colour codes (the tolerance's distance)."""
-    return max(abs(x - y) for x, y in zip(colour_of(int(a)), colour_of(int(b))))
+def rgb_codes(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) colours as (H, W) int64 codes R<<16 | G<<8 | B."""
+    rgb = rgb.astype(np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 @dataclass
@@ -929,6 +942,7 @@ class Codes:
     codes: np.ndarray
     counts: np.ndarray
     pairs: Counter  # which codes meet, how often (neighbour_pairs)
+    blends: Dict[int, int] = field(default_factory=dict)  # pixels of each code between its neighbours' codes
 
     def describe(self, code) -> str:
         return f"colour {tuple(colour_of(int(code)))}" if self.kind == "colours" else \
@@ -961,14 +975,15 @@ def reading(tally: Tally, kind: str) -> Codes:
     if kind == "colours":
         found = np.array(sorted(tally.colours), np.int64)
         return Codes(kind, found, np.array([tally.colours[c] for c in found.tolist()], np.int64),
-                     tally.colour_pairs)
+                     tally.colour_pairs, dict(tally.colour_blends))
     if kind == "indices":
         return Codes(kind, np.flatnonzero(tally.indices), tally.indices[np.flatnonzero(tally.indices)],
                      tally.index_pairs)
     counts = tally.values.copy()  # palette files beside value files: their indices are values
     counts[:256] += tally.indices
     found = np.flatnonzero(counts)
-    return Codes(kind, found, counts[found], tally.value_pairs + tally.index_pairs)
+    return Codes(kind, found, counts[found], tally.value_pairs + tally.index_pairs,
+                 dict(zip(found.tolist(), tally.value_blends[found].tolist())))
 
 
 def percent(part, whole) -> str:
@@ -978,25 +993,30 @@ def percent(part, whole) -> str:
 
 
 def resampled_classes(codes: Codes):
-    """The class values (colours) of masks resized with interpolation, else None: a few far-apart values hold most
-    pixels and many others, each rare, lie between two of them on thin lines along their edges (a class would be
-    regions). The classes are every value but those blends (thin ones under 0.1% of the pixels, where three
+    """The class values (colours) of masks resized with interpolation (or recompressed), else None: a few far-apart
+    values hold most pixels, and many others lie between two of them, most of their pixels between their
+    neighbours' values (blended_pixels: along edges, never inside a region as a class's would be) or on thin
+    lines and rare. The classes are every value but those blends (thin ones under 0.1% of the pixels, where three
     classes meet, too)."""
-    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours",
-                  cells=False)
     total = codes.counts.sum()
-    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.5 * total:
-        return None
     parts = (lambda c: colour_of(c)) if codes.kind == "colours" else (lambda c: [c])
 
-    def blend(code):
-        return codes.thin(code) and codes.pixels(code) < 0.01 * total and any(
+    def blend(code, big):  # between neighbours' values, or on thin lines and rare; between two of `big`
+        blended = codes.blends.get(code, 0) >= 0.5 * codes.pixels(code) or (
+            codes.thin(code) and codes.pixels(code) < 0.01 * total)
+        return blended and any(
             all(min(x, y) <= v <= max(x, y) for v, x, y in zip(parts(code), parts(a), parts(b)))
-            for i, a in enumerate(big) for b in big[i + 1:])
+            for i, a in enumerate(big) for b in big[i + 1:] if code not in (a, b))
+
+    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours",
+                  cells=False)
+    big = [c for c in big if codes.blends.get(c, 0) < 0.5 * codes.pixels(c) or not blend(c, big)]  # 50 of 0/100
+    if len(big) < 2 or codes.counts[np.isin(codes.codes, big)].sum() < 0.5 * total:
+        return None
 
     others = [c for c in codes.codes.tolist() if c not in big]
-    blends = [c for c in others if blend(c)]
-    if len(blends) < 16 or sum(codes.pixels(c) for c in blends) < 0.9 * sum(codes.pixels(c) for c in others):
+    blends = [c for c in others if blend(c, big)]
+    if len(blends) < 8 or sum(codes.pixels(c) for c in blends) < 0.8 * sum(codes.pixels(c) for c in others):
         return None
     return sorted(big + [c for c in others
                          if c not in blends and (not codes.thin(c) or codes.pixels(c) >= 0.001 * total)])
@@ -1046,14 +1066,17 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
             ins.set("dataset.mask_format", "index", f"RGB masks with R = G = B ({files['grey']} files): read as values")
     codes = reading(tally, kind)
     total = int(codes.counts.sum())
-    resampled = None if tally.lossy_files else resampled_classes(codes)
-    lossy = tally.lossy_files > 0 or resampled is not None
-    if tally.lossy_files:  # the values (colours) inside regions: compression blends them only at edges
+    resampled = None if tally.lossy else resampled_classes(codes)
+    lossy = bool(tally.lossy) or resampled is not None
+    if tally.lossy:  # the values (colours) inside regions: compression blends them only at edges
         inside = np.array(sorted(tally.flat), np.int64)
-        stored = centres(inside, np.array([tally.flat[c] for c in inside.tolist()], np.int64), codes.distance,
-                         colours=kind == "colours")
+        stored = [rounder(codes, c) for c in centres(inside, np.array([tally.flat[c] for c in inside.tolist()],
+                                                                      np.int64), codes.distance,
+                                                     colours=kind == "colours")]
     else:
         stored = resampled or [int(c) for c in codes.codes]
+    if kind == "values" and not lossy and one_class_two_ways(ins, tally, codes, total):
+        return
     void = [IGNORE_INDEX] if kind != "colours" and void_index(codes, stored) else []
     classes = [c for c in stored if c not in void]
     if len(classes) > 255:
@@ -1075,7 +1098,8 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
         far = np.array([min(codes.distance(c, t) for t in targets) > tolerance for c in codes.codes])
         unreachable = int(codes.counts[far].sum())
         noise = len(codes.codes) - len(targets)
-        why = f"{tally.lossy_files} JPEG masks" if tally.lossy_files else "masks resized or recompressed"
+        why = " and ".join(f"{n} {name} masks" for name, n in tally.lossy.items()) if tally.lossy else \
+            "masks resized or recompressed"
         ins.set("dataset.mask_tolerance", tolerance, f"{why}: {len(codes.codes)} {codes.kind}, "
                 f"{percent(codes.counts[np.isin(codes.codes, targets)].sum(), total)} of the pixels at "
                 f"{shares_text(codes, targets, total)}, {noise} more scattered around them; each takes the class "
@@ -1089,13 +1113,85 @@ def find_encoding(ins: Inspection, tally: Tally) -> None:
             for entry, colour in zip(ins.classes, colours):
                 entry["color"] = colour
     void_candidates(ins, codes, classes, void, total)
+    if kind == "colours":
+        transparent_choices(ins, tally, codes, classes, total)
+    if not lossy:
+        perhaps_lossy(ins, codes, classes, total)
+
+
+def rounder(codes: Codes, code: int) -> int:
+    """A lossy mask's centre as its roundest neighbour (per channel; segtrain.data.labels.roundest) where the masks
+    hold that code too: compression moves a region's commonest value by a step or two."""
+    parts = colour_of(code) if codes.kind == "colours" else [code]
+    rounded = [roundest(v) for v in parts]
+    rounded = colour_code(rounded) if codes.kind == "colours" else rounded[0]
+    return rounded if codes.pixels(rounded) else code
+
+
+def one_class_two_ways(ins: Inspection, tally: Tally, codes: Codes, total: int) -> bool:
+    """Binary masks whose foreground some files store as 1 and others as 255, never both in one file (real sets mix
+    them): one class read through a label map, the key that makes them two classes said; False for other masks."""
+    if set().union(*tally.value_sets) - {0} != {1, IGNORE_INDEX} or any({1, IGNORE_INDEX} <= values
+                                                                       for values in tally.value_sets):
+        return False
+    files = Counter()
+    for values, count in tally.value_sets.items():
+        files[IGNORE_INDEX if IGNORE_INDEX in values else 1] += count
+    ins.set("dataset.label_map", {0: 0, 1: 1, IGNORE_INDEX: 1},
+            f"binary masks stored two ways, {files[1]} files as 0/1 and {files[IGNORE_INDEX]} as 0/255, none with 1 "
+            f"and 255 together: 0 is class_0 ({percent(codes.pixels(0), total)}), 1 and 255 are class_1 "
+            f"({percent(codes.pixels(1) + codes.pixels(IGNORE_INDEX), total)})")
+    ins.choices.append("1 and 255 never share a mask: read as one class, class_1 (dataset.label_map); if they are "
+                       "two classes, set dataset.label_values=[0,1,255] instead and add a class to the classes YAML")
+    ins.classes = [{"name": "class_0", "value": 0}, {"name": "class_1", "value": [1, IGNORE_INDEX]}]
+    return True
+
+
+def transparent_choices(ins: Inspection, tally: Tally, codes: Codes, classes, total: int) -> None:
+    """A colour that only RGBA masks' transparent pixels hold (nothing drawn there) stays a class of its own; said,
+    with the keys that make those pixels another class or void."""
+    for index, code in enumerate(classes):
+        if not tally.transparent.get(code) or tally.transparent[code] != codes.pixels(code):
+            continue
+        rest = [c for c in classes if c != code]
+        mapping = {colour_key(c): i for i, c in enumerate(rest)}
+        mapping[colour_key(code)] = 0
+        ins.choices.append(f"{codes.describe(code)} (class_{index}, {percent(codes.pixels(code), total)} of the "
+                           "pixels) is transparent (alpha 0) wherever it occurs: pixels the masks leave unlabelled, "
+                           f"read as a class of its own. If they are {'class_0' if index else 'class_1'}: "
+                           f"{override_argument('dataset.label_map', mapping)}; if they are void: "
+                           f"{override_argument('dataset.ignore_values', [colour_of(code)])}; either way delete "
+                           f"class_{index} from the classes YAML")
+
+
+def perhaps_lossy(ins: Inspection, codes: Codes, classes, total: int) -> None:
+    """Many classes, most of them rare, beside a few that hold most pixels: perhaps resized or compressed masks
+    that resampled_classes could not tell; every value stays a class, and the keys that read them as lossy are
+    said."""
+    rare = [c for c in classes if codes.pixels(c) < 0.005 * total]
+    big = centres(codes.codes, codes.counts, codes.distance, share=0.02, colours=codes.kind == "colours",
+                  cells=False)
+    if codes.kind == "indices" or len(classes) < 12 or 2 * len(rare) < len(classes) or len(big) < 2:
+        return
+    if codes.kind == "values":
+        tolerance = widest_tolerance(list(zip(big, range(len(big)))))
+        keys = f"dataset.label_values=[{','.join(map(str, big))}] dataset.mask_tolerance={tolerance}"
+    else:
+        tolerance = min(127, (min(colour_distance(a, b) for i, a in enumerate(big) for b in big[i + 1:]) - 1) // 2)
+        keys = (f"dataset.mask_tolerance={tolerance} "
+                + override_argument("dataset.label_map", {colour_key(c): i for i, c in enumerate(big)})
+                + " dataset.unmapped=ignore")
+    ins.choices.append(f"the masks hold {len(classes)} {codes.kind}, {len(rare)} of them each under 0.5% of the "
+                       "pixels: they may be lossy (resized or compressed masks), blends of "
+                       f"{shares_text(codes, big, total)}. Then read them with {keys} and a classes YAML of {len(big)} "
+                       "classes; the command below keeps every stored value a class")
 
 
 def set_meaning(ins: Inspection, codes: Codes, classes, void, tolerance, unreachable, total) -> None:
     """label_values / ignore_values, or a label map where lossy pixels far from every class are void."""
     described = f"{codes.kind} {shares_text(codes, classes, total)}: one class each, in this order"
     if unreachable:
-        key = (lambda c: "x".join(map(str, colour_of(c)))) if codes.kind == "colours" else int
+        key = colour_key if codes.kind == "colours" else int
         mapping = {key(c): i for i, c in enumerate(classes)}
         mapping.update({key(c): IGNORE_INDEX for c in void})
         ins.set("dataset.label_map", mapping, described)
@@ -1174,7 +1270,9 @@ def write_classes(ins: Inspection) -> None:
              "order and the colours.", "classes:"]
     for entry in ins.classes:
         colour = f", color: {entry['color']}" if "color" in entry else ""
-        stored = f"  # stored value {entry['value']}" if "value" in entry else ""
+        value = entry.get("value")
+        stored = "" if value is None else f"  # stored value {value}" if not isinstance(value, list) else \
+            f"  # stored values {', '.join(map(str, value))}"
         lines.append(f"  - {{name: {entry['name']}{colour}}}{stored}")
     ins.classes_file.write_text("\n".join(lines) + "\n")
 

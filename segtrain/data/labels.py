@@ -17,7 +17,9 @@ Nothing is guessed: a value that is neither a class nor ignored, an unknown colo
 of two classes, or a 0/255 mask in a two-class dataset (is 255 the second class or void?) is an error naming the
 file and the key that decides. No message proposes a setting that would merge, drop or swap classes: lossy masks
 are pointed to dataset.mask_tolerance, never to ignoring their noise values."""
+from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -27,33 +29,64 @@ IGNORE_INDEX = 255  # void: the label value no loss, metric or count takes (VOC'
 
 MASK_FORMATS = ("auto", "index", "rgb")
 UNMAPPED = ("error", "ignore")
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
-def read_mask(path: Path):
+def read_mask(path: Path, with_alpha: bool = False):
     """(stored values, palette): (H, W) for palette, grey, 1-bit and 16-bit masks (indices, never palette
     colours), (H, W, 3) for colour masks (alpha dropped); the palette as (256, 3) uint8 for 'P' images, else
-    None."""
+    None. with_alpha: a third element, the (H, W) bool of the pixels an RGBA mask leaves transparent (alpha 0),
+    or None when it leaves none."""
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
         raise SegtrainError(f"{path}: label file is missing")
+    transparent = None
     try:
         with Image.open(path) as image:
-            if image.mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr"):
-                return np.array(image.convert("RGB")), None
-            if image.mode == "LA":
-                return np.array(image.getchannel("L")), None
-            if image.mode == "1":  # 1-bit masks hold 0 and 1
-                return np.array(image).astype(np.uint8), None
-            if image.mode == "P":
-                colours = np.zeros((256, 3), np.uint8)
+            palette = None
+            if image.mode == "RGBA":
+                rgba = np.array(image.convert("RGBA"))
+                stored = rgba[..., :3]
+                transparent = rgba[..., 3] == 0 if (rgba[..., 3] == 0).any() else None
+            elif image.mode in ("RGB", "RGBX", "CMYK", "YCbCr"):
+                stored = np.array(image.convert("RGB"))
+            elif image.mode == "LA":
+                stored = np.array(image.getchannel("L"))
+            elif image.mode == "1":  # 1-bit masks hold 0 and 1
+                stored = np.array(image).astype(np.uint8)
+            elif image.mode == "P":
+                palette = np.zeros((256, 3), np.uint8)
                 listed = np.array(image.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:256]
-                colours[:len(listed)] = listed
-                return np.array(image), colours
-            return np.array(image), None
+                palette[:len(listed)] = listed
+                stored = np.array(image)
+            else:
+                stored = np.array(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SegtrainError(f"{path}: cannot read the label image ({e})") from None
+    return (stored, palette, transparent) if with_alpha else (stored, palette)
+
+
+def lossy_format(path) -> Optional[str]:
+    """'JPEG' or 'WebP' for a file stored with lossy compression, told by its header, not its name (a WebP is
+    lossy when its image chunk is 'VP8 ', lossless when 'VP8L'; RIFF container, Google's WebP container spec);
+    None for other files. A file that cannot be read is judged by its suffix."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:3] == b"\xff\xd8\xff":
+                return "JPEG"
+            if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+                return None
+            while True:  # the chunks: a FourCC, a little-endian size, the payload padded to an even size
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                if chunk[:4] in (b"VP8 ", b"VP8L"):
+                    return "WebP" if chunk[:4] == b"VP8 " else None
+                size = int.from_bytes(chunk[4:], "little")
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else None
 
 
 def parse_colour(key):
@@ -115,6 +148,11 @@ class LabelEncoding:
             if len(set(self.label_values)) != len(self.label_values) or set(self.label_values) & self.ignore_values:
                 raise SegtrainError(f"dataset.label_values={self.label_values}: values must be distinct and not "
                                     f"in dataset.ignore_values")
+        clash = sorted(set(self.value_map or {}) & self.ignore_values) + [
+            _colour_name(c) for c in sorted(set(self.colour_map or {}) & self.ignore_colours)]
+        if clash:
+            raise SegtrainError(f"dataset.label_map gives a class to {clash[0]} and dataset.ignore_values makes it "
+                                "void; keep one (in label_map, 255 means void)")
         self.lut = self._lookup_table()
 
     def _parse_label_map(self, label_map):
@@ -169,7 +207,10 @@ class LabelEncoding:
             lut[lut == -1] = IGNORE_INDEX
         return lut
 
-    def decode(self, stored: np.ndarray, path, palette=None) -> np.ndarray:
+    def decode(self, stored: np.ndarray, path, palette=None, transparent=None) -> np.ndarray:
+        """Class indices (H, W) uint8 of a stored mask (read_mask's values and palette; `transparent`: the pixels an
+        RGBA mask leaves transparent, named in errors). Raises SegtrainError naming the file and the key that
+        decides."""
         if palette is not None and stored.ndim == 2 and self._by_palette_colour(stored, palette):
             return self.decode_palette(stored, palette, path)
         if palette is not None and stored.ndim == 2 and self.mask_format == "auto":
@@ -186,7 +227,7 @@ class LabelEncoding:
                     raise SegtrainError(f"{path}: the mask is a colour image but dataset.mask_format=index; set "
                                         "dataset.mask_format=rgb to decode colours through the classes YAML")
                 return self.decode_index(stored[..., 0], path)
-            return self.decode_rgb(stored, path, grey)
+            return self.decode_rgb(stored, path, grey, transparent=transparent)
         if self.mask_format == "rgb":
             raise SegtrainError(f"{path}: dataset.mask_format=rgb but the mask holds single values (indices); "
                                 "set dataset.mask_format=index or auto")
@@ -209,8 +250,9 @@ class LabelEncoding:
 
     def _by_palette_colour(self, stored: np.ndarray, palette: np.ndarray) -> bool:
         """Whether a palette mask is read by its colours: always with mask_format=rgb; with auto when the classes
-        YAML gives every colour (or label_map colours), no key gives stored values, and the palette disagrees with
-        the class colours at an index the file uses (void indices aside)."""
+        YAML gives every colour (or label_map colours), no key gives stored values, the palette disagrees with the
+        class colours at an index the file uses (void indices aside), and it is not a grey palette of other
+        greys than the class colours (read by its grey levels, as a GIF is)."""
         if self.mask_format == "index":
             return False
         if self.mask_format == "rgb":
@@ -222,6 +264,10 @@ class LabelEncoding:
         if None in self.colours:
             return False
         used = np.flatnonzero(np.bincount(stored.ravel(), minlength=1))
+        shown = palette[used]
+        class_codes = {_colour_code(c) for c in self.colours}
+        if (shown == shown[:, :1]).all() and not {_colour_code(c) for c in shown} <= class_codes:
+            return False  # a grey palette (GIFs; indices saved with a grey ramp): its grey levels are the values
         for index in used.tolist():
             if index == IGNORE_INDEX or index in self.ignore_values:
                 continue
@@ -240,31 +286,39 @@ class LabelEncoding:
         present = np.flatnonzero(counts)
         classes = self.lut[present]
         if (classes == -2).any():
-            value = int(present[classes == -2][0])
-            near = [str(v) for v, _ in self._value_targets() if abs(v - value) <= self.tolerance]
-            raise SegtrainError(f"{path}: mask value {value} is within dataset.mask_tolerance={self.tolerance} of "
-                                f"the values {', '.join(near)} of different classes; lower the tolerance")
+            raise SegtrainError(self._within_two_message(path, stored, int(present[classes == -2][0])))
         bad = present[classes < 0]
         if bad.size:
-            raise SegtrainError(self._unknown_values_message(path, bad, present, counts))
+            raise SegtrainError(self._unknown_values_message(path, stored, bad, present))
         if (self.num_classes == 2 and self.label_values is None and self.value_map is None
                 and IGNORE_INDEX not in self.ignore_values and IGNORE_INDEX in present
                 and set(present.tolist()) <= {0, IGNORE_INDEX}):
             raise SegtrainError(
                 f"{path}: the mask holds only 0 and 255 and the dataset has 2 classes ({', '.join(self.class_names)})"
                 f": set dataset.label_values=[0,255] if 255 is '{self.class_names[1]}' (a 255 that means void "
-                "belongs in dataset.ignore_values)")
+                "belongs in dataset.ignore_values; if other masks store the class as 1, set "
+                f"{argument('dataset.label_map', {0: 0, 1: 1, 255: 1})} instead)")
         if np.array_equal(classes, present) and stored.dtype == np.uint8:
             return stored  # every value stands for itself (the usual index mask): nothing to map
         return self.lut[stored].astype(np.uint8)
 
-    def _unknown_values_message(self, path, bad, present, counts) -> str:
+    def _within_two_message(self, path, stored, value) -> str:
+        near = [str(v) for v, _ in self._value_targets() if abs(v - value) <= self.tolerance]
+        head = (f"{path}: mask value {value} is within dataset.mask_tolerance={self.tolerance} of the values "
+                f"{', '.join(near)} of different classes")
+        if lossy_format(path) or looks_lossy(stored):
+            return f"{head}; the mask looks lossy: {self._lossy_advice(stored)}"
+        widest = widest_tolerance(self._value_targets())
+        return head + (f"; lower the tolerance to {widest} or below" if widest else
+                       "; class values 1 apart leave no tolerance: set dataset.mask_tolerance=0")
+
+    def _unknown_values_message(self, path, stored, bad, present) -> str:
         shown = ", ".join(str(int(v)) for v in bad[:8]) + (" ..." if bad.size > 8 else "")
-        targets = sorted({v for v, _ in self._value_targets()})
-        lossy = Path(path).suffix.lower() in LOSSY_SUFFIXES or looks_lossy(present, counts, targets)
-        if lossy:
-            return (f"{path}: mask values {shown} look like lossy compression (JPEG); "
-                    + self._lossy_advice(present, counts))
+        kind = lossy_format(path)
+        if kind or looks_lossy(stored):
+            how = f"look like lossy compression ({kind})" if kind else \
+                "look like the blends of resized or recompressed masks"
+            return f"{path}: mask values {shown} {how}; {self._lossy_advice(stored)}"
         if self.value_map is not None:
             return (f"{path}: mask values {shown} are not in dataset.label_map; add them, or set "
                     "dataset.unmapped=ignore if every value it does not list is void")
@@ -274,35 +328,69 @@ class LabelEncoding:
                     f"dataset.ignore_values=[{int(bad[0])}] if {int(bad[0])} means void, dataset.label_values=[...] "
                     "(the stored value of each class), or dataset.label_map={VALUE:CLASS,...} if several values "
                     "share a class")
-        return (f"{path}: mask values {shown} are neither in dataset.label_values={self.label_values} nor in "
-                "dataset.ignore_values")
+        message = (f"{path}: mask values {shown} are neither in dataset.label_values={self.label_values} nor in "
+                   "dataset.ignore_values")
+        indices = {value: index for index, value in enumerate(self.label_values)}
+        mixed = {index: index for index in range(self.num_classes)}
+        if set(present.tolist()) <= set(mixed) | set(indices) and all(
+                indices.get(index, index) == index for index in mixed):  # this mask stores class indices
+            mixed.update(indices)
+            message += (f"; the mask holds class indices: if some masks store the classes as indices and others as "
+                        f"dataset.label_values, set {argument('dataset.label_map', mixed)} instead of "
+                        "dataset.label_values")
+        return message
 
-    def _lossy_advice(self, present, counts) -> str:
-        """Only a setting that keeps every class: a tolerance below half the gap between class values."""
-        if (self.num_classes == 2 and self.label_values is None and self.value_map is None
-                and looks_lossy(present, counts, [0, 255])):
-            return (f"its values gather near 0 and 255: if 255 is '{self.class_names[1]}', set "
-                    "dataset.label_values=[0,255] dataset.mask_tolerance=127")
-        values = sorted({v for v, _ in self._value_targets()})
-        gap = min((b - a for a, b in zip(values, values[1:])), default=256)
-        tolerance = (gap - 1) // 2
-        if tolerance >= 1:
-            return (f"set dataset.mask_tolerance={tolerance} (a value within it of one class's value takes that "
-                    "class)")
-        return (f"class values {gap} apart cannot be told apart after compression; store the masks losslessly "
-                "(PNG)")
+    def _lossy_advice(self, stored) -> str:
+        """What reads a lossy index mask, the same for every file of a dataset: the tolerance that keeps the class
+        values apart (the class values first, where no key gives them: the values its regions hold); never a
+        setting that merges, drops or swaps classes."""
+        given = self.label_values is not None or self.value_map is not None
+        if not given:
+            modes = mask_modes(stored)
+            widest = widest_tolerance(list(zip(modes, range(len(modes)))))
+            if len(modes) < 2 or widest < 1:
+                return ("class values 1 apart (class indices) cannot be told apart after compression; store the "
+                        "masks losslessly (PNG)")
+            values = ", ".join(map(str, modes))
+            if len(modes) != self.num_classes:
+                return (f"its values gather near {values} but dataset.classes lists {self.num_classes} classes; set "
+                        "dataset.label_values (each class's stored value) and dataset.mask_tolerance below half "
+                        "their smallest gap (segtrain-data inspect finds both from every mask)")
+            names = ", ".join(f"'{n}'" for n in self.class_names[:-1]) + f" and '{self.class_names[-1]}'" \
+                if self.num_classes <= 4 else "the classes"
+            return (f"its values gather near {values}: if they are {names} in this order, set "
+                    f"dataset.label_values=[{','.join(map(str, modes))}] dataset.mask_tolerance={widest}")
+        targets = self._value_targets()
+        widest = widest_tolerance(targets)
+        if widest < 1:
+            return ("class values 1 apart cannot be told apart after compression; store the masks losslessly "
+                    "(PNG)")
+        counts = np.bincount(stored.ravel())
+        present = np.flatnonzero(counts)
+        values = np.array([v for v, _ in targets])
+        far = int(counts[present[np.abs(present[:, None] - values[None]).min(1) > widest]].sum())
+        keys = [f"dataset.mask_tolerance={widest}"] if self.tolerance != widest else []
+        if far and not (self.value_map is not None and self.unmapped == "ignore"):
+            if self.label_values is not None:
+                keys.append(argument("dataset.label_map", dict(targets)) + " (instead of dataset.label_values)")
+            keys.append("dataset.unmapped=ignore")
+        return (f"set {' '.join(keys)} (a value within {widest} of one class's value takes that class"
+                + (f"; the {far} pixels farther from every class's value, edges compression blended, become void)"
+                   if far else ")"))
 
-    def decode_rgb(self, stored: np.ndarray, path, grey: bool = False, palette: bool = False) -> np.ndarray:
+    def decode_rgb(self, stored: np.ndarray, path, grey: bool = False, palette: bool = False,
+                   transparent=None) -> np.ndarray:
         if self.colour_map:
             known = dict(self.colour_map)
         else:
             known = {_colour_code(c): index for index, c in enumerate(self.colours) if c is not None}
         codes = (stored[..., 0].astype(np.int32) << 16) | (stored[..., 1].astype(np.int32) << 8) | stored[..., 2]
         colours, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(codes.shape)
         classes = np.array([known.get(int(c), IGNORE_INDEX if int(c) in self.ignore_colours else -1)
                             for c in colours], np.int16)
         if self.tolerance and (classes < 0).any():
-            classes = self._snap_colours(colours, classes, known, path)
+            classes = self._snap_colours(colours, counts, classes, known, path)
         if self.colour_map is not None and self.unmapped == "ignore":
             classes[classes < 0] = IGNORE_INDEX
         unknown = np.flatnonzero(classes < 0)
@@ -311,23 +399,55 @@ class LabelEncoding:
                 missing = [n for n, c in zip(self.class_names, self.colours) if c is None]
                 raise SegtrainError(f"{path}: a colour mask needs every class's colour; dataset.classes="
                                     f"{self.classes_file} gives none for {', '.join(missing)}")
-            first = unknown[0]
-            hint = ""
-            if grey:
-                hint = " (the mask is grey: if its values are class indices, set dataset.mask_format=index)"
-            if palette and 2 * unknown.size >= len(colours):  # most colours unknown: perhaps not colour-coded
-                hint = (" (a palette PNG read by its colours; if its indices are class indices, set "
-                        "dataset.mask_format=index)")
-            if Path(path).suffix.lower() in LOSSY_SUFFIXES or unknown.size > 2 * max(1, len(known)):
-                hint += (f"; {unknown.size} unknown colours look like lossy compression (JPEG): set "
-                         f"dataset.mask_tolerance={self._colour_tolerance(known)} to take each colour's nearest "
-                         "class colour")
-            raise SegtrainError(
-                f"{path}: colour {_colour_name(int(colours[first]))} ({int(counts[first])} pixels) is not a class "
-                f"colour of dataset.classes={self.classes_file}" + (f" (and {unknown.size - 1} more colours)"
-                                                                    if unknown.size > 1 else "")
-                + f"; add it to the classes YAML, or to dataset.ignore_values as [R, G, B] if it is void{hint}")
-        return classes[inverse].reshape(codes.shape).astype(np.uint8)
+            raise SegtrainError(self._unknown_colours_message(path, colours, counts, unknown, known, grey, palette,
+                                                              inverse, transparent))
+        return classes[inverse].astype(np.uint8)
+
+    def _unknown_colours_message(self, path, colours, counts, unknown, known, grey, palette, inverse,
+                                 transparent) -> str:
+        first = unknown[np.argmax(counts[unknown])]
+        name = f"colour {_colour_name(int(colours[first]))} ({int(counts[first])} pixels)"
+        if transparent is not None:
+            hidden = np.bincount(inverse[transparent], minlength=len(colours))
+            if (hidden[unknown] == counts[unknown]).all():  # drawn nowhere: the mask's transparent pixels
+                mapping = {colour_key(c): index for c, index in known.items()}
+                mapping[colour_key(colours[first])] = 0
+                rgb = [int(c) for c in colour_key(colours[first]).split("x")]
+                return (f"{path}: {name} is transparent (alpha 0) wherever it occurs: the mask leaves those pixels "
+                        f"unlabelled; if they are '{self.class_names[0]}', set {argument('dataset.label_map', mapping)}"
+                        f"; if they are void, set {argument('dataset.ignore_values', [rgb])}")
+        kind = lossy_format(path)
+        if kind or unknown.size > 2 * max(1, len(known)):
+            return (f"{path}: colours that are no class colour of dataset.classes={self.classes_file} ({unknown.size}"
+                    f"; the commonest: {name}) look like lossy compression ({kind or 'JPEG'}): "
+                    + self._colour_lossy_advice(colours, counts, known))
+        head = (f"{path}: {name} is not a class colour of dataset.classes={self.classes_file}"
+                + (f" (and {unknown.size - 1} more colours)" if unknown.size > 1 else ""))
+        if palette and 2 * unknown.size >= len(colours):  # most colours unknown: perhaps not colour-coded
+            return (f"{head}; a palette PNG read by its colours: if its indices are class indices, set "
+                    "dataset.mask_format=index; else add its colours to the classes YAML")
+        if grey:
+            return (f"{head}; the mask is grey: if its values are class indices, set dataset.mask_format=index; "
+                    "else add its colours to the classes YAML")
+        return (f"{head}; add it to the classes YAML if it is a class of its own, or to dataset.ignore_values as "
+                "[R, G, B] if it is void")
+
+    def _colour_lossy_advice(self, colours, counts, known: dict) -> str:
+        """What reads a lossy colour mask, the same for every file: the widest tolerance that keeps the class
+        colours apart, and a label map of them that makes the colours out of its reach (blended edges) void."""
+        widest = self._colour_tolerance(known)
+        if widest < 1:
+            return "class colours 1 apart cannot be told apart after compression; store the masks losslessly (PNG)"
+        rgb, _ = self._targets_rgb(known)
+        found = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], 1).astype(np.int32)
+        far = int(counts[np.abs(found[:, None] - rgb[None]).max(2).min(1) > widest].sum())
+        keys = [f"dataset.mask_tolerance={widest}"] if self.tolerance != widest else []
+        if not self.colour_map:
+            keys.append(argument("dataset.label_map", {colour_key(c): index for c, index in known.items()}))
+        if self.unmapped != "ignore":
+            keys.append("dataset.unmapped=ignore")
+        return (f"set {' '.join(keys)} to take each colour's nearest class colour within {widest}; colours farther "
+                f"from every class colour (edges compression blended: {far} pixels here) become void")
 
     def _targets_rgb(self, known: dict):
         codes = list(known) + sorted(self.ignore_colours)
@@ -341,7 +461,7 @@ class LabelEncoding:
                 if i < j and classes[i] != classes[j]]
         return max(0, (min(gaps, default=256) - 1) // 2)
 
-    def _snap_colours(self, colours, classes, known: dict, path):
+    def _snap_colours(self, colours, counts, classes, known: dict, path):
         """Colours that are no class colour take the class whose colour is within the tolerance per channel."""
         rgb, target_classes = self._targets_rgb(known)
         classes = classes.copy()
@@ -351,20 +471,143 @@ class LabelEncoding:
             within = np.flatnonzero(np.abs(rgb - colour).max(1) <= self.tolerance)
             reached = set(target_classes[within].tolist())
             if len(reached) > 1:
+                widest = self._colour_tolerance(known)
                 raise SegtrainError(f"{path}: colour {_colour_name(code)} is within dataset.mask_tolerance="
-                                    f"{self.tolerance} of the colours of several classes; lower the tolerance")
+                                    f"{self.tolerance} of the colours of several classes; " + (
+                                        self._colour_lossy_advice(colours, counts, known) if widest else
+                                        "class colours 1 apart leave no tolerance: set dataset.mask_tolerance=0"))
             if reached:
                 classes[i] = reached.pop()
         return classes
 
 
+def argument(key: str, value) -> str:
+    """`key=value` as one command-line word (segtrain.config.override_argument), for advice in messages."""
+    from ..config import override_argument
+
+    return override_argument(key, value)
+
+
+def colour_key(code) -> str:
+    """A colour code as label_map writes it on the command line: RxGxB."""
+    code = int(code)
+    return f"{code >> 16}x{(code >> 8) & 255}x{code & 255}"
+
+
+def widest_tolerance(targets) -> int:
+    """The largest dataset.mask_tolerance under which no value is within reach of the values of two classes:
+    below half the smallest gap between values of different classes, at most 127 (a threshold between 0 and 255);
+    targets: [(stored value, class)]."""
+    ordered = sorted(targets)
+    gaps = [b - a for (a, p), (b, q) in zip(ordered, ordered[1:]) if p != q]
+    return max(0, min(127, (min(gaps, default=256) - 1) // 2))
+
+
 LOSSY_SPREAD = 24  # how far compression noise strays from a stored value, for telling lossy masks apart
 
 
-def looks_lossy(present, counts, targets) -> bool:
-    """Many distinct values, nearly all of the pixels within LOSSY_SPREAD of the class values: compression noise
-    around them, not values of their own."""
-    if len(present) <= len(targets) + 4:
+def value_distance(a, b) -> int:
+    """|a - b| of two stored values."""
+    return abs(int(a) - int(b))
+
+
+def colour_distance(a, b) -> int:
+    """The largest per-channel difference of two colour codes (R<<16 | G<<8 | B; the tolerance's distance)."""
+    a, b = int(a), int(b)
+    return max(abs((a >> s & 255) - (b >> s & 255)) for s in (16, 8, 0))
+
+
+def centres(codes: np.ndarray, counts: np.ndarray, distance, share: float = 0.001, colours: bool = False,
+            cells: bool = True):
+    """The stored values (colours) compression scattered: codes counted in cells of 8 (per channel; each code
+    alone without `cells`), the fullest cells holding at least `share` of the pixels, each farther than
+    LOSSY_SPREAD (colours: twice, their chroma being blurred more) from a fuller one, give the centres: the
+    commonest code of each."""
+    if not cells:
+        cells = codes
+    elif colours:
+        cells = (((codes >> 19) & 31) << 10) | (((codes >> 11) & 31) << 5) | ((codes >> 3) & 31)
+    else:
+        cells = codes >> 3
+    mass, commonest = Counter(), {}
+    for cell, code, count in zip(cells.tolist(), codes.tolist(), counts.tolist()):
+        mass[cell] += count
+        if count > commonest.get(cell, (0, 0))[1]:
+            commonest[cell] = (code, count)
+    spread = 2 * LOSSY_SPREAD if colours else LOSSY_SPREAD
+    chosen, total = [], counts.sum()
+    for cell, count in mass.most_common():
+        if count < share * total:
+            break
+        if all(distance(commonest[cell][0], c) > spread for c in chosen):
+            chosen.append(commonest[cell][0])
+    return sorted(int(c) for c in chosen)
+
+
+def flat_pixels(pixels: np.ndarray, within: int = 8) -> np.ndarray:
+    """Pixels whose 4-neighbours all lie within `within` (per channel): the inside of regions, where compression
+    keeps a class's value (colour); edges blend their neighbours'."""
+    pixels = pixels.astype(np.int32).reshape(*pixels.shape[:2], -1)
+    steepest = np.zeros(pixels.shape[:2], np.int32)
+    for a, b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
+                 ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))):
+        step = np.abs(pixels[a] - pixels[b]).max(-1)
+        steepest[a] = np.maximum(steepest[a], step)
+        steepest[b] = np.maximum(steepest[b], step)
+    return steepest <= within
+
+
+def blended_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose value lies strictly between their 4-neighbours' (per channel: within their range
+    in every channel, strictly inside it in one), as interpolation and compression leave along edges; never the
+    inside of a region, whose neighbours share its value."""
+    pixels = pixels.astype(np.int32).reshape(*pixels.shape[:2], -1)
+    padded = np.pad(pixels, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    around = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    low, high = around.min(0), around.max(0)
+    return ((low <= pixels) & (pixels <= high)).all(-1) & ((low < pixels) & (pixels < high)).any(-1)
+
+
+ROUND = (255, 128, 100, 64, 50, 32, 25, 10, 5)  # how round a stored value is: 0 and 255 first, then multiples
+
+
+def roundest(value: int, reach: int = 4) -> int:
+    """The roundest value within `reach` of `value` (0 and 255 first, then multiples of 128, 100, 64, ...; the nearest
+    among equals): the value a class was most likely stored as, where compression moved its regions' commonest
+    value by a step or two."""
+    near = range(max(0, value - reach), value + reach + 1)
+    return min(near, key=lambda v: (next((i for i, step in enumerate(ROUND) if v % step == 0), len(ROUND)),
+                                    abs(v - value)))
+
+
+def mask_modes(stored: np.ndarray):
+    """The values a lossy index mask's classes were stored as: the peaks of its histogram (the pixels within 8 of a
+    value, at least 2% of the mask; the next peak farther than twice LOSSY_SPREAD), each the median of the values
+    within LOSSY_SPREAD of its peak, then the roundest value within 8 of that (compression scatters a region's
+    values around the one stored)."""
+    counts = np.bincount(stored.astype(np.int64).ravel())
+    around = np.convolve(counts, np.ones(17, np.int64), "same")
+    modes = []
+    while around.size and around.max() >= 0.02 * stored.size:
+        peak = int(around.argmax())
+        low = max(0, peak - LOSSY_SPREAD)
+        near = counts[low:peak + LOSSY_SPREAD + 1]
+        median = low + int(np.searchsorted(np.cumsum(near), near.sum() / 2))
+        modes.append(roundest(median, reach=8))
+        around[max(0, peak - 2 * LOSSY_SPREAD):peak + 2 * LOSSY_SPREAD + 1] = 0
+    return sorted(set(modes))
+
+
+def looks_lossy(stored: np.ndarray) -> bool:
+    """Many distinct values (colours) beside the few that hold most pixels, and nearly all the others blends
+    (blended_pixels): what resizing or compression leaves of a few stored values, not values of their own, which
+    fill regions."""
+    codes = stored.astype(np.int64)
+    if codes.ndim == 3:
+        codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
+    found, counts = np.unique(codes, return_counts=True)
+    modes = found[counts >= 0.02 * codes.size]
+    if len(found) < len(modes) + 8 or counts[np.isin(found, modes)].sum() < 0.5 * codes.size:
         return False
-    near = np.min(np.abs(present[:, None] - np.asarray(targets)[None]), axis=1) <= LOSSY_SPREAD
-    return counts[present][near].sum() >= 0.99 * counts[present].sum()
+    rest = ~np.isin(codes, modes)
+    return bool(blended_pixels(stored)[rest].mean() >= 0.8)
