@@ -51,3 +51,9 @@ def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("full")
     result = train(compose_config(*TINY), run_dir)
     return run_dir, result
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow run first: pytest-xdist hands tests to its workers in this order, so the short ones
+    fill the end and the workers finish together instead of one running a minute-long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -78,6 +78,7 @@ def test_every_app_lists_its_own_groups_and_their_choices_in_help(app, groups, t
         assert "ckpt: ???" in result.stdout
 
 
+@pytest.mark.slow
 def test_eval_sweeps_two_checkpoints_by_two_crf_settings_with_one_scoring_each(finished_run, tmp_path):
     run_dir, _ = finished_run
     ckpts = ",".join(str(run_dir / "checkpoints" / name) for name in ("best.pt", "last.pt"))
@@ -113,6 +114,7 @@ def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-2])
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_take_the_single_process_steps(tmp_path):
     """DDP over gloo with the global batch split 2 + 2 ends with the weights of one process taking batches of 4,
     and only rank 0 writes into the one run directory."""
@@ -174,6 +176,7 @@ def test_fcn_and_deeplab_recipes_carry_the_papers_settings():
     assert compose_config("experiment=fcn32s_nyud_rgb_hha").dataset.modality == "rgb_hha"
 
 
+@pytest.mark.slow
 def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
     """Optuna maximises each job's best value of trainer.monitor (here mean Dice), and the summary marks it."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")

@@ -236,6 +236,7 @@ def test_bad_input_names_the_file_and_the_problem(fake, tmp_path):
     ("siftflow", ["dataset.task=geometric"]),
     ("folder", []),
 ])
+@pytest.mark.slow
 def test_short_training_run_on_each_fake_copy_through_the_cli(fake, tmp_path, name, overrides):
     extra = {"folder": [f"dataset.root={fake / 'folder'}", f"dataset.classes={fake / 'folder' / 'classes.yaml'}"]}
     command = [sys.executable, "-m", "segtrain.cli.train", f"dataset={name}", "model=fcn8s", "model.width=0.0625",

@@ -87,6 +87,7 @@ def test_an_error_in_a_dataloader_worker_ends_the_run_with_the_file_named(binary
     assert WATCHDOG_LINE not in result.stderr and time.time() - began < 20
 
 
+@pytest.mark.slow
 def test_the_readme_binary_masks_command_ends_after_done(binary_folder, tmp_path):
     _, data = binary_folder
     result = segtrain_command(*data, "loss=dice_ce", "trainer.monitor=mean_dice", *TINY_FOLDER,
@@ -96,6 +97,7 @@ def test_the_readme_binary_masks_command_ends_after_done(binary_folder, tmp_path
     assert "done:" in result.stdout and WATCHDOG_LINE not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_middle_job_fails_in_a_worker_ends_with_its_summary(binary_folder, truncated_folder,
                                                                           tmp_path):
     root, data = binary_folder
@@ -145,6 +147,7 @@ module.cli()
 
 
 @pytest.mark.parametrize("command", ["eval", "predict"])
+@pytest.mark.slow
 def test_sigterm_ends_a_crf_evaluation_and_its_workers_in_one_line(command, finished_run, tmp_path):
     from PIL import Image
 
@@ -263,6 +266,7 @@ def _result_without_speed(result: dict) -> dict:
 
 
 @pytest.mark.parametrize("where", ["sigterm in the final iteration", "killed in the final validation"])
+@pytest.mark.slow
 def test_a_run_stopped_at_its_end_resumes_to_the_true_final_metrics(where, finished_run, tiny_cfg, tmp_path_factory,
                                                                     monkeypatch):
     tmp_path = tmp_path_factory.mktemp("stopped") / "my run"
@@ -318,6 +322,7 @@ def test_a_stop_during_the_final_validation_says_it_came_too_late(finished_run, 
     assert "received SIGTERM during the final validation: too late to stop, the run has finished" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_folder_run_with_two_workers_resumes_bit_exact(binary_folder, tmp_path, monkeypatch):
     from .conftest import compose_config
 
@@ -355,6 +360,7 @@ run()
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_resumes_with_its_own_overrides(tmp_path):
     run_dir = tmp_path / "my run"
     first = subprocess.run([sys.executable, "-c", KILLED_EARLY, *TINY, "trainer.max_iters=2", "model.width=0.125",
@@ -435,6 +441,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_export_never_writes_over_a_checkpoint_or_a_foreign_file(finished_run, tmp_path, monkeypatch):
     from segtrain.export import check_output
     from segtrain.cli.export import run as export

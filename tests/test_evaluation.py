@@ -104,6 +104,7 @@ def test_batched_windows_and_flips_equal_one_forward_each():
         torch.testing.assert_close(predict_scores(model, images, flip=True, per_forward=1), mirrored)
 
 
+@pytest.mark.slow
 def test_eval_with_crf_reports_both_and_keeps_the_plain_metrics(finished_run, tmp_path, capsys):
     run_dir, _ = finished_run
     ckpt = run_dir / "checkpoints" / "last.pt"
@@ -169,6 +170,7 @@ def test_predict_writes_palette_label_maps_and_overlays_and_skips_unreadable_ima
         run_predict([f"ckpt={ckpt}", f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'x'}"])
 
 
+@pytest.mark.slow
 def test_export_onnx_with_dynamic_height_and_width_matches_pytorch(finished_run, tmp_path):
     import onnxruntime
 
@@ -246,6 +248,7 @@ def test_long_evaluation_shows_progress_off_a_terminal(caplog):
     assert lines[-1].startswith("evaluating: 5 batches in")
 
 
+@pytest.mark.slow
 def test_reproduction_line_compares_only_evaluations_scored_as_training_validated(finished_run, capsys):
     from segtrain.evaluate import reproduction_line
 
@@ -319,6 +322,7 @@ def test_eval_table_aligns_every_value_under_its_column():
         assert column == 0 or line[ends[0] - 5:ends[0]].strip() == "", line  # mean Dice: nothing under IU
 
 
+@pytest.mark.slow
 def test_export_of_a_valid_unet_takes_the_sizes_it_can_and_names_every_file(tiny_cfg, tmp_path, monkeypatch):
     import onnx
     import onnxruntime

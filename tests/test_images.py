@@ -113,6 +113,7 @@ def test_16_bit_images_read_as_rgb_keep_their_picture(tmp_path):
         build_dataset(compose_config(*keys(tmp_path, "dataset.intensity_range=[5,1]")).dataset, "train")
 
 
+@pytest.mark.slow
 def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dataset(tmp_path):
     from segtrain.checkpoint import load_checkpoint
     from segtrain.cli.evaluate import run as evaluate
@@ -133,6 +134,7 @@ def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dat
     assert evaluate([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}"])["mean_iu"] == result["mean_iu"]
 
 
+@pytest.mark.slow
 def test_a_grey_model_predicts_grey_files_as_its_training_read_them(tmp_path):
     import torch
 

@@ -40,6 +40,7 @@ run()
 
 @pytest.mark.parametrize("signum,process_group", [(signal.SIGINT, False), (signal.SIGTERM, False),
                                                    (signal.SIGUSR1, False), (signal.SIGINT, True)])
+@pytest.mark.slow
 def test_a_stop_signal_saves_the_iteration_and_the_run_resumes_bit_exact(signum, process_group, finished_run,
                                                                          tiny_cfg, tmp_path):
     """process_group: Ctrl-C in a terminal reaches the DataLoader workers too; they must not die of it."""
@@ -108,6 +109,7 @@ def test_fatal_error_is_the_last_line_of_the_log_too(tmp_path):
     assert (run_dir / "segtrain.log").read_text().splitlines() == ["[earlier] step 10", expected]
 
 
+@pytest.mark.slow
 def test_best_pt_holds_no_optimizer_unless_asked_and_resume_auto_falls_back(finished_run, tiny_cfg, tmp_path):
     run_dir, _ = finished_run
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
@@ -160,6 +162,7 @@ def segtrain(*args, cwd):
                           text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_the_readme_resume_line_continues_a_run_made_with_many_overrides(tmp_path):
     run_dir = tmp_path / "run"
     made = [*TINY, "model=fcn16s", "optimizer=sgd", "optimizer.lr=0.01", "schedule=step", "schedule.step_size=3"]
@@ -188,6 +191,7 @@ def test_the_readme_resume_line_continues_a_run_made_with_many_overrides(tmp_pat
     assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == hydra_files  # the original record
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_failing_job_finishes_summarises_and_resumes(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", *TINY, "trainer.max_iters=2", "trainer.log_interval=1", "optimizer=sgd", "optimizer.lr=1e30,0.01",
@@ -209,6 +213,7 @@ def test_a_sweep_with_a_failing_job_finishes_summarises_and_resumes(tmp_path):
     assert (sweep_dir / "1" / "checkpoints" / "last.pt").read_bytes() == finished  # skipped, not retrained
 
 
+@pytest.mark.slow
 def test_slurm_preemption_saves_then_hands_over_to_submitits_requeue(finished_run, tiny_cfg, tmp_path):
     """submitit's SIGUSR2 handler (requeue and exit) runs after last.pt is written; the requeued job, with the
     launcher's trainer.resume=auto, continues bit-exact."""
@@ -295,6 +300,7 @@ def test_predict_never_writes_over_its_inputs_or_foreign_files(finished_run, tmp
         predict([ckpt, f"input={photos}", f"output={tmp_path / 'other'}"])
 
 
+@pytest.mark.slow
 def test_resume_auto_skips_a_damaged_last_pt_for_a_best_pt_with_state(tiny_cfg, tmp_path):
     train(tiny_cfg("trainer.max_iters=3", "trainer.best_with_state=true"), tmp_path)
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"truncated")
@@ -314,6 +320,7 @@ def test_an_unwritable_run_dir_fails_before_any_work(tiny_cfg, tmp_path, monkeyp
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_aborts_at_once(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "READY": str(tmp_path / "ready"), "GO": str(tmp_path / "never")}
@@ -357,6 +364,7 @@ RANK_PAUSING_RUN = PAUSING_RUN.replace(
     'pathlib.Path(os.environ["READY"] + os.environ["RANK"]).write_text(str(os.getpid()))')
 
 
+@pytest.mark.slow
 def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_iteration(tmp_path):
     script = tmp_path / "pausing_run.py"
     script.write_text(RANK_PAUSING_RUN)

@@ -265,6 +265,7 @@ def test_option_values_a_model_cannot_combine_are_errors():
         build_model("fcn_alexnet", 21, batch_norm=True, pretrained="alexnet-owt-7be5be79.pth")
 
 
+@pytest.mark.slow
 def test_deconvnet_loads_vgg16_and_unpools_with_the_encoders_switches(vgg16_file):
     vgg, path = vgg16_file
     model = build_model("deconvnet", 3, batch_norm=False, pretrained=str(path)).eval()
@@ -312,6 +313,7 @@ def test_fcn_alexnet_loads_and_convolutionalises_torchvisions_alexnet(tmp_path):
     torch.testing.assert_close(conv.flatten(1), linear, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fcn_googlenet_loads_torchvisions_googlenet_with_its_aux_heads(tmp_path):
     from torchvision.models import googlenet
 

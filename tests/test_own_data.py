@@ -209,6 +209,7 @@ def test_label_scan_is_cached_by_path_size_and_mtime(counted):
     error(r"y\.png: mask values 7 are outside the 3 classes", lambda: scan_labels(build_dataset(cfg, "train"), "t"))
 
 
+@pytest.mark.slow
 def test_segtrain_data_check_and_preview(counted, tmp_path):
     args = ["dataset=folder", f"dataset.root={counted}", f"dataset.classes={counted / 'classes.yaml'}"]
     result = subprocess.run([BIN / "segtrain-data", "check", *args, f"out={tmp_path / 'report'}"],
@@ -262,6 +263,7 @@ def test_a_bad_val_mask_fails_the_run_before_any_training(fake, tmp_path):
     assert not (run_dir / "checkpoints").exists() and "iter 1/" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_binary_folder_trains_with_label_values_val_fraction_and_median_frequency(fake, tmp_path):
     run_dir = tmp_path / "run"
     root = fake / "folder_binary"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from segtrain.data.fake import make_siftflow
@@ -25,6 +26,7 @@ def segtrain(*args, cwd, env=None):
     run("segtrain", *args, cwd=cwd, env=env)
 
 
+@pytest.mark.slow
 def test_report_puts_runs_sweeps_and_the_published_figure_side_by_side(tmp_path):
     short = ["trainer.max_iters=4", "trainer.val_interval=2", "trainer.ckpt_interval=2"]
     segtrain(*TINY, *short, f"hydra.run.dir={tmp_path / 'runs' / 'a'}", cwd=tmp_path)

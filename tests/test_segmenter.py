@@ -179,6 +179,7 @@ def test_the_app_options_compose_as_the_command_line_composes_them():
     assert app_option("crf", {"name": "deconvnet", "iterations": 4}).sigma_alpha == 20.0  # the option, then the key
 
 
+@pytest.mark.slow
 def test_arrays_follow_the_file_rules_their_dtype_names(photos, segmenter):
     _, folder, _ = photos
     rgb = np.array(Image.open(folder / "tall.png"))
@@ -213,6 +214,7 @@ def test_arrays_follow_the_file_rules_their_dtype_names(photos, segmenter):
         segmenter.predict(folder / "nowhere.png")
 
 
+@pytest.mark.slow
 def test_a_grey_16_bit_model_reads_paths_and_arrays_as_its_training_did(tmp_path):
     from segtrain import Segmenter
     from segtrain.cli.predict import run as run_predict

@@ -55,6 +55,7 @@ def test_poly_schedule_reaches_zero(finished_run):
     assert lrs[-1] == 0.0 and lrs == sorted(lrs, reverse=True)
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(finished_run, tiny_cfg, tmp_path, monkeypatch):
     full_dir, full_result = finished_run
     real_step, calls = train_module.train_step, []
@@ -203,6 +204,7 @@ def test_cuda_speed_options_together(tiny_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.slow
 def test_every_model_trains_and_evaluates_from_its_checkpoint(tiny_cfg, tmp_path, model):
     result = train(tiny_cfg(f"model={model}", "model.width=0.0625", "trainer.max_iters=2"), tmp_path)
     evaluated = run_eval([f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}"])
@@ -275,6 +277,7 @@ def test_summed_loss_and_class_weights():
     torch.testing.assert_close(only_class_1, expected)
 
 
+@pytest.mark.slow
 def test_training_with_accumulation_step_schedule_and_class_weights(tiny_cfg, tmp_path):
     result = train(tiny_cfg("trainer.accumulate=2", "schedule=step", "schedule.step_size=3",
                             "schedule.warmup_iters=2", "loss.class_weights=[1,2,2,4,4]"), tmp_path)
@@ -285,6 +288,7 @@ def test_training_with_accumulation_step_schedule_and_class_weights(tiny_cfg, tm
         tiny_cfg("schedule.name=linear")
 
 
+@pytest.mark.slow
 def test_channels_last_trains_to_the_same_weights_as_nchw(tiny_cfg, tmp_path):
     # SGD: an update proportional to the gradient (Adam would magnify float noise in near-zero gradients)
     nchw = train(tiny_cfg("trainer.max_iters=2", "optimizer=sgd"), tmp_path / "nchw")
@@ -335,6 +339,7 @@ def test_training_with_the_unet_weighted_loss(tiny_cfg, tmp_path):
     assert math.isfinite(result["mean_iu"])
 
 
+@pytest.mark.slow
 def test_a_finished_run_leaves_no_model_behind(tiny_cfg, tmp_path, monkeypatch):
     """Sweeps run jobs one after another in one process: each must hand its memory back."""
     import weakref
@@ -352,6 +357,7 @@ def test_a_finished_run_leaves_no_model_behind(tiny_cfg, tmp_path, monkeypatch):
     assert len(built) == 1 and built[0]() is None
 
 
+@pytest.mark.slow
 def test_fcn16s_starts_from_a_trained_fcn32s(tiny_cfg, tmp_path, monkeypatch):
     train(tiny_cfg("model=fcn32s", "trainer.max_iters=2"), tmp_path / "32s")
     coarse = load_checkpoint(tmp_path / "32s" / "checkpoints" / "last.pt")["model"]
@@ -420,6 +426,7 @@ def test_bootstrapped_cross_entropy_by_hand():
         torch.nn.functional.cross_entropy(logits[:1], targets[:1], ignore_index=255).item())
 
 
+@pytest.mark.slow
 def test_training_with_the_bootstrapped_loss(tiny_cfg, tmp_path):
     result = train(tiny_cfg("model=frrn_a", "loss=bootstrap", "loss.top_k=200", "trainer.max_iters=2"), tmp_path)
     assert math.isfinite(result["mean_iu"])
