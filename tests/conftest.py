@@ -5,6 +5,14 @@ import pytest
 
 from segtrain.config import compose
 
+# One thread per pytest-xdist worker (one worker per core), in its subprocesses too: two workers of two OpenMP
+# threads each on two cores spin against each other, and tiny runs took twice as long.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 # the label-scan cache of every test run (and of its subprocesses) in a folder of its own, never ~/.cache
 os.environ["SEGTRAIN_CACHE"] = tempfile.mkdtemp(prefix="segtrain-test-cache-")
 
