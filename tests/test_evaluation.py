@@ -280,19 +280,26 @@ def test_reproduction_line_compares_only_evaluations_scored_as_training_validate
 
 
 def test_ensemble_of_checkpoints_trained_on_other_dataset_settings_is_one_line(finished_run, tmp_path):
+    """Only the keys that change scoring are compared, after the command line's overrides."""
     from segtrain.checkpoint import load_checkpoint
 
     ckpt = finished_run[0] / "checkpoints" / "last.pt"
     other = load_checkpoint(ckpt)
-    other["config"]["dataset"].update(scale=0.5, num_val=8)
+    other["config"]["dataset"].update(image_size=48, num_val=8, val_split="train", num_train=3)
+    other["config"]["trainer"].update(batch_size=3, val_batch_size=5, num_workers=1)
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(SegtrainError) as info:
         run_eval([f"ckpt={ckpt}", f"ensemble=[{tmp_path / 'other.pt'}]", f"hydra.run.dir={tmp_path / 'e'}"])
     assert str(info.value) == (
-        f"ensemble={tmp_path / 'other.pt'}: trained on other dataset settings than ckpt={ckpt}: dataset.num_val 8 "
-        "against 4, dataset.scale 0.5 against null; the members of an ensemble are scored together on one split, "
-        "so they must share every dataset key")
+        f"ensemble={tmp_path / 'other.pt'}: trained on other dataset settings than ckpt={ckpt}: dataset.image_size "
+        "48 against 32, dataset.num_val 8 against 4, dataset.val_split \"train\" against \"val\"; the members of an "
+        "ensemble are scored together on one split, so they must share every dataset key that changes scoring (a "
+        "command-line dataset.KEY= applies to every member)")
     assert not (tmp_path / "e").exists()  # refused before any work
+    # the advice: the same values for both on the command line; num_train and the trainer's keys do not count
+    run_eval([f"ckpt={ckpt}", f"ensemble=[{tmp_path / 'other.pt'}]", "dataset.image_size=48", "dataset.num_val=8",
+              "dataset.val_split=train", f"hydra.run.dir={tmp_path / 'e'}"])
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["ensemble"] == [str(tmp_path / "other.pt")]
 
 
 def test_eval_table_aligns_every_value_under_its_column():
