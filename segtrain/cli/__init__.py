@@ -62,12 +62,25 @@ def parse_argument(argument: str):
 
     from ..config import override_argument
 
+    parser = OverridesParser.create()
     try:
-        return OverridesParser.create().parse_override(argument)
+        return parser.parse_override(argument)
     except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
         key, _, raw = argument.partition("=")
+        value = raw
+        if len(raw) > 1 and raw[0] == "[" and raw[-1] == "]":  # a list stays a list: each item quoted on its own
+            value = [element(parser, item.strip()) for item in raw[1:-1].split(",")] if raw[1:-1].strip() else []
         raise SegtrainError(f"{argument}: Hydra's override grammar cannot read this value (characters such as = , "
-                            f"[ ] {{ }} ' \" need quotes); write it as {override_argument(key, raw)}") from None
+                            f"[ ] {{ }} ' \" need quotes); write it as {override_argument(key, value)}") from None
+
+
+def element(parser, item: str):
+    """A list item of an unreadable override as Hydra reads it alone (a number stays a number), else as written."""
+    try:
+        value = parser.parse_override(f"key={item}").value()
+    except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
+        return item
+    return value if isinstance(value, (str, int, float, bool)) or value is None else item
 
 
 def override_values(argv, key: str) -> list:
