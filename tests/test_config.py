@@ -345,6 +345,24 @@ def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     assert str(info.value) == line
 
 
+@pytest.mark.parametrize("argv,line", [
+    (["input=images"], "output=FOLDER is required (the folder for NAME.png and NAME_overlay.png)"),
+    (["output=labels"], "input=PATH is required (an image or a folder of images)"),
+])
+def test_a_missing_mandatory_key_is_one_line_naming_it(argv, line, capsys):
+    """Before Hydra starts (segtrain-eval's missing ckpt= is require_checkpoints' line)."""
+    from segtrain.cli import require_checkpoints
+
+    with pytest.raises(SystemExit) as info:
+        require_checkpoints("segtrain-predict", [f"ckpt={__file__}", *argv])  # any file passes for a checkpoint
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"segtrain-predict: error: {line}"]
+    with pytest.raises(SystemExit):
+        require_checkpoints("segtrain-eval", ["crf=dense"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "segtrain-eval: error: ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)"]
+
+
 def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):
     """Metrics, reports and TensorBoard key classes by name: a repeated name would drop a class from them."""
     from segtrain.data.folder import read_classes

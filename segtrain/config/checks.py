@@ -24,6 +24,12 @@ class BadValue(SegtrainError):
         return SegtrainError(f"{written}: {self.why}") if written else self
 
 
+# keys without a default that a command line must give: (placeholder, what it is) for their one-line error
+REQUIRED = {"ckpt": ("PATH", "a checkpoint, e.g. RUN/checkpoints/best.pt"),
+            "input": ("PATH", "an image or a folder of images"),
+            "output": ("FOLDER", "the folder for NAME.png and NAME_overlay.png")}
+
+
 def check_config(cfg, keys=None) -> None:
     """Unknown keys, ranges and keys without effect over every schema-typed node of `cfg` (a training config or a
     checkpoint app's), then the rules between keys. `keys` (dotted): check only these and what lies below them,
@@ -47,7 +53,12 @@ def _walk(node, prefix: str, wanted) -> None:
         if key not in fields:
             raise SegtrainError(f"{path}: not a key of the {prefix.split('.')[0] or 'top-level'} schema (added with "
                                 "+?); `segtrain --cfg job` lists the keys")
-        if not wanted(path) or OmegaConf.is_missing(node, key):
+        if not wanted(path):
+            continue
+        if OmegaConf.is_missing(node, key):
+            if not dataclasses.is_dataclass(fields[key].type):  # a group's node: its option fills it
+                raise SegtrainError(f"{path}={REQUIRED.get(path, ('VALUE', 'a value'))[0]} is required "
+                                    f"({REQUIRED.get(path, ('VALUE', 'the schema has no default'))[1]})")
             continue
         child = node[key]
         if isinstance(child, DictConfig):
