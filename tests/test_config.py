@@ -299,6 +299,7 @@ def _fits(annotation, value) -> bool:
     (["dataset.num_train=0"], "dataset.num_train=0: expected a whole number of images >= 1"),
     (["dataset.num_val=0"], "dataset.num_val=0: expected a whole number of images >= 1"),
     (["seed=-1"], "seed=-1: expected a seed in [0, 4.29497e+09]"),
+    (["model.width=100"], "model.width=100: expected a channel multiplier in (0, 16]"),
     (["optimizer=adamw", "optimizer.betas=[2,0.999]"], "optimizer.betas=[2,0.999]: expected a list of 2 numbers in "
                                                        "[0, 1)"),
     (["optimizer=adamw", "optimizer.betas=[0.9]"], "optimizer.betas=[0.9]: expected a list of 2 numbers in [0, 1)"),
