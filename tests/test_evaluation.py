@@ -302,6 +302,24 @@ def test_ensemble_of_checkpoints_trained_on_other_dataset_settings_is_one_line(f
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["ensemble"] == [str(tmp_path / "other.pt")]
 
 
+def test_a_failed_evaluation_leaves_no_half_made_folder(finished_run, tmp_path):
+    import shutil
+
+    shutil.copytree(finished_run[0] / "checkpoints", tmp_path / "run" / "checkpoints")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    failed = subprocess.run([sys.executable, "-m", "segtrain.cli.evaluate", f"ckpt={ckpt}", "dataset.val_split=bogus"],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
+        "segtrain-eval: error: dataset=synthetic has splits 'train' and 'val', not 'bogus'"]
+    assert not (tmp_path / "run" / "eval").exists()  # neither its RUN/eval/NAME-TIME nor the eval/ it made
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    for folder in (tmp_path / "mine", tmp_path / "new" / "eval"):
+        with pytest.raises(SegtrainError, match="not 'bogus'"):
+            run_eval([f"ckpt={ckpt}", "dataset.val_split=bogus", f"hydra.run.dir={folder}"])
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"] and not (tmp_path / "new").exists()
+
+
 def test_eval_table_aligns_every_value_under_its_column():
     from segtrain.evaluate import format_report
 
