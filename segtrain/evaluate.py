@@ -135,26 +135,31 @@ def reproduction_line(state: dict, metrics: dict, inference: dict, overrides, en
     """Whether this evaluation gives the validation metrics training logged at the checkpoint's iteration:
     compared only where it scores as that validation did (one whole-image pass per image, the stored model and
     dataset, one network; with a CRF its network's metrics, before the CRF); otherwise "not comparable" and why.
-    Overrides of trainer.* (device, batch size) are compared, and named where the metrics differ. None when the
+    Overrides of trainer.* (device, batch size) and of the dataset's paths (dataset.root= of moved data) are
+    compared, and named where the metrics differ. None when the
     checkpoint holds no metrics of its own iteration. Checkpoints written before mean Dice existed are compared on
     the metrics they hold."""
     from .inference import inference_name
     from .metrics import named
+    from .train import PATH_KEYS
 
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
     if logged is None:
         return None
     head = f"training logged at iteration {state['iteration']}: "
     scoring = inference_name(**inference)
+    # the device, batch size, workers and where the data now lie leave the scoring as it was
+    same_scoring = [o for o in overrides if o.startswith("trainer.")
+                    or o.partition("=")[0] in {f"dataset.{k}" for k in PATH_KEYS}]
     reasons = ([f"inference={scoring}"] if scoring != "whole" else []) + (
         [f"ensemble of {len(ensemble) + 1} networks"] if ensemble else []) + [
-        o for o in overrides if not o.startswith("trainer.")]
+        o for o in overrides if o not in same_scoring]
     if reasons:
         return head + f"not comparable ({', '.join(reasons)})"
     logged = named(logged)
     if all(value == metrics[k] for k, value in logged.items()):
         return head + "identical" + (" (the network's metrics, before the CRF)" if crf else "")
-    changed = " ".join(o for o in overrides if o.startswith("trainer."))
+    changed = " ".join(same_scoring)
     return head + "DIFFERENT" + (f" (with {changed})" if changed else "") + ": " + ", ".join(
         f"{k} {value:.6f}" for k, value in logged.items())
 

@@ -337,6 +337,8 @@ def test_a_bad_command_line_is_one_line_and_exit_2_before_hydra_starts(overrides
     ("inference.scales=[]", "inference.scales=[]: expected a list of 1 or more scales in (0, 16]"),
     ("inference.scales=[0]", "inference.scales=[0]: expected a list of 1 or more scales in (0, 16]"),
     ("inference.overlap=1.5", "inference.overlap=1.5: expected a fraction in [0, 1)"),
+    ("optimizer.lr=0.5", "optimizer.lr=0.5: a training key; it has no effect on segtrain-eval"),
+    ("trainer.max_iters=3", "trainer.max_iters=3: a training key; it has no effect on segtrain-eval"),
 ])
 def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     from segtrain.config import check_command_line
@@ -344,6 +346,8 @@ def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     with pytest.raises(SegtrainError) as info:
         check_command_line(["ckpt=x.pt", "inference=slide", override], "eval")
     assert str(info.value) == line
+    # what evaluation and prediction do use of the trainer group stays open to them
+    check_command_line(["ckpt=x.pt", "input=a", "output=b", "trainer.device=cpu", "trainer.num_workers=0"], "predict")
 
 
 @pytest.mark.parametrize("argv,line", [

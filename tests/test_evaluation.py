@@ -271,6 +271,10 @@ def test_reproduction_line_compares_only_evaluations_scored_as_training_validate
     assert line(other, overrides=["dataset.val_split=train", "trainer.device=cpu"]) == (
         head + "not comparable (dataset.val_split=train)")
     assert line(other, ensemble=["b.pt"]) == head + "not comparable (ensemble of 2 networks)"
+    assert line(overrides=['dataset.root="/moved"']) == head + "identical"  # the same data, moved
+    assert line(other, overrides=['dataset.root="/moved"', 'dataset.classes="/moved/c.yaml"']) == (
+        head + 'DIFFERENT (with dataset.root="/moved" dataset.classes="/moved/c.yaml"): pixel_acc 0.900000, '
+        "mean_acc 0.500000, mean_iu 0.400000, fw_iu 0.800000")
     assert reproduction_line({**state, "metrics_iteration": 4}, logged, whole, [], [], False) is None
 
     ckpt = finished_run[0] / "checkpoints" / "last.pt"  # as the command prints it

@@ -39,8 +39,28 @@ def check_config(cfg, keys=None) -> None:
                                    for k in keys)
 
     _walk(cfg, "", wanted)
+    _refuse_training_keys(cfg)
     if keys is None or any(k.split(".")[0] in ("augment", "schedule", "trainer", "loss", "dataset") for k in keys):
         _check_rules(cfg)
+
+
+# what segtrain-eval, -predict and -export use of the stored training config's trainer group; the rest of it, and
+# the optimizer, schedule, loss and augment groups, only train
+TRAINER_KEYS_AFTER_TRAINING = ("device", "amp", "deterministic", "val_batch_size", "num_workers")
+APP_PROGRAMS = {"EvalConfig": "segtrain-eval", "PredictConfig": "segtrain-predict", "ExportConfig": "segtrain-export"}
+
+
+def _refuse_training_keys(cfg) -> None:
+    """A checkpoint app's override of a key that only training reads is one line saying it has no effect there."""
+    program = APP_PROGRAMS.get(getattr(OmegaConf.get_type(cfg), "__name__", ""))
+    if program is None:
+        return
+    for group in ("optimizer", "schedule", "loss", "augment", "trainer"):
+        node = cfg.get(group) or {}
+        for key in node:
+            if group != "trainer" or key not in TRAINER_KEYS_AFTER_TRAINING:
+                raise BadValue(f"{group}.{key}", OmegaConf.to_container(node)[key],
+                               f"a training key; it has no effect on {program}")
 
 
 def _walk(node, prefix: str, wanted) -> None:
