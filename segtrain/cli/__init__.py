@@ -216,7 +216,9 @@ def checkpoint_app(program: str, config_name: str, work, finish=None, fresh_fold
         before = FolderBefore(out_dir, program) if fresh_folder else None
         try:
             return work(cfg, out_dir)
-        except BaseException:
+        except Interrupted:
+            raise
+        except Exception:  # as the app: a failure leaves nothing half-made
             if before:
                 before.restore()
             raise
