@@ -58,28 +58,40 @@ def write_confusion(folder: Path, metrics: dict, class_names, tasks=None, title=
     return written
 
 
-def check_ensemble(paths, ckpt, state: dict) -> list:
+def scoring_keys(dataset: dict) -> list:
+    """The dataset keys that change what an evaluation scores (the val split's images, labels, classes, sizes,
+    normalisation): all but those that only choose or make the training split."""
+    training_only = {"num_train"}  # synthetic: the training scenes' count
+    if dataset.get("val_fraction") is None:  # the val split is its own folder or list, not held out of train's
+        training_only.add("train_split")
+    if dataset.get("val_split") != "train_aug":  # VOC: converted labels of train_aug only
+        training_only.add("aug_label_dir")
+    return sorted(set(dataset) - training_only)
+
+
+def check_ensemble(paths, ckpt, train_cfg, overrides) -> list:
     """Before any data is read: every checkpoint in `paths` was trained with the dataset settings of `ckpt` (whose
-    checkpoint is `state`), as the members of an ensemble are scored together on one split, read,
-    sized and normalised one way, against one set of classes; else one line naming the keys that differ. Returns
-    the members' model names."""
+    config, with the command line's `overrides`, is `train_cfg`) in every key that changes scoring
+    (scoring_keys), the same overrides applied to each member, as the members of an ensemble are scored
+    together on one split, read, sized and normalised one way, against one set of classes; else one line naming
+    the keys that differ. Returns the members' model names."""
     from .checkpoint import load_checkpoint
     from .config import stored_config
 
     if not paths:
         return []
-    ours = to_plain(stored_config(state["config"], version=state.get("config_version", 0)).dataset)
+    ours = to_plain(train_cfg.dataset)
     names = []
     for path in paths:
         member_state = load_checkpoint(path, peek=True)
-        member = stored_config(member_state["config"], version=member_state.get("config_version", 0))
+        member = stored_config(member_state["config"], overrides, member_state.get("config_version", 0))
         theirs = to_plain(member.dataset)
-        differing = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+        differing = [k for k in scoring_keys({**theirs, **ours}) if ours.get(k) != theirs.get(k)]
         if differing:
             raise SegtrainError(f"ensemble={path}: trained on other dataset settings than ckpt={ckpt}: " + ", ".join(
                 f"dataset.{k} {json.dumps(theirs.get(k))} against {json.dumps(ours.get(k))}" for k in differing)
                 + "; the members of an ensemble are scored together on one split, so they must share every "
-                "dataset key")
+                "dataset key that changes scoring (a command-line dataset.KEY= applies to every member)")
         names.append(member.model.name)
     return names
 
@@ -123,26 +135,31 @@ def reproduction_line(state: dict, metrics: dict, inference: dict, overrides, en
     """Whether this evaluation gives the validation metrics training logged at the checkpoint's iteration:
     compared only where it scores as that validation did (one whole-image pass per image, the stored model and
     dataset, one network; with a CRF its network's metrics, before the CRF); otherwise "not comparable" and why.
-    Overrides of trainer.* (device, batch size) are compared, and named where the metrics differ. None when the
+    Overrides of trainer.* (device, batch size) and of the dataset's paths (dataset.root= of moved data) are
+    compared, and named where the metrics differ. None when the
     checkpoint holds no metrics of its own iteration. Checkpoints written before mean Dice existed are compared on
     the metrics they hold."""
     from .inference import inference_name
     from .metrics import named
+    from .train import PATH_KEYS
 
     logged = state["metrics"] if state["metrics_iteration"] == state["iteration"] else None
     if logged is None:
         return None
     head = f"training logged at iteration {state['iteration']}: "
     scoring = inference_name(**inference)
+    # the device, batch size, workers and where the data now lie leave the scoring as it was
+    same_scoring = [o for o in overrides if o.startswith("trainer.")
+                    or o.partition("=")[0] in {f"dataset.{k}" for k in PATH_KEYS}]
     reasons = ([f"inference={scoring}"] if scoring != "whole" else []) + (
         [f"ensemble of {len(ensemble) + 1} networks"] if ensemble else []) + [
-        o for o in overrides if not o.startswith("trainer.")]
+        o for o in overrides if o not in same_scoring]
     if reasons:
         return head + f"not comparable ({', '.join(reasons)})"
     logged = named(logged)
     if all(value == metrics[k] for k, value in logged.items()):
         return head + "identical" + (" (the network's metrics, before the CRF)" if crf else "")
-    changed = " ".join(o for o in overrides if o.startswith("trainer."))
+    changed = " ".join(same_scoring)
     return head + "DIFFERENT" + (f" (with {changed})" if changed else "") + ": " + ", ".join(
         f"{k} {value:.6f}" for k, value in logged.items())
 
@@ -169,7 +186,7 @@ def evaluate_checkpoint(cfg, out_dir: Path) -> dict:
     device = select_device(train_cfg.trainer.device)
     autocast = autocast_context(device, select_amp(train_cfg.trainer.amp, device))
     ensemble = list(cfg.ensemble)
-    names = check_ensemble(ensemble, cfg.ckpt, state)
+    names = check_ensemble(ensemble, cfg.ckpt, train_cfg, overrides)
     dataset = build_dataset(train_cfg.dataset, train_cfg.dataset.val_split, evaluation=True)  # labels' own size
     if ensemble:
         model = ProductEnsemble([model, *(restore(path, input_channels=dataset.input_channels)[1]

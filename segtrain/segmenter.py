@@ -52,28 +52,22 @@ def network_input(rgb, normalize, resize=None):
 
 def read_input(source, grey: bool, info: dict, exif: bool, intensity_range, name=None) -> Picture:
     """A file (or PIL image) read as the model's training data were: RGB, or one grey channel for a grey model (a
-    colour file's luminance; 16-bit files at their stored depth). A grey model refuses a file of another bit depth
-    than its training images' (an 8-bit file for a model of 16-bit images reads as nearly black). `name`: what
-    an error calls the image (default: its path)."""
-    from .data.files import read_image, to_8bit
+    colour file's luminance), each file scaled from its own bit depth by `intensity_range` (8, 16, 32-bit integer
+    or float) to the depth the model's training images were held at (its full intensity, 255 or 65535). `name`:
+    what an error calls the image (default: its path)."""
+    from .data.files import GREY, read_image, to_depth
 
     if not grey:
         rgb = read_image(source, exif=exif, intensity_range=intensity_range)
         return Picture(rgb, rgb, tuple(info.get("scale") or (255.0,) * 3))
-    raw = read_image(source, mode=None, exif=exif)
-    if raw.ndim == 3:
-        raw = read_image(source, mode="L", exif=exif)
-    # checkpoints before the scale was stored: as the folder dataset decides it, by the file's depth
-    scale = float((info.get("scale") or [65535.0 if raw.dtype == np.uint16 else 255.0])[0])
-    depth = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(raw.dtype)
-    if depth is not None and depth != scale:
-        name = name or (source if isinstance(source, (str, os.PathLike)) else
-                        getattr(source, "filename", "") or "the PIL image")
-        raise SegtrainError(f"{name}: {'an 8' if depth == 255 else 'a 16'}-bit image, but this grey model was "
-                            f"trained on {8 if scale == 255 else 16}-bit images (full intensity {scale:g}); convert it "
-                            "to that depth first")
-    shown = to_8bit(raw, (0, scale), source) if raw.dtype != np.uint8 or scale != 255 else raw
-    return Picture(np.repeat(shown[..., None], 3, axis=2), raw[..., None], (scale,))
+    name = name or (source if isinstance(source, (str, os.PathLike)) else
+                    getattr(source, "filename", "") or "the PIL image")
+    stored = read_image(source, mode=GREY, exif=exif)
+    # checkpoints before the scale was stored: as the folder dataset decided it, by the file's depth
+    full = int((info.get("scale") or [255.0 if stored.dtype == np.uint8 else 65535.0])[0])
+    pixels = to_depth(stored, intensity_range, name, full)
+    shown = to_depth(pixels, "auto", name)  # 8 bits for the overlay
+    return Picture(np.repeat(shown[..., None], 3, axis=2), pixels[..., None], (float(full),))
 
 
 class Segmenter:
@@ -85,17 +79,16 @@ class Segmenter:
       - a path (str or os.PathLike) of an image file, read as the checkpoint's training data were: its EXIF
         orientation applied (dataset.exif_orientation), RGB for an RGB model (a grey file's grey copied to the
         three channels; a 16-bit or float file scaled to 8 bits by dataset.intensity_range), one channel for a grey
-        model (a colour file's luminance, ITU-R 601-2 as PIL converts it; 16-bit files at their stored depth);
+        model (a colour file's luminance, ITU-R 601-2 as PIL converts it); every file scaled from its own bit
+        depth (8, 16, 32-bit integer, float) by dataset.intensity_range, as training read it;
       - a PIL image: as the file it is (an opened file's EXIF orientation too);
       - a numpy array (H, W) or (H, W, 3) ((H, W, 1) reads as (H, W)):
           uint8   8-bit intensities, as an 8-bit file;
-          uint16  16-bit intensities, as a 16-bit file: an RGB model scales them to 8 bits by the checkpoint's
-                  dataset.intensity_range (auto: 0..65535 -> 0..255); a grey model divides them by its full
-                  intensity, 65535, and refuses them when it was trained on 8-bit images (and uint8 when trained on
-                  16-bit ones);
-          float   fractions of full intensity, 0..1 (float16/32/64): an RGB model rounds them to 8 bits (v * 255;
-                  with dataset.intensity_range=[LO, HI] or percentile, scaled as a float file would be), a grey
-                  model takes v x its full intensity. Values outside 0..1 under intensity_range=auto, NaN or
+          uint16  16-bit intensities, as a 16-bit file: scaled by the checkpoint's dataset.intensity_range (auto:
+                  0..65535 is 0..full intensity) to the depth the model's training images were held at;
+          float   fractions of full intensity, 0..1 (float16/32/64): an RGB model rounds them to 8 bits (v * 255),
+                  a grey model takes v x its full intensity; with dataset.intensity_range=[LO, HI] or percentile
+                  both scale them as a float file is scaled. Values outside 0..1 under intensity_range=auto, NaN or
                   infinity are an error.
         Other dtypes, other channel counts ((H, W, 4): RGBA or four channels?), colour (H, W, 3) uint16 or float
         arrays for a grey model, and empty arrays are a SegtrainError naming what to pass instead.
@@ -212,7 +205,7 @@ class Segmenter:
     def _read_array(self, array: np.ndarray, grey: bool) -> Picture:
         from PIL import Image
 
-        from .data.files import to_8bit
+        from .data.files import to_depth
 
         shape = array.shape
         if array.ndim == 3 and shape[2] == 1:
@@ -233,15 +226,18 @@ class Segmenter:
                 raise SegtrainError("a float array with NaN or infinite values: expected fractions of full "
                                     "intensity, 0..1")
             low, high = float(array.min()), float(array.max())
-            if (grey or self.intensity_range == "auto") and (low < 0 or high > 1):
+            if self.intensity_range == "auto" and (low < 0 or high > 1):
                 raise SegtrainError(f"a float array with values {low:g}..{high:g}: floats are fractions of full "
                                     "intensity, 0..1 (array / 255 for 8-bit values, or pass array.astype(np.uint8))")
-            if grey:
+            if grey and self.intensity_range == "auto":  # v x full intensity, not rounded to the stored depth
                 scale = float((self.info.get("scale") or [255.0])[0])
-                shown = to_8bit(array, "auto", "the array")
+                shown = to_depth(array, "auto", "the array")
                 return Picture(np.repeat(shown[..., None], 3, axis=2),
                                (array.astype(np.float64) * scale).astype(np.float32)[..., None], (scale,))
-        rgb = to_8bit(array, self.intensity_range, "the array")  # as read_image scales 16-bit and float files
+            if grey:  # [LO, HI] or percentile: as a float file is read
+                return read_input(Image.fromarray(array.astype(np.float32)), grey, self.info, False,
+                                  self.intensity_range, "the array")
+        rgb = to_depth(array, self.intensity_range, "the array")  # as read_image scales 16-bit and float files
         rgb = rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)
         return Picture(rgb, rgb, (255.0,) * 3)
 

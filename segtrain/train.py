@@ -275,6 +275,9 @@ def load_data(cfg, run_dir: Path, main_process: bool):
                      channels)
             train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
             val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, evaluation=True)
+    if getattr(train_set, "channels", 3) == 1 and train_set.scale != val_set.scale:  # 16-bit files in one split
+        for dataset in (train_set, val_set):
+            dataset.hold_grey_at(max(*train_set.scale, *val_set.scale))
     log.info("data: %s, %d train / %d val images, %d classes", cfg.dataset.name, len(train_set), len(val_set),
              cfg.dataset.num_classes)
     for warning in shared_images(train_set, val_set):

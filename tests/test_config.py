@@ -299,6 +299,7 @@ def _fits(annotation, value) -> bool:
     (["dataset.num_train=0"], "dataset.num_train=0: expected a whole number of images >= 1"),
     (["dataset.num_val=0"], "dataset.num_val=0: expected a whole number of images >= 1"),
     (["seed=-1"], "seed=-1: expected a seed in [0, 4.29497e+09]"),
+    (["model.width=100"], "model.width=100: expected a channel multiplier in (0, 16]"),
     (["optimizer=adamw", "optimizer.betas=[2,0.999]"], "optimizer.betas=[2,0.999]: expected a list of 2 numbers in "
                                                        "[0, 1)"),
     (["optimizer=adamw", "optimizer.betas=[0.9]"], "optimizer.betas=[0.9]: expected a list of 2 numbers in [0, 1)"),
@@ -336,6 +337,8 @@ def test_a_bad_command_line_is_one_line_and_exit_2_before_hydra_starts(overrides
     ("inference.scales=[]", "inference.scales=[]: expected a list of 1 or more scales in (0, 16]"),
     ("inference.scales=[0]", "inference.scales=[0]: expected a list of 1 or more scales in (0, 16]"),
     ("inference.overlap=1.5", "inference.overlap=1.5: expected a fraction in [0, 1)"),
+    ("optimizer.lr=0.5", "optimizer.lr=0.5: a training key; it has no effect on segtrain-eval"),
+    ("trainer.max_iters=3", "trainer.max_iters=3: a training key; it has no effect on segtrain-eval"),
 ])
 def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     from segtrain.config import check_command_line
@@ -343,6 +346,26 @@ def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     with pytest.raises(SegtrainError) as info:
         check_command_line(["ckpt=x.pt", "inference=slide", override], "eval")
     assert str(info.value) == line
+    # what evaluation and prediction do use of the trainer group stays open to them
+    check_command_line(["ckpt=x.pt", "input=a", "output=b", "trainer.device=cpu", "trainer.num_workers=0"], "predict")
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["input=images"], "output=FOLDER is required (the folder for NAME.png and NAME_overlay.png)"),
+    (["output=labels"], "input=PATH is required (an image or a folder of images)"),
+])
+def test_a_missing_mandatory_key_is_one_line_naming_it(argv, line, capsys):
+    """Before Hydra starts (segtrain-eval's missing ckpt= is require_checkpoints' line)."""
+    from segtrain.cli import require_checkpoints
+
+    with pytest.raises(SystemExit) as info:
+        require_checkpoints("segtrain-predict", [f"ckpt={__file__}", *argv])  # any file passes for a checkpoint
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"segtrain-predict: error: {line}"]
+    with pytest.raises(SystemExit):
+        require_checkpoints("segtrain-eval", ["crf=dense"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "segtrain-eval: error: ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)"]
 
 
 def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):

@@ -4,6 +4,7 @@ result. A hang fails by the subprocess timeout; the watchdog is set far beyond i
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -503,6 +504,14 @@ def test_paths_hydra_must_read_quoted_and_run_dirs_that_are_files(finished_run, 
     assert exit_info.value.code == 2 and capsys.readouterr().err.strip().splitlines() == [
         f"segtrain-eval: error: ckpt={ckpt}: Hydra's override grammar cannot read this value (characters such as "
         f"= , [ ] {{ }} ' \" need quotes); write it as \"ckpt='{ckpt}'\""]
+    # a list stays a list: each path quoted on its own (the whole list quoted would be one string)
+    from segtrain.cli import parse_argument
+
+    with pytest.raises(SegtrainError) as info:
+        parse_argument(f"ensemble=[{ckpt}, {ckpt}]")
+    advice = str(info.value).rpartition("write it as ")[2]
+    assert advice == f"\"ensemble=['{ckpt}','{ckpt}']\""
+    assert parse_argument(shlex.split(advice)[0]).value() == [str(ckpt), str(ckpt)]
     (tmp_path / "file").write_text("")
     for run_dir in (tmp_path / "file", tmp_path / "file" / "run"):
         with pytest.raises(SystemExit):

@@ -274,6 +274,10 @@ def test_reproduction_line_compares_only_evaluations_scored_as_training_validate
     assert line(other, overrides=["dataset.val_split=train", "trainer.device=cpu"]) == (
         head + "not comparable (dataset.val_split=train)")
     assert line(other, ensemble=["b.pt"]) == head + "not comparable (ensemble of 2 networks)"
+    assert line(overrides=['dataset.root="/moved"']) == head + "identical"  # the same data, moved
+    assert line(other, overrides=['dataset.root="/moved"', 'dataset.classes="/moved/c.yaml"']) == (
+        head + 'DIFFERENT (with dataset.root="/moved" dataset.classes="/moved/c.yaml"): pixel_acc 0.900000, '
+        "mean_acc 0.500000, mean_iu 0.400000, fw_iu 0.800000")
     assert reproduction_line({**state, "metrics_iteration": 4}, logged, whole, [], [], False) is None
 
     ckpt = finished_run[0] / "checkpoints" / "last.pt"  # as the command prints it
@@ -283,19 +287,44 @@ def test_reproduction_line_compares_only_evaluations_scored_as_training_validate
 
 
 def test_ensemble_of_checkpoints_trained_on_other_dataset_settings_is_one_line(finished_run, tmp_path):
+    """Only the keys that change scoring are compared, after the command line's overrides."""
     from segtrain.checkpoint import load_checkpoint
 
     ckpt = finished_run[0] / "checkpoints" / "last.pt"
     other = load_checkpoint(ckpt)
-    other["config"]["dataset"].update(scale=0.5, num_val=8)
+    other["config"]["dataset"].update(image_size=48, num_val=8, val_split="train", num_train=3)
+    other["config"]["trainer"].update(batch_size=3, val_batch_size=5, num_workers=1)
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(SegtrainError) as info:
         run_eval([f"ckpt={ckpt}", f"ensemble=[{tmp_path / 'other.pt'}]", f"hydra.run.dir={tmp_path / 'e'}"])
     assert str(info.value) == (
-        f"ensemble={tmp_path / 'other.pt'}: trained on other dataset settings than ckpt={ckpt}: dataset.num_val 8 "
-        "against 4, dataset.scale 0.5 against null; the members of an ensemble are scored together on one split, "
-        "so they must share every dataset key")
+        f"ensemble={tmp_path / 'other.pt'}: trained on other dataset settings than ckpt={ckpt}: dataset.image_size "
+        "48 against 32, dataset.num_val 8 against 4, dataset.val_split \"train\" against \"val\"; the members of an "
+        "ensemble are scored together on one split, so they must share every dataset key that changes scoring (a "
+        "command-line dataset.KEY= applies to every member)")
     assert not (tmp_path / "e").exists()  # refused before any work
+    # the advice: the same values for both on the command line; num_train and the trainer's keys do not count
+    run_eval([f"ckpt={ckpt}", f"ensemble=[{tmp_path / 'other.pt'}]", "dataset.image_size=48", "dataset.num_val=8",
+              "dataset.val_split=train", f"hydra.run.dir={tmp_path / 'e'}"])
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["ensemble"] == [str(tmp_path / "other.pt")]
+
+
+def test_a_failed_evaluation_leaves_no_half_made_folder(finished_run, tmp_path):
+    import shutil
+
+    shutil.copytree(finished_run[0] / "checkpoints", tmp_path / "run" / "checkpoints")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    failed = subprocess.run([sys.executable, "-m", "segtrain.cli.evaluate", f"ckpt={ckpt}", "dataset.val_split=bogus"],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
+        "segtrain-eval: error: dataset=synthetic has splits 'train' and 'val', not 'bogus'"]
+    assert not (tmp_path / "run" / "eval").exists()  # neither its RUN/eval/NAME-TIME nor the eval/ it made
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    for folder in (tmp_path / "mine", tmp_path / "new" / "eval"):
+        with pytest.raises(SegtrainError, match="not 'bogus'"):
+            run_eval([f"ckpt={ckpt}", "dataset.val_split=bogus", f"hydra.run.dir={folder}"])
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"] and not (tmp_path / "new").exists()
 
 
 def test_eval_table_aligns_every_value_under_its_column():

@@ -113,6 +113,58 @@ def test_16_bit_images_read_as_rgb_keep_their_picture(tmp_path):
         build_dataset(compose_config(*keys(tmp_path, "dataset.intensity_range=[5,1]")).dataset, "train")
 
 
+def grey_ramps(folder):
+    """The ramp k/255 (k = 0..255, 16x16) as an 8-bit PNG, a 16-bit PNG, a 32-bit integer (mode I) and a float
+    (mode F) TIFF, with empty masks: each is k x 257 at 16 bits."""
+    ramp = np.arange(256, dtype=np.float64).reshape(16, 16) / 255
+    (folder / "images").mkdir(parents=True)
+    files = {"a8": (ramp * 255).round().astype(np.uint8), "b16": (ramp * 65535).round().astype(np.uint16),
+             "c32": (ramp * (2 ** 31 - 1)).round().astype(np.int32), "dF": ramp.astype(np.float32)}
+    for name, pixels in files.items():
+        Image.fromarray(pixels).save(folder / "images" / f"{name}.{'png' if pixels.itemsize < 4 else 'tif'}")
+        save_png(np.zeros((16, 16), np.uint8), folder / "masks" / f"{name}.png")
+    write_classes(folder / "classes.yaml", ["background", "cell"])
+    return (ramp * 65535).round().astype(np.uint16)
+
+
+def test_grey_files_of_every_depth_are_scaled_from_their_own_depth(tmp_path, caplog):
+    """One-channel reading (dataset.channels=1 or auto) scales 8, 16, 32-bit integer and float files each from its
+    own depth to the dataset's (16 bits when any file is deeper than 8), in training, evaluation and prediction."""
+    from segtrain.segmenter import read_input
+    from segtrain.train import load_data
+
+    expected = grey_ramps(tmp_path)
+    for channels in ("1", "auto"):
+        dataset = build_dataset(compose_config(*keys(tmp_path, f"dataset.channels={channels}")).dataset, "train")
+        assert dataset.scale == (65535.0,)
+        for index, (image_path, *_) in enumerate(dataset.items):
+            image = dataset.raw_item(index)[0]
+            assert image.dtype == np.uint16 and np.array_equal(image[..., 0], expected), image_path.name
+            picture = read_input(image_path, True, {"scale": [65535.0]}, True, "auto")  # segtrain-predict's reading
+            assert np.array_equal(picture.pixels, image) and picture.scale == (65535.0,)
+    percentile = build_dataset(compose_config(*keys(tmp_path, "dataset.intensity_range=percentile")).dataset,
+                               "train")
+    assert all(percentile.raw_item(i)[0].min() == 0 and percentile.raw_item(i)[0].max() == 65535 for i in range(4))
+    with caplog.at_level("WARNING", logger="segtrain"):  # a range above every stored value: constant images
+        build_dataset(compose_config(*keys(tmp_path, "dataset.intensity_range=[70000,80000]")).dataset,
+                      "train").raw_item(1)
+    assert "b16.png: its uint16 values 0..65535 all become 0 under dataset.intensity_range=[70000.0, 80000.0]" \
+        in caplog.text
+    # 8-bit files only: held at 8 bits; a 16-bit file in the other split lifts both splits (and the checkpoint)
+    (tmp_path / "train.txt").write_text("a8\n")
+    (tmp_path / "val.txt").write_text("b16\n")
+    eight = build_dataset(compose_config(*keys(tmp_path)).dataset, "train")
+    assert eight.scale == (255.0,) and np.array_equal(eight.raw_item(0)[0][..., 0], expected // 257)
+    _, train_set, val_set, _ = load_data(compose_config(*keys(tmp_path)), tmp_path / "run", False)
+    assert train_set.scale == val_set.scale == (65535.0,)
+    assert np.array_equal(train_set[0][0], eight[0][0])  # the same network input at either depth
+    # checkpoints before the scale was stored: each file at its stored depth, as they were read
+    for name, full in (("a8.png", 255.0), ("b16.png", 65535.0)):
+        picture = read_input(tmp_path / "images" / name, True, {}, True, "auto")
+        assert picture.scale == (full,) and np.array_equal(picture.pixels[..., 0],
+                                                          np.array(Image.open(tmp_path / "images" / name)))
+
+
 @pytest.mark.slow
 def test_grey_and_colour_files_are_read_with_one_channel_count_for_the_whole_dataset(tmp_path):
     from segtrain.checkpoint import load_checkpoint

@@ -429,3 +429,26 @@ def test_input_sizes_are_the_sizes_forward_pads_alike(name, monkeypatch):
 def test_other_networks_take_any_size():
     for name in set(MODELS) - {"unet", "unet_same", "frrn_a", "frrn_b", "deconvnet"}:
         assert build_model(name, 3, width=0.0625).input_sizes.any_size(), name
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("channels", [1, 4])
+def test_the_convolution_that_takes_the_image_is_the_one_adapted(name, channels):
+    """A grey (or RGB-D) narrow network: at width 0.0625 FRRN's classifier also takes 3 channels; the conv the
+    image reaches first is the one rebuilt from its RGB filters (summed for grey, kept for RGB-D)."""
+    torch.manual_seed(0)
+    rgb = build_model(name, 2, width=0.0625)
+    torch.manual_seed(0)  # the same initial weights before the adaptation
+    model = build_model(name, 2, in_channels=channels, width=0.0625).eval()
+    first = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: first.append(m)) for m in model.modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        assert model(torch.zeros(1, channels, 40, 40)).shape == (1, 2, 40, 40)
+    for hook in hooks:
+        hook.remove()
+    path = next(path for path, m in model.named_modules() if m is first[0])
+    filters = rgb.get_submodule(path).weight
+    assert first[0].in_channels == channels and torch.equal(
+        first[0].weight, filters.sum(1, keepdim=True) if channels == 1 else torch.cat(
+            [filters, filters.mean(1, keepdim=True)], 1))

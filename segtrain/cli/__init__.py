@@ -22,6 +22,33 @@ def hydra_job():
     return Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), hydra_cfg.mode == RunMode.MULTIRUN
 
 
+class FolderBefore:
+    """An output folder as it was before a job's work, so that a failed job leaves nothing half-made: restore()
+    removes the folder when the job made it (nothing in it but Hydra's .hydra/ and the job's log), with the
+    folder above when that is left empty (RUN/eval/), else only the files and folders the work added."""
+
+    def __init__(self, folder: Path, program: str):
+        self.folder, self.log = folder, f"{program}.log"
+        self.existing = set(folder.rglob("*")) if folder.is_dir() else None
+
+    def restore(self) -> None:
+        import shutil
+
+        if self.existing is None or all(".hydra" in p.relative_to(self.folder).parts or p.name == self.log
+                                        for p in self.existing):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            try:
+                self.folder.parent.rmdir()  # only when empty: an eval/ folder the job made
+            except OSError:
+                pass
+            return
+        for path in sorted(set(self.folder.rglob("*")) - self.existing, reverse=True):  # files before folders
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 def failed_job(program: str, error: Exception, run_dir: Path, overrides, sweeping: bool) -> float:
     """A job's error, as one line on stderr and at the end of its log. Alone: exit 2 (an error that is not a
     SegtrainError, a bug, propagates with its traceback). In a sweep: recorded in its job_status.json and NaN
@@ -62,12 +89,25 @@ def parse_argument(argument: str):
 
     from ..config import override_argument
 
+    parser = OverridesParser.create()
     try:
-        return OverridesParser.create().parse_override(argument)
+        return parser.parse_override(argument)
     except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
         key, _, raw = argument.partition("=")
+        value = raw
+        if len(raw) > 1 and raw[0] == "[" and raw[-1] == "]":  # a list stays a list: each item quoted on its own
+            value = [element(parser, item.strip()) for item in raw[1:-1].split(",")] if raw[1:-1].strip() else []
         raise SegtrainError(f"{argument}: Hydra's override grammar cannot read this value (characters such as = , "
-                            f"[ ] {{ }} ' \" need quotes); write it as {override_argument(key, raw)}") from None
+                            f"[ ] {{ }} ' \" need quotes); write it as {override_argument(key, value)}") from None
+
+
+def element(parser, item: str):
+    """A list item of an unreadable override as Hydra reads it alone (a number stays a number), else as written."""
+    try:
+        value = parser.parse_override(f"key={item}").value()
+    except Exception:  # noqa: BLE001 - Hydra's grammar errors are of several kinds
+        return item
+    return value if isinstance(value, (str, int, float, bool)) or value is None else item
 
 
 def override_values(argv, key: str) -> list:
@@ -156,11 +196,14 @@ def checkpoint_app(program: str, config_name: str, work, finish=None, fresh_fold
 
     def app(cfg):
         out_dir, overrides, sweeping = hydra_job()
+        before = FolderBefore(out_dir, program) if fresh_folder and not sweeping else None
         try:
             result = work(cfg, out_dir)
         except Interrupted:
             raise
         except Exception as error:  # noqa: BLE001 - a sweep records any failure and goes on to the next job
+            if before:
+                before.restore()
             return failed_job(program, error, out_dir, overrides, sweeping)
         return finish(result, out_dir, overrides, sweeping) if finish else None
 
@@ -170,7 +213,15 @@ def checkpoint_app(program: str, config_name: str, work, finish=None, fresh_fold
         while fresh_folder and (out_dir / "metrics.json").exists():  # several within one second: numbered
             number += 1
             out_dir = base.with_name(f"{base.name}-{number}")
-        return work(cfg, out_dir)
+        before = FolderBefore(out_dir, program) if fresh_folder else None
+        try:
+            return work(cfg, out_dir)
+        except Interrupted:
+            raise
+        except Exception:  # as the app: a failure leaves nothing half-made
+            if before:
+                before.restore()
+            raise
 
     main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(app)
     return main, run, lambda: checkpoint_command(program, main)

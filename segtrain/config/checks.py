@@ -24,6 +24,12 @@ class BadValue(SegtrainError):
         return SegtrainError(f"{written}: {self.why}") if written else self
 
 
+# keys without a default that a command line must give: (placeholder, what it is) for their one-line error
+REQUIRED = {"ckpt": ("PATH", "a checkpoint, e.g. RUN/checkpoints/best.pt"),
+            "input": ("PATH", "an image or a folder of images"),
+            "output": ("FOLDER", "the folder for NAME.png and NAME_overlay.png")}
+
+
 def check_config(cfg, keys=None) -> None:
     """Unknown keys, ranges and keys without effect over every schema-typed node of `cfg` (a training config or a
     checkpoint app's), then the rules between keys. `keys` (dotted): check only these and what lies below them,
@@ -33,8 +39,28 @@ def check_config(cfg, keys=None) -> None:
                                    for k in keys)
 
     _walk(cfg, "", wanted)
+    _refuse_training_keys(cfg)
     if keys is None or any(k.split(".")[0] in ("augment", "schedule", "trainer", "loss", "dataset") for k in keys):
         _check_rules(cfg)
+
+
+# what segtrain-eval, -predict and -export use of the stored training config's trainer group; the rest of it, and
+# the optimizer, schedule, loss and augment groups, only train
+TRAINER_KEYS_AFTER_TRAINING = ("device", "amp", "deterministic", "val_batch_size", "num_workers")
+APP_PROGRAMS = {"EvalConfig": "segtrain-eval", "PredictConfig": "segtrain-predict", "ExportConfig": "segtrain-export"}
+
+
+def _refuse_training_keys(cfg) -> None:
+    """A checkpoint app's override of a key that only training reads is one line saying it has no effect there."""
+    program = APP_PROGRAMS.get(getattr(OmegaConf.get_type(cfg), "__name__", ""))
+    if program is None:
+        return
+    for group in ("optimizer", "schedule", "loss", "augment", "trainer"):
+        node = cfg.get(group) or {}
+        for key in node:
+            if group != "trainer" or key not in TRAINER_KEYS_AFTER_TRAINING:
+                raise BadValue(f"{group}.{key}", OmegaConf.to_container(node)[key],
+                               f"a training key; it has no effect on {program}")
 
 
 def _walk(node, prefix: str, wanted) -> None:
@@ -47,7 +73,12 @@ def _walk(node, prefix: str, wanted) -> None:
         if key not in fields:
             raise SegtrainError(f"{path}: not a key of the {prefix.split('.')[0] or 'top-level'} schema (added with "
                                 "+?); `segtrain --cfg job` lists the keys")
-        if not wanted(path) or OmegaConf.is_missing(node, key):
+        if not wanted(path):
+            continue
+        if OmegaConf.is_missing(node, key):
+            if not dataclasses.is_dataclass(fields[key].type):  # a group's node: its option fills it
+                raise SegtrainError(f"{path}={REQUIRED.get(path, ('VALUE', 'a value'))[0]} is required "
+                                    f"({REQUIRED.get(path, ('VALUE', 'the schema has no default'))[1]})")
             continue
         child = node[key]
         if isinstance(child, DictConfig):

@@ -139,7 +139,7 @@ class ModelConfig:
     `model.KEY=` override gets and for checkpoints written when every model stored those keys."""
     always: ClassVar[Dict[str, Tuple[Any, str]]] = {}
     name: str = MISSING
-    width: float = number(1.0, gt=0, what="a channel multiplier")  # 1.0 is the published network
+    width: float = number(1.0, gt=0, le=16, what="a channel multiplier")  # 1.0 is the published network
     frozen_bn: bool = False  # BN as fixed affine maps with the (pretrained) statistics, as DeepLab v2 trains
     init_from: Optional[str] = None  # a segtrain checkpoint whose same-named, same-shaped weights start this model
     init_from_strict: bool = option(True, only=Only("init_from", (SET,)))  # another shape is an error (false: skipped)

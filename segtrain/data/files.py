@@ -1,5 +1,6 @@
 """Reading datasets as they come on disk: images, index-PNG and .mat labels, split files, with one-line errors
 that name the file and the problem."""
+import logging
 from pathlib import Path
 from typing import Callable, List, Sequence
 
@@ -11,6 +12,7 @@ from torch.utils.data import Dataset
 from ..errors import SegtrainError
 from .labels import IGNORE_INDEX
 
+log = logging.getLogger("segtrain")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")  # what a folder of images may hold
 IMAGENET_STD = (0.229, 0.224, 0.225)  # torchvision's ImageNet weights expect inputs divided by these
 
@@ -37,12 +39,21 @@ def orientation(image) -> int:
 
 
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16- and 32-bit integer, 32-bit float
+GREY = "grey"  # read_image's mode for one grey channel at the file's own depth
+_flattened = set()  # (dtype, intensity_range) whose scaling has made an image constant: warned about once
 
 
-def to_8bit(pixels: np.ndarray, intensity_range="auto", path="image") -> np.ndarray:
-    """A 16/32-bit or float image as uint8, scaled from its real range (PIL's own conversion clips at 255: a
-    16-bit image turned constant white). intensity_range: auto (the type's full range; floats: 0..1),
-    [lo, hi] (stored values), or percentile (this image's 1st to 99th percentile)."""
+def to_depth(pixels: np.ndarray, intensity_range="auto", path="image", full: int = 255) -> np.ndarray:
+    """Pixels of any depth (8, 16 or 32-bit integer, float; any channels) as uint8 (`full` 255) or uint16 (`full`
+    65535), scaled from their own depth: the stored values LO..HI become 0..full, where intensity_range gives
+    LO..HI: auto (the type's full range: 0..255, 0..65535, 0..2^31-1; floats 0..1), [LO, HI] (stored values), or
+    percentile (this image's 1st to 99th percentile). PIL's own conversion clips at 255 instead (a 16-bit image
+    turned constant white). Errors: SegtrainError for a float image outside 0..1 under auto. An image of several
+    stored values that the scaling turns constant is a warning (once per kind of image and setting), naming the
+    file and dataset.intensity_range."""
+    dtype = np.uint8 if full == 255 else np.uint16
+    if intensity_range == "auto" and pixels.dtype == dtype:
+        return pixels
     values = pixels.astype(np.float64)
     if intensity_range == "percentile":
         low, high = np.percentile(values, (1, 99))
@@ -57,25 +68,39 @@ def to_8bit(pixels: np.ndarray, intensity_range="auto", path="image") -> np.ndar
             low, high = max(info.min, 0), info.max
     else:
         low, high = (float(v) for v in intensity_range)
-    scaled = (values - low) / max(high - low, 1e-12)
-    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+    scaled = np.clip(np.round((values - low) / max(high - low, 1e-12) * full), 0, full).astype(dtype)
+    if scaled.size and scaled.min() == scaled.max() and values.min() != values.max():
+        kind = (str(pixels.dtype), str(intensity_range))
+        if kind not in _flattened:
+            _flattened.add(kind)
+            log.warning(
+                "%s: its %s values %g..%g all become %d under dataset.intensity_range=%s (stored %g..%g mapped to "
+                "0..%d): a constant image; set dataset.intensity_range=[LO,HI] or percentile", path, pixels.dtype,
+                values.min(), values.max(), scaled.flat[0], intensity_range if isinstance(intensity_range, str)
+                else list(intensity_range), low, high, full)
+    return scaled
 
 
 def read_image(path: Path, mode: str = "RGB", exif: bool = True, intensity_range="auto") -> np.ndarray:
-    """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs). With `exif` the
-    pixels are turned as the file's EXIF orientation says, so that they are the upright picture annotation tools
-    and browsers show (dataset.exif_orientation=apply). A 16/32-bit or float image read as RGB is scaled from its
-    bit depth first (to_8bit, by `intensity_range`), its grey copied to the three channels. `path` may also be a
-    PIL image, read by the same rules (an opened file's EXIF orientation included)."""
+    """(H, W, 3) uint8 for mode RGB; (H, W) as stored for mode None (e.g. 16-bit depth PNGs); for mode GREY one
+    grey channel (H, W) at the file's own depth (8, 16, 32-bit integer or float as stored; colour, palette, bilevel
+    and grey-with-alpha files as their 8-bit luminance, ITU-R 601-2 as PIL converts them). With `exif` the pixels
+    are turned as the file's EXIF orientation says, so that they are the upright picture annotation tools and
+    browsers show (dataset.exif_orientation=apply). Read as RGB, an image is scaled from its own bit depth by
+    `intensity_range` (to_depth; auto leaves 8-bit files as stored), a grey one copied to the three channels.
+    `path` may also be a PIL image, read by the same rules (an opened file's EXIF orientation included)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     def pixels(image, name):
         if exif and orientation(image) != 1:
             image = ImageOps.exif_transpose(image)
+        if mode == GREY:
+            return np.array(image if image.mode in ("L", *HIGH_DEPTH_MODES) else image.convert("L"))
         if mode == "RGB" and image.mode in HIGH_DEPTH_MODES:
-            grey = to_8bit(np.array(image), intensity_range, name)
+            grey = to_depth(np.array(image), intensity_range, name)
             return np.repeat(grey[..., None], 3, axis=2)
-        return np.array(image.convert(mode) if mode else image)
+        stored = np.array(image.convert(mode) if mode else image)
+        return to_depth(stored, intensity_range, name) if mode == "RGB" else stored
 
     opened = isinstance(path, Image.Image)
     name = (getattr(path, "filename", "") or "the PIL image") if opened else path
@@ -88,6 +113,23 @@ def read_image(path: Path, mode: str = "RGB", exif: bool = True, intensity_range
             return pixels(image, name)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise SegtrainError(f"{name}: cannot read the image ({e})") from None
+
+
+def image_mode(path: Path) -> str:
+    """The PIL mode of an image file, from its header ("" for a file PIL cannot read: its reader says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.mode
+    except Exception:  # noqa: BLE001 - PIL raises many kinds; reading the file names the problem
+        return ""
+
+
+def grey_full_intensity(paths) -> float:
+    """The full intensity grey images are held at (FileDataset.scale): 65535 (uint16) when any of `paths` is
+    deeper than 8 bits, else 255 (uint8), so that no file loses depth; to_depth brings each file there."""
+    return 65535.0 if any(image_mode(path) in HIGH_DEPTH_MODES for path in paths) else 255.0
 
 
 def image_header(path: Path, exif: bool = True):

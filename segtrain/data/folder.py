@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import SegtrainError
-from .files import IMAGE_SUFFIXES, TURNED, FileDataset, image_header, read_image, require_root
+from .files import (GREY, IMAGE_SUFFIXES, TURNED, FileDataset, Normalize, grey_full_intensity, image_header,
+                    image_mode, read_image, require_root, to_depth)
 from .labels import IGNORE_INDEX, LabelEncoding, read_mask
 from .palette import voc_palette
 
@@ -308,7 +309,7 @@ def require_mask(image: Path, mask: Path) -> None:
 
 
 def image_channels(path: Path) -> int:
-    mode = image_header(path)[1]
+    mode = image_mode(path) or image_header(path)[1]  # a file PIL cannot read: its one-line error
     return 1 if mode in ("L", "I;16", "I;16B", "I;16L", "I", "F", "1", "LA") else 3
 
 
@@ -346,8 +347,8 @@ class FolderDataset(FileDataset):
         self.channels_key = str(cfg.channels)
         self.channels = self.resolve_channels(self.channels_key, pairs[0][0])
         self.input_channels = (self.channels,)
-        self.scale = (65535.0 if self.channels == 1 and image_header(pairs[0][0])[1].startswith("I;16") else 255.0,
-                      ) * self.channels
+        # grey files at 16 bits when any of them is deeper than 8, each scaled from its own depth (load_image)
+        self.scale = (grey_full_intensity(pair[0] for pair in pairs),) if self.channels == 1 else (255.0,) * 3
         default_mean, default_std = (GREY_MEAN, GREY_STD) if self.channels == 1 else (IMAGENET_MEAN,
                                                                                        IMAGENET_STD_RGB)
         self.mean = tuple(cfg.mean) if cfg.mean is not None else default_mean
@@ -366,14 +367,20 @@ class FolderDataset(FileDataset):
             raise SegtrainError(f"dataset.channels={channels}: expected auto, 1 or 3")
         return int(channels)
 
+    def hold_grey_at(self, full: float) -> None:
+        """Grey images held at full intensity `full` (65535: 16 bits) instead of their own split's choice, so that
+        both splits (and the checkpoint's stored scale) keep the depth of the deepest file of the dataset."""
+        self.scale = (float(full),)
+        self.normalize = Normalize(self.mean, self.std, self.scale)
+
     def load_image(self, path: Path) -> np.ndarray:
         if self.channels == 3:
             return read_image(path, exif=self.exif, intensity_range=self.intensity_range)
         if image_channels(path) != 1:
             raise SegtrainError(f"{path}: a colour image, but the dataset reads 1 channel (dataset.channels="
                                 f"{self.channels_key}); set dataset.channels=3")
-        image = read_image(path, mode=None, exif=self.exif)
-        return (image[..., 0] if image.ndim == 3 else image)[..., None]
+        grey = read_image(path, mode=GREY, exif=self.exif)
+        return to_depth(grey, self.intensity_range, path, int(self.scale[0]))[..., None]
 
     def with_regions(self, pairs, layout, cfg, split: str):
         """(image, mask, region of interest) items: the region file is named as the mask is, from the image's

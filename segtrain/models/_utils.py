@@ -79,12 +79,17 @@ def freeze_batch_norm(module: nn.Module) -> int:
 
 
 def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
-    """Rebuilds the first convolution (the first taking 3 channels) for `in_channels` inputs, keeping its
-    (pretrained) RGB filters: one channel gets their sum (as if the value were fed to R, G and B), channels
-    beyond the third get their mean (FCN's RGB-D early fusion widens conv1_1 this way)."""
-    parent, name, conv = next((parent, name, child) for parent in model.modules()
-                              for name, child in parent.named_children()
-                              if isinstance(child, nn.Conv2d) and child.in_channels == 3)
+    """Rebuilds the convolution that takes the image (every segtrain network registers it before any other
+    convolution: the first in depth-first order, not merely the first of 3 input channels, which a narrow
+    network's classifier may also have) for `in_channels` inputs, keeping its (pretrained) RGB filters: one channel
+    gets their sum (as if the value were fed to R, G and B), channels beyond the third get their mean (FCN's RGB-D
+    early fusion widens conv1_1 this way). Errors: ValueError when that convolution does not take 3 channels."""
+    path, conv = next((path, m) for path, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.in_channels != 3:
+        raise ValueError(f"{type(model).__name__}: its first convolution ({path}) takes {conv.in_channels} "
+                         "channels, not the image's 3")
+    owner, _, name = path.rpartition(".")
+    parent = model.get_submodule(owner)
     wider = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                       conv.groups, conv.bias is not None, device=conv.weight.device)
     with torch.no_grad():
