@@ -350,6 +350,26 @@ def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     check_command_line(["ckpt=x.pt", "input=a", "output=b", "trainer.device=cpu", "trainer.num_workers=0"], "predict")
 
 
+@pytest.mark.parametrize("program", ["segtrain-eval", "segtrain-predict", "segtrain-export"])
+@pytest.mark.parametrize("override", ["optimizer=adamw", "schedule=cosine", "loss=dice", "augment=deeplab",
+                                      "trainer=default"])
+def test_a_training_group_chosen_on_a_checkpoint_command_is_the_training_keys_line(program, override, capsys):
+    """Not Hydra's "Could not override 'augment'. No match in the defaults list": the command line's check (a -m
+    sweep's too) and compose() for Python callers give the line a training key (optimizer.lr=) gets."""
+    from segtrain.cli import compose_app, require_checkpoints
+
+    line = f"{override}: a training key; it has no effect on {program}"
+    argv = [f"ckpt={__file__}", "input=a", "output=b"][:3 if program == "segtrain-predict" else 1]
+    for flags in ([], ["-m"]):
+        with pytest.raises(SystemExit) as info:
+            require_checkpoints(program, [*flags, *argv, override])
+        assert info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"{program}: error: {line}"]
+    with pytest.raises(SegtrainError) as error:
+        compose_app(program.removeprefix("segtrain-"), [*argv, override])
+    assert str(error.value) == line
+
+
 @pytest.mark.parametrize("argv,line", [
     (["input=images"], "output=FOLDER is required (the folder for NAME.png and NAME_overlay.png)"),
     (["output=labels"], "input=PATH is required (an image or a folder of images)"),

@@ -137,6 +137,9 @@ def require_checkpoints(program: str, argv) -> None:
         return
     refuse_unreadable_overrides(program, argv)
     try:
+        from ..config.checks import refuse_training_groups
+
+        refuse_training_groups([a for a in argv if not a.startswith("-")], program)  # a -m sweep's too
         paths = override_values(argv, "ckpt")
         if not paths:
             raise SegtrainError("ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)")

@@ -50,12 +50,25 @@ TRAINER_KEYS_AFTER_TRAINING = ("device", "amp", "deterministic", "val_batch_size
 APP_PROGRAMS = {"EvalConfig": "segtrain-eval", "PredictConfig": "segtrain-predict", "ExportConfig": "segtrain-export"}
 
 
+# the stored training config's groups that only training reads (of trainer, all but TRAINER_KEYS_AFTER_TRAINING)
+TRAINING_GROUPS = ("optimizer", "schedule", "loss", "augment", "trainer")
+
+
+def refuse_training_groups(overrides, program: str) -> None:
+    """A checkpoint app's `group=choice` of a group only training reads (`augment=deeplab` on segtrain-eval) is the
+    one line its keys get (`_refuse_training_keys`), not Hydra's "No match in the defaults list". `overrides`:
+    KEY=VALUE strings as the command line wrote them."""
+    for override in overrides:
+        if override.lstrip("+~").partition("=")[0] in TRAINING_GROUPS:
+            raise SegtrainError(f"{override}: a training key; it has no effect on {program}")
+
+
 def _refuse_training_keys(cfg) -> None:
     """A checkpoint app's override of a key that only training reads is one line saying it has no effect there."""
     program = APP_PROGRAMS.get(getattr(OmegaConf.get_type(cfg), "__name__", ""))
     if program is None:
         return
-    for group in ("optimizer", "schedule", "loss", "augment", "trainer"):
+    for group in TRAINING_GROUPS:
         node = cfg.get(group) or {}
         for key in node:
             if group != "trainer" or key not in TRAINER_KEYS_AFTER_TRAINING:

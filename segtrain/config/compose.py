@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SegtrainError
-from .checks import BadValue, check_config, expected_of
+from .checks import APP_PROGRAMS, BadValue, check_config, expected_of, refuse_training_groups
 from .compat import refuse_fixed_options, refuse_moved_keys, upgrade
 from .schemas import MODEL_SCHEMAS, SCHEMAS, STORED_GROUPS, TrainConfig, register_schemas
 
@@ -45,6 +45,8 @@ def compose(overrides=(), config_name: str = "config", hydra_keys: bool = False)
     overrides = list(overrides)
     register_configs()
     refuse_moved_keys(overrides)
+    if f"segtrain-{config_name}" in APP_PROGRAMS.values():
+        refuse_training_groups(overrides, f"segtrain-{config_name}")
 
     def run(given):
         if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path is this config_dir
