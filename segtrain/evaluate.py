@@ -19,11 +19,11 @@ SCORE_CACHE_BYTES = 2 * 1024 ** 3  # a split's network probabilities kept for th
 
 
 def format_report(class_names, metrics, crf_metrics=None) -> str:
-    """Per-class IU, Dice and accuracy and the summary metrics in percent (mean Dice under the Dice column, the
-    others under IU); with `crf_metrics`, the same after the CRF."""
-    summary = (("pixel_acc", "pixel accuracy", 0), ("mean_acc", "mean accuracy", 0), ("mean_iu", "mean IU", 0),
-               ("mean_dice", "mean Dice", 1), ("fw_iu", "f.w. IU", 0))
-    width = max(len(text) for text in [*class_names, *(label for _, label, _ in summary), "class"])
+    """Per-class IU, Dice and accuracy, then the summary metrics in percent, each named by its label and all in
+    one column (the first: IU); with `crf_metrics`, the same after the CRF (under +CRF IU)."""
+    summary = (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"), ("mean_iu", "mean IU"),
+               ("mean_dice", "mean Dice"), ("fw_iu", "f.w. IU"))
+    width = max(len(text) for text in [*class_names, *(label for _, label in summary), "class"])
     columns = [metrics] + ([crf_metrics] if crf_metrics else [])
 
     def cell(value):
@@ -35,9 +35,8 @@ def format_report(class_names, metrics, crf_metrics=None) -> str:
         lines.append(f"{name:<{width}}  " + "  ".join("  ".join(cell(m[kind][index]) for kind in ("iu", "dice", "acc"))
                                                       for m in columns))
     lines.append("")
-    for key, label, column in summary:  # under the IU column; mean Dice under Dice
-        row = "  ".join("  ".join(cell(m[key]) if c == column else " " * 7 for c in range(3)) for m in columns)
-        lines.append(f"{label:<{width}}  {row}".rstrip())
+    for key, label in summary:  # one column, so the rows read as a list: the label says which metric
+        lines.append(f"{label:<{width}}  " + (" " * 20).join(cell(m[key]) for m in columns))
     return "\n".join(lines)
 
 
