@@ -255,8 +255,15 @@ def test_a_checkpoint_evaluates_from_any_folder_and_a_moved_dataset_names_its_ke
     monkeypatch.chdir(tmp_path)  # another working folder
     assert evaluate([f"ckpt={ckpt}"])["mean_iu"] == result["mean_iu"]
     shutil.move(str(data), str(tmp_path / "moved"))
-    with pytest.raises(SegtrainError, match=r"dataset.root=.*is not a folder.*set dataset.root=PATH"):
+    with pytest.raises(SegtrainError) as info:
         evaluate([f"ckpt={ckpt}", "name=moved"])
+    # the classes file lay under the moved root: the line names both keys, as following it needs both
+    assert str(info.value).startswith(f"dataset=folder: dataset.root={data} is not a folder.")
+    assert str(info.value).endswith(f"then set dataset.root=PATH (or SEGTRAIN_DATA), and dataset.classes=PATH "
+                                    f"({data / 'classes.yaml'} is missing too)")
+    with pytest.raises(SegtrainError) as info:  # a classes file that is still there is not named
+        evaluate([f"ckpt={ckpt}", f"dataset.classes={tmp_path / 'moved' / 'classes.yaml'}", "name=moved"])
+    assert str(info.value).endswith("then set dataset.root=PATH (or SEGTRAIN_DATA)")
     moved = tmp_path / "moved"
     assert evaluate([f"ckpt={ckpt}", f"dataset.root={moved}", f"dataset.classes={moved / 'classes.yaml'}",
                      "name=found"])["mean_iu"] == result["mean_iu"]

@@ -194,11 +194,15 @@ def read_split(path: Path) -> List[str]:
     return ids
 
 
-def require_root(root, name: str, layout: str, source: str) -> Path:
-    """The dataset's root folder, or an error that shows the layout segtrain reads and where to get it."""
+def require_root(root, name: str, layout: str, source: str, classes=None) -> Path:
+    """The dataset's root folder, or an error that shows the layout segtrain reads and where to get it. `classes`:
+    the dataset's classes file; missing too (it lay under a moved root), the error names dataset.classes= as well,
+    so that its advice alone makes a checkpoint's evaluation find both."""
     if root is None or not Path(root).is_dir():
+        also = (f", and dataset.classes=PATH ({classes} is missing too)"
+                if classes is not None and not Path(classes).is_file() else "")
         raise SegtrainError(f"dataset={name}: dataset.root={root} is not a folder. Expected {layout}. Download: "
-                            f"{source}; then set dataset.root=PATH (or SEGTRAIN_DATA)")
+                            f"{source}; then set dataset.root=PATH (or SEGTRAIN_DATA){also}")
     return Path(root)
 
 

@@ -315,7 +315,8 @@ def image_channels(path: Path) -> int:
 
 class FolderDataset(FileDataset):
     def __init__(self, cfg, split: str):
-        self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data")  # first: a moved dataset names it
+        # first: a moved dataset names dataset.root (and dataset.classes, when that moved with it)
+        self.root = require_root(cfg.root, cfg.name, LAYOUT, "your own data", cfg.classes)
         self.class_names, self.palette, colours = read_classes(cfg.classes)
         self.encoding = LabelEncoding(self.class_names, colours, cfg.label_values, cfg.ignore_values,
                                       str(cfg.mask_format), cfg.classes, cfg.mask_tolerance, cfg.label_map,
