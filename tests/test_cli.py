@@ -57,11 +57,13 @@ def test_eval_errors_are_one_line(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before Hydra made any folder
 
 
-@pytest.mark.parametrize("app,groups", [
-    ("segtrain", ["model", "dataset", "optimizer", "schedule", "loss", "augment", "trainer", "experiment"]),
-    ("segtrain-eval", ["crf", "inference", "eval_sweep"]), ("segtrain-predict", ["crf", "inference"]),
-    ("segtrain-export", [])])
-def test_every_app_lists_its_own_groups_and_their_choices_in_help(app, groups, tmp_path):
+@pytest.mark.parametrize("app,groups,keys", [
+    ("segtrain", ["model", "dataset", "optimizer", "schedule", "loss", "augment", "trainer", "experiment"], None),
+    ("segtrain-eval", ["crf", "inference", "eval_sweep"], ["ckpt=PATH", "ensemble=[]", "name=null"]),
+    ("segtrain-predict", ["crf", "inference"], ["ckpt=PATH", "input=PATH", "output=FOLDER", "alpha=0.5",
+                                                "skip_classes=null", "roi=null", "roi_suffix=null"]),
+    ("segtrain-export", [], ["ckpt=PATH", "format=onnx", "out=null", "height=512", "width=512", "dynamic=true"])])
+def test_every_app_lists_its_own_groups_keys_and_choices_in_help(app, groups, keys, tmp_path):
     result = run(app, "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     groups_part = result.stdout.partition("== Config ==")[0]
@@ -76,6 +78,10 @@ def test_every_app_lists_its_own_groups_and_their_choices_in_help(app, groups, t
     assert "_schema" not in result.stdout.partition("== Config ==")[0]
     if app != "segtrain":
         assert "ckpt: ???" in result.stdout
+        # a checkpoint app's own keys, one line each: KEY=DEFAULT (or its placeholder) and what it does
+        section = result.stdout.partition("== Keys (key=value) ==\n")[2].partition("\n\n")[0].splitlines()
+        assert [line.split()[0] for line in section] == keys, section
+        assert all(len(line.split(None, 1)) == 2 for line in section), section
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ def config_dir() -> str:
 def register_configs() -> None:
     """The schemas in Hydra's ConfigStore and the resolvers the YAMLs use."""
     OmegaConf.register_new_resolver("segtrain_help_groups", help_groups, replace=True)
+    OmegaConf.register_new_resolver("segtrain_help_keys", help_keys, replace=True)
     # segtrain-eval's output folder, RUN/eval/<name>-<time> (configs/eval.yaml)
     OmegaConf.register_new_resolver("segtrain_run_dir", checkpoint_run_dir, replace=True)
     OmegaConf.register_new_resolver("segtrain_eval_name", lambda ckpt, name: name or Path(ckpt).stem, replace=True)
@@ -239,6 +240,24 @@ def help_groups(*groups) -> str:
         choices = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml") if not p.stem.startswith("_"))
         lines.append(f"{group}: {', '.join(choices)}")
     return "\n".join(lines)
+
+
+def help_keys(app: str) -> str:
+    """`--help`'s list of a checkpoint app's own keys (configs/`app`.yaml's schema: ckpt=, out=, ...), one line
+    each: KEY=DEFAULT (KEY=PLACEHOLDER where it is required) and what the key does (its field's `help`). The
+    groups (crf, inference) have their own list; the stored training config's keys are the checkpoint's."""
+    import dataclasses
+
+    from .checks import REQUIRED
+
+    schema = SCHEMAS[(None, f"{app}_schema")]
+    own = [f for f in dataclasses.fields(schema)
+           if f.name not in STORED_GROUPS and not dataclasses.is_dataclass(f.type)]
+    shown = [f"{f.name}={REQUIRED[f.name][0]}" if f.name in REQUIRED else
+             f"{f.name}={hydra_text(f.default_factory() if f.default is dataclasses.MISSING else f.default)}"
+             for f in own]
+    width = max(map(len, shown))
+    return "\n".join(f"{key:<{width}}  {f.metadata['help']}" for key, f in zip(shown, own))
 
 
 def checkpoint_run_dir(ckpt: str) -> str:

@@ -69,8 +69,8 @@ def _bounds(ge=None, gt=None, le=None, lt=None) -> Tuple[Callable[[Any], bool], 
     return test, text
 
 
-def _field(default, check: Optional[Check], only):
-    metadata = {}
+def _field(default, check: Optional[Check], only, help=None):
+    metadata = {} if help is None else {"help": help}  # a checkpoint app's own key: its line in --help
     if check is not None:
         metadata["check"] = check
     if only is not None:
@@ -81,17 +81,18 @@ def _field(default, check: Optional[Check], only):
     return field(default=default, metadata=metadata)
 
 
-def number(default=MISSING, *, ge=None, gt=None, le=None, lt=None, what="a number", only=None):
-    """A float field in a range: `number(0.5, ge=0, lt=1)` accepts 0 <= v < 1, else 'expected a number in [0, 1)'."""
+def number(default=MISSING, *, ge=None, gt=None, le=None, lt=None, what="a number", only=None, help=None):
+    """A float field in a range: `number(0.5, ge=0, lt=1)` accepts 0 <= v < 1, else 'expected a number in [0, 1)'.
+    `help`: what the key does, for a checkpoint app's --help (its own keys)."""
     test, text = _bounds(ge, gt, le, lt)
-    return _field(default, Check(lambda v: _is_number(v) and test(v), f"{what} {text}".strip()), only)
+    return _field(default, Check(lambda v: _is_number(v) and test(v), f"{what} {text}".strip()), only, help)
 
 
-def whole(default=MISSING, *, ge=None, le=None, what="a whole number", only=None):
+def whole(default=MISSING, *, ge=None, le=None, what="a whole number", only=None, help=None):
     """An int field in a range."""
     test, text = _bounds(ge=ge, le=le)
     return _field(default, Check(lambda v: isinstance(v, int) and not isinstance(v, bool) and test(v),
-                                 f"{what} {text}".strip()), only)
+                                 f"{what} {text}".strip()), only, help)
 
 
 def numbers(default=MISSING, *, ge=None, gt=None, le=None, lt=None, length=None, min_length=1, what="numbers",
@@ -105,14 +106,14 @@ def numbers(default=MISSING, *, ge=None, gt=None, le=None, lt=None, length=None,
         f"a list of {count} {what} {text}".strip()), only)
 
 
-def checked(default, test: Callable[[Any], bool], expected: str, only=None):
+def checked(default, test: Callable[[Any], bool], expected: str, only=None, help=None):
     """A field with a test of its own (a value that is a word or a number, say)."""
-    return _field(default, Check(test, expected), only)
+    return _field(default, Check(test, expected), only, help)
 
 
-def option(default, only=None):
+def option(default, only=None, help=None):
     """A field whose type (bool, str, enum) is its whole check; `only` names the options it works with."""
-    return _field(default, None, only)
+    return _field(default, None, only, help)
 
 
 def field_check(schema, name: str) -> Optional[Check]:
@@ -588,7 +589,7 @@ def _texts(value) -> bool:
 class CheckpointAppConfig:
     """What segtrain-eval, segtrain-predict and segtrain-export share: the checkpoint, and overrides of the
     training config stored in it (open here; checked against the training schemas when applied)."""
-    ckpt: str = MISSING
+    ckpt: str = option(MISSING, help="the checkpoint (RUN/checkpoints/best.pt)")
     model: Dict[str, Any] = field(default_factory=dict)
     dataset: Dict[str, Any] = field(default_factory=dict)
     optimizer: Dict[str, Any] = field(default_factory=dict)
@@ -600,33 +601,38 @@ class CheckpointAppConfig:
 
 @dataclass
 class EvalConfig(CheckpointAppConfig):
-    # more checkpoints: the product of their probabilities
-    ensemble: List[str] = checked([], _texts, "a list of checkpoint paths")
-    name: Optional[str] = None  # the output folder's name before its time stamp (default: the checkpoint's stem)
+    ensemble: List[str] = checked([], _texts, "a list of checkpoint paths",
+                                  help="more checkpoints, trained on the same data: their probabilities multiplied")
+    name: Optional[str] = option(None, help="the output folder's name before its time stamp (RUN/eval/NAME-TIME; "
+                                             "null: the checkpoint's stem)")
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
 
 
 @dataclass
 class PredictConfig(CheckpointAppConfig):
-    input: str = MISSING  # an image or a folder of images
-    output: str = MISSING  # the folder for NAME.png and NAME_overlay.png
-    alpha: float = number(0.5, ge=0, le=1, what="an opacity")  # the overlay's opacity
-    # names or indices left unpainted (default: background)
-    skip_classes: Optional[List[str]] = checked(None, _texts, "a list of class names or indices")
-    roi: Optional[str] = None  # regions of interest: a folder of NAME<roi_suffix> files, or one file; 0 -> void
-    roi_suffix: Optional[str] = option(None, only=Only("roi", (SET,)))  # default: the checkpoint's dataset.roi_suffix
+    input: str = option(MISSING, help="an image or a folder of images")
+    output: str = option(MISSING, help="the folder for NAME.png (labels) and NAME_overlay.png")
+    alpha: float = number(0.5, ge=0, le=1, what="an opacity", help="the overlay's opacity")
+    skip_classes: Optional[List[str]] = checked(None, _texts, "a list of class names or indices",
+                                                help="classes left unpainted in the overlays (null: background)")
+    roi: Optional[str] = option(None, help="regions of interest: a folder of NAME<roi_suffix> files, or one file "
+                                           "(0: outside, labelled 255)")
+    roi_suffix: Optional[str] = option(None, only=Only("roi", (SET,)),
+                                       help="a region file's name after NAME (null: the checkpoint's "
+                                            "dataset.roi_suffix)")
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
 
 
 @dataclass
 class ExportConfig(CheckpointAppConfig):
-    format: str = checked("onnx", lambda v: v == "onnx", "onnx (the only format)")
-    out: Optional[str] = None  # default: the checkpoint's path with .onnx
-    height: int = whole(512, ge=1, le=8192, what="a whole number of pixels")  # the example input's size
-    width: int = whole(512, ge=1, le=8192, what="a whole number of pixels")
-    dynamic: bool = True  # batch, height and width dynamic (false: fixed at height x width)
+    format: str = checked("onnx", lambda v: v == "onnx", "onnx (the only format)", help="the file format")
+    out: Optional[str] = option(None, help="the ONNX file (null: the checkpoint's path with .onnx)")
+    height: int = whole(512, ge=1, le=8192, what="a whole number of pixels",
+                        help="the example input's height in pixels")
+    width: int = whole(512, ge=1, le=8192, what="a whole number of pixels", help="its width in pixels")
+    dynamic: bool = option(True, help="batch, height and width dynamic (false: fixed at height x width)")
 
 
 # --- registration -------------------------------------------------------------------------------------------------
