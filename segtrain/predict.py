@@ -83,7 +83,7 @@ def region_files(roi, roi_suffix, files, dataset_cfg, exif: bool):
         rh, rw = image_header(region, False)[0]
         if height is not None and (height, width) != (rh, rw):
             raise SegtrainError(f"{region}: region of interest is {rw}x{rh} but {path.name} is {width}x{height} "
-                                "(width x height)")
+                                f"(width x height); roi={roi} gives it")
         regions[path] = region
     return regions
 

@@ -446,9 +446,11 @@ def test_predict_leaves_pixels_outside_the_regions_of_interest_void_and_unpainte
                      "roi_suffix=_fov.gif"])
     assert not (tmp_path / "missing").exists()  # stopped before any work
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(regions / "b_fov.gif")
-    with pytest.raises(SegtrainError, match=r"b_fov.gif: region of interest is 5x5 but b.png is 30x24"):
+    with pytest.raises(SegtrainError) as info:
         run_predict([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'small'}", f"roi={regions}",
                      "roi_suffix=_fov.gif"])
+    assert str(info.value) == f"{regions / 'b_fov.gif'}: region of interest is 5x5 but b.png is 30x24 (width x " \
+                              f"height); roi={regions} gives it"
     # by default paired as the checkpoint's training paired them: its image_suffix dropped, its roi_suffix added
     trained = OmegaConf.create({"image_suffix": "_sat.png", "roi_suffix": "_fov.gif"})
     (images / "a.png").rename(images / "a_sat.png")
