@@ -339,6 +339,10 @@ def test_a_bad_command_line_is_one_line_and_exit_2_before_hydra_starts(overrides
     ("inference.overlap=1.5", "inference.overlap=1.5: expected a fraction in [0, 1)"),
     ("optimizer.lr=0.5", "optimizer.lr=0.5: a training key; it has no effect on segtrain-eval"),
     ("trainer.max_iters=3", "trainer.max_iters=3: a training key; it has no effect on segtrain-eval"),
+    # RUN/eval/NAME-TIME stays one folder of RUN/eval/ (a name with a separator wrote elsewhere, ../.. out of RUN)
+    ("name=a/b", "name=a/b: expected a folder name without / or \\ (not . or ..)"),
+    ("name=../../x", "name=../../x: expected a folder name without / or \\ (not . or ..)"),
+    ("name=a\\b", "name=a\\b: expected a folder name without / or \\ (not . or ..)"),
 ])
 def test_the_checkpoint_apps_own_keys_are_checked_too(override, line):
     from segtrain.config import check_command_line

@@ -581,6 +581,11 @@ class InferenceConfig:
     flip: bool = False  # also score the mirrored image and average
 
 
+def _folder_name(value) -> bool:
+    """One folder's name: no path separator (on any system) that would put it elsewhere, not `.` or `..`."""
+    return isinstance(value, str) and value not in ("", ".", "..") and not any(sep in value for sep in "/\\")
+
+
 def _texts(value) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value)
 
@@ -603,8 +608,9 @@ class CheckpointAppConfig:
 class EvalConfig(CheckpointAppConfig):
     ensemble: List[str] = checked([], _texts, "a list of checkpoint paths",
                                   help="more checkpoints, trained on the same data: their probabilities multiplied")
-    name: Optional[str] = option(None, help="the output folder's name before its time stamp (RUN/eval/NAME-TIME; "
-                                             "null: the checkpoint's stem)")
+    name: Optional[str] = checked(None, _folder_name, "a folder name without / or \\ (not . or ..)",
+                                  help="the output folder's name before its time stamp (RUN/eval/NAME-TIME; null: "
+                                       "the checkpoint's stem)")
     crf: CRFConfig = MISSING
     inference: InferenceConfig = MISSING
 
