@@ -402,6 +402,12 @@ def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):
         read_classes(path)
     assert str(info.value) == (f"dataset.classes={path}: the class name 'road' is listed 2 times (entries 1, 3); "
                                "give each class a name of its own")
+    path.write_text("classes:\n  - {name: background, color: [0, 0, 0]}\n  - {name: road, color: [128, 64, 128]}\n"
+                    "  - {name: car, color: [128, 64, 128]}\n  - {name: sky}\n")
+    with pytest.raises(SegtrainError) as info:  # a colour mask's pixel of that colour would mean either class
+        read_classes(path)
+    assert str(info.value) == (f"dataset.classes={path}: the classes 'road' (entry 1) and 'car' (entry 2) share the "
+                               "colour [128, 64, 128]; give each class a colour of its own")
 
 
 def test_checkpoints_carry_their_config_version_and_upgrades_key_on_it(finished_run):

@@ -52,9 +52,11 @@ def read_classes(path):
         where = [str(i) for i, name in enumerate(names) if name == repeated]
         raise SegtrainError(f"dataset.classes={path}: the class name {repeated!r} is listed {len(where)} times "
                             f"(entries {', '.join(where)}); give each class a name of its own")
-    given = [tuple(c) for c in colours if c is not None]
-    if len(set(given)) != len(given):
-        raise SegtrainError(f"dataset.classes={path}: two classes share a colour")
+    shared = next((c for c in colours if c is not None and colours.count(c) > 1), None)
+    if shared is not None:  # a colour mask's pixel of that colour would mean either class
+        which = [f"{names[i]!r} (entry {i})" for i, c in enumerate(colours) if c == shared]
+        raise SegtrainError(f"dataset.classes={path}: the classes {', '.join(which[:-1])} and {which[-1]} share the "
+                            f"colour {shared}; give each class a colour of its own")
     palette = voc_palette()
     for index, colour in enumerate(colours):
         if colour is not None:
