@@ -392,7 +392,7 @@ def test_a_missing_mandatory_key_is_one_line_naming_it(argv, line, capsys):
         "segtrain-eval: error: ckpt=PATH is required (a checkpoint, e.g. RUN/checkpoints/best.pt)"]
 
 
-def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):
+def test_a_classes_yaml_giving_a_name_colour_or_key_twice_is_one_line_naming_both(tmp_path):
     """Metrics, reports and TensorBoard key classes by name: a repeated name would drop a class from them."""
     from segtrain.data.folder import read_classes
 
@@ -408,6 +408,16 @@ def test_a_classes_yaml_naming_a_class_twice_is_one_line(tmp_path):
         read_classes(path)
     assert str(info.value) == (f"dataset.classes={path}: the classes 'road' (entry 1) and 'car' (entry 2) share the "
                                "colour [128, 64, 128]; give each class a colour of its own")
+    # a key given twice (YAML's error is several lines): one line quoting both as the file writes them
+    path.write_text('classes:\n  - {"name": background, name: bg}\n  - road\n')
+    with pytest.raises(SegtrainError) as info:
+        read_classes(path)
+    assert str(info.value) == (f'dataset.classes={path}: not a classes YAML (line 2: key name given twice in one '
+                               'mapping, first as "name" on line 2); expected `classes: [{name: ..., color: [R, G, '
+                               'B]}, ...]`')
+    path.write_text("classes: [a, b]\nclasses: [c, d]\n")
+    with pytest.raises(SegtrainError, match=r"\(line 2: key classes given twice in one mapping, first on line 1\)"):
+        read_classes(path)
 
 
 def test_checkpoints_carry_their_config_version_and_upgrades_key_on_it(finished_run):

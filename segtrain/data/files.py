@@ -25,6 +25,38 @@ def describe_error(error: BaseException) -> str:
     return f"{kind}: {text.splitlines()[0][:200]}" if text else kind
 
 
+def yaml_problem(error: BaseException, text: str) -> str:
+    """A YAML parser's error as one phrase (its own takes several lines): `line L: problem`; a key given twice in
+    one mapping is quoted both times as `text` (the file) writes it, `"name"` or `name`."""
+    import yaml
+
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return describe_error(error)
+    if str(error.problem).startswith("found duplicate key"):
+        for first, again in _repeated_keys(yaml.compose(text, Loader=yaml.SafeLoader)):
+            written = [text[key.start_mark.index:key.end_mark.index] for key in (first, again)]
+            return (f"line {again.start_mark.line + 1}: key {written[1]} given twice in one mapping, first "
+                    f"{f'as {written[0]} ' if written[0] != written[1] else ''}on line {first.start_mark.line + 1}")
+    return f"line {error.problem_mark.line + 1}: {error.problem}"
+
+
+def _repeated_keys(node):
+    """(first, repeat) key nodes of every mapping under `node` where a key comes twice (same tag and value)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and (key.tag, key.value) in seen:
+                yield seen[key.tag, key.value], key
+            elif isinstance(key, yaml.ScalarNode):
+                seen[key.tag, key.value] = key
+            yield from _repeated_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _repeated_keys(item)
+
+
 EXIF_ORIENTATION = 0x0112  # the tag cameras and phones write: how the stored pixels are turned to be displayed
 TURNED = {3: "turned 180 degrees", 6: "turned 90 degrees", 8: "turned 270 degrees", 2: "mirrored",
           4: "mirrored vertically", 5: "transposed", 7: "transversed"}

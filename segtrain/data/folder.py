@@ -16,7 +16,7 @@ import torch
 
 from ..errors import SegtrainError
 from .files import (GREY, IMAGE_SUFFIXES, TURNED, FileDataset, Normalize, grey_full_intensity, image_header,
-                    image_mode, read_image, require_root, to_depth)
+                    image_mode, read_image, require_root, to_depth, yaml_problem)
 from .labels import IGNORE_INDEX, LabelEncoding, read_mask
 from .palette import voc_palette
 
@@ -43,7 +43,8 @@ def read_classes(path):
         if any(c is not None and (len(c) != 3 or not all(0 <= v <= 255 for v in c)) for c in colours):
             raise ValueError("a color is not [R, G, B] in 0..255")
     except Exception as e:  # noqa: BLE001 - any malformed file gets the same one-line message
-        raise SegtrainError(f"dataset.classes={path}: not a classes YAML ({type(e).__name__}: {e}); expected "
+        problem = yaml_problem(e, Path(path).read_text(errors="replace"))
+        raise SegtrainError(f"dataset.classes={path}: not a classes YAML ({problem}); expected "
                             "`classes: [{name: ..., color: [R, G, B]}, ...]`") from None
     if not 1 <= len(names) <= 255:
         raise SegtrainError(f"dataset.classes={path}: lists {len(names)} classes; expected 1 to 255")
