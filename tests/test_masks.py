@@ -116,6 +116,14 @@ def test_label_maps_take_values_and_colours_and_say_what_is_unmapped():
         LabelEncoding(["a", "b"], label_values=[0, 1], label_map={0: 0, 1: 1})
     with pytest.raises(SegtrainError, match=r"dataset.label_map: 7: 3 is not a class index \(0..1, or 255"):
         LabelEncoding(["a", "b"], label_map={7: 3})
+    # two keys as written for one value or colour: one would silently replace the other (the command line's
+    # dataset.label_map={7:0,007:1} gives keys 7 and '007')
+    for label_map, line in [({7: 0, "007": 1}, "keys 7 and 007 both give the stored value 7 a class"),
+                            ({"128x64x128": 0, "[128,64,128]": 1},
+                             "keys 128x64x128 and [128,64,128] both give the colour (128, 64, 128) a class")]:
+        with pytest.raises(SegtrainError) as info:
+            LabelEncoding(["a", "b"], label_map=label_map)
+        assert str(info.value) == f"dataset.label_map: {line}; keep one"
 
 
 def test_a_label_map_on_the_command_line_trains(shipped, tmp_path):

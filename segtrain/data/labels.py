@@ -159,19 +159,26 @@ class LabelEncoding:
         """({stored value: class}, {colour code: class}) from dataset.label_map."""
         if not label_map:  # none given (the config's default is an empty map)
             return None, None
-        values, colours = {}, {}
+        values, colours, written = {}, {}, {}
         for key, cls in dict(label_map).items():
             if not (isinstance(cls, int) and (0 <= cls < self.num_classes or cls == IGNORE_INDEX)):
                 raise SegtrainError(f"dataset.label_map: {key}: {cls} is not a class index (0..{self.num_classes - 1}"
                                     f", or {IGNORE_INDEX} for void)")
             colour = parse_colour(key)
             if colour is not None:
-                colours[_colour_code(colour)] = cls
+                table, stored = colours, _colour_code(colour)
+                meaning = f"the colour {_colour_name(stored)}"
             elif isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit()):
-                values[int(key)] = cls
+                table, stored = values, int(key)
+                meaning = f"the stored value {stored}"
             else:
-                raise SegtrainError(f"dataset.label_map: key {key!r} is neither a stored value (7) nor a colour "
-                                    "('[R,G,B]')")
+                raise SegtrainError(f"dataset.label_map: key {key} is neither a stored value (7) nor a colour "
+                                    "(128x64x128, or '[128,64,128]' in a YAML)")
+            if meaning in written:  # 7 and 007: one would silently replace the other
+                raise SegtrainError(f"dataset.label_map: keys {written[meaning]} and {key} both give {meaning} a "
+                                    "class; keep one")
+            written[meaning] = key
+            table[stored] = cls
         return values, colours
 
     def signature(self) -> str:
