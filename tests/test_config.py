@@ -372,6 +372,13 @@ def test_a_training_group_chosen_on_a_checkpoint_command_is_the_training_keys_li
     with pytest.raises(SegtrainError) as error:
         compose_app(program.removeprefix("segtrain-"), [*argv, override])
     assert str(error.value) == line
+    if override == "loss=dice":  # model and dataset: the checkpoint's own; their keys can be overridden
+        for choice in ("model=fcn16s", "dataset=voc"):
+            with pytest.raises(SegtrainError) as error:
+                compose_app(program.removeprefix("segtrain-"), [*argv, choice])
+            group = choice.partition("=")[0]
+            assert str(error.value) == (f"{choice}: the checkpoint's {group} is the one its network was trained "
+                                        f"with; override its keys ({group}.KEY=VALUE) instead")
 
 
 @pytest.mark.parametrize("argv,line", [

@@ -55,12 +55,17 @@ TRAINING_GROUPS = ("optimizer", "schedule", "loss", "augment", "trainer")
 
 
 def refuse_training_groups(overrides, program: str) -> None:
-    """A checkpoint app's `group=choice` of a group only training reads (`augment=deeplab` on segtrain-eval) is the
-    one line its keys get (`_refuse_training_keys`), not Hydra's "No match in the defaults list". `overrides`:
-    KEY=VALUE strings as the command line wrote them."""
+    """A checkpoint app's `group=choice` of a stored training group is one line, not Hydra's "No match in the
+    defaults list": of a group only training reads (`augment=deeplab` on segtrain-eval) the line its keys get
+    (`_refuse_training_keys`); of model or dataset, that the checkpoint's own decides and its keys can be
+    overridden. `overrides`: KEY=VALUE strings as the command line wrote them."""
     for override in overrides:
-        if override.lstrip("+~").partition("=")[0] in TRAINING_GROUPS:
+        group = override.lstrip("+~").partition("=")[0]
+        if group in TRAINING_GROUPS:
             raise SegtrainError(f"{override}: a training key; it has no effect on {program}")
+        if group in ("model", "dataset"):
+            raise SegtrainError(f"{override}: the checkpoint's {group} is the one its network was trained with; "
+                                f"override its keys ({group}.KEY=VALUE) instead")
 
 
 def _refuse_training_keys(cfg) -> None:
