@@ -107,11 +107,12 @@ def _walk(node, prefix: str, wanted) -> None:
         if check is not None and value is not None and not check.test(value):
             raise BadValue(path, value, f"expected {check.expected}")
         only: Only = fields[key].metadata.get("only")
-        if only is not None and not only.applies(node) and value != _default(fields[key]):
+        if only is not None and not only.applies(node) and value != field_default(fields[key]):
             raise BadValue(path, value, f"has no effect {_where(node, prefix, only)}")
 
 
-def _default(f):
+def field_default(f: dataclasses.Field):
+    """A schema field's default value (a fresh list or dict where it has a factory)."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 

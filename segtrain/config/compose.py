@@ -2,13 +2,14 @@
 the checkpoint apps, segtrain-data, scripts, tests), and `stored_config()` reads a checkpoint's stored config
 through the same schemas without Hydra. A bad override is one SegtrainError line either way: an unknown choice
 lists the group's choices, a typo names the nearest key, a value of the wrong type says what the key takes."""
+import dataclasses
 import difflib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import SegtrainError
-from .checks import APP_PROGRAMS, BadValue, check_config, expected_of, refuse_training_groups
+from .checks import APP_PROGRAMS, REQUIRED, BadValue, check_config, expected_of, field_default, refuse_training_groups
 from .compat import refuse_fixed_options, refuse_moved_keys, upgrade
 from .schemas import MODEL_SCHEMAS, SCHEMAS, STORED_GROUPS, TrainConfig, register_schemas
 
@@ -246,16 +247,10 @@ def help_keys(app: str) -> str:
     """`--help`'s list of a checkpoint app's own keys (configs/`app`.yaml's schema: ckpt=, out=, ...), one line
     each: KEY=DEFAULT (KEY=PLACEHOLDER where it is required) and what the key does (its field's `help`). The
     groups (crf, inference) have their own list; the stored training config's keys are the checkpoint's."""
-    import dataclasses
-
-    from .checks import REQUIRED
-
     schema = SCHEMAS[(None, f"{app}_schema")]
     own = [f for f in dataclasses.fields(schema)
            if f.name not in STORED_GROUPS and not dataclasses.is_dataclass(f.type)]
-    shown = [f"{f.name}={REQUIRED[f.name][0]}" if f.name in REQUIRED else
-             f"{f.name}={hydra_text(f.default_factory() if f.default is dataclasses.MISSING else f.default)}"
-             for f in own]
+    shown = [f"{f.name}={REQUIRED[f.name][0] if f.name in REQUIRED else hydra_text(field_default(f))}" for f in own]
     width = max(map(len, shown))
     return "\n".join(f"{key:<{width}}  {f.metadata['help']}" for key, f in zip(shown, own))
 
