@@ -35,8 +35,9 @@ def format_report(class_names, metrics, crf_metrics=None) -> str:
         lines.append(f"{name:<{width}}  " + "  ".join("  ".join(cell(m[kind][index]) for kind in ("iu", "dice", "acc"))
                                                       for m in columns))
     lines.append("")
-    for key, label in summary:  # one column, so the rows read as a list: the label says which metric
-        lines.append(f"{label:<{width}}  " + (" " * 20).join(cell(m[key]) for m in columns))
+    for key, label in summary:  # all under IU (and +CRF IU), so the rows read as a list: the label says which
+        row = "  ".join("  ".join([cell(m[key]), " " * 7, " " * 7]) for m in columns)
+        lines.append(f"{label:<{width}}  {row}".rstrip())
     return "\n".join(lines)
 
 
