@@ -425,6 +425,9 @@ def test_a_classes_yaml_giving_a_name_colour_or_key_twice_is_one_line_naming_bot
     path.write_text("classes: [a, b]\nclasses: [c, d]\n")
     with pytest.raises(SegtrainError, match=r"\(line 2: key classes given twice in one mapping, first on line 1\)"):
         read_classes(path)
+    path.write_text("classes: {road: 1, car: 0}\n")  # a mapping: its keys in no stated class order
+    with pytest.raises(SegtrainError, match=r"not a classes YAML \(ValueError: classes is a dict, not a list\)"):
+        read_classes(path)
 
 
 def test_checkpoints_carry_their_config_version_and_upgrades_key_on_it(finished_run):

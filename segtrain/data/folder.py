@@ -37,6 +37,8 @@ def read_classes(path):
                             "[{name: ..., color: [R, G, B]}, ...]` (color optional), one entry per class 0, 1, ...")
     try:
         entries = OmegaConf.to_container(OmegaConf.load(path))["classes"]
+        if not isinstance(entries, list):  # a mapping would be read as its keys: classes in no stated order
+            raise ValueError(f"classes is a {type(entries).__name__}, not a list")
         names = [str(e["name"]) if isinstance(e, dict) else str(e) for e in entries]
         colours = [[int(c) for c in e["color"]] if isinstance(e, dict) and e.get("color") is not None else None
                    for e in entries]
