@@ -137,7 +137,8 @@ def predict_images(cfg) -> int:
             partial.unlink(missing_ok=True)
         stop.outcome = f"{written} of {len(files)} images were labelled in {output} (kept)"
         raise
-    print(f"wrote {written} label maps (NAME.png) and overlays (NAME_overlay.png) to {output}"
+    print(f"wrote {written} label map{'s' * (written != 1)} (NAME.png) and overlay{'s' * (written != 1)} "
+          f"(NAME_overlay.png) to {output}"
           + (f", {IGNORE_INDEX} outside the regions of interest" if regions else "")
           + (f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""))
     return 1 if skipped else 0

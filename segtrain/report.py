@@ -2,6 +2,7 @@
 markdown table, segtrain_report.csv and the validation mean-IU curves in segtrain_report.png."""
 import csv
 import json
+import logging
 import re
 import textwrap
 from pathlib import Path
@@ -107,7 +108,14 @@ def mean_iu_curve(run: Path):
         return []
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}).Reload()
+    # a resumed run rewrote the steps after its checkpoint: the reader drops the first session's copies, as it
+    # should, and would say so in several lines per run
+    quiet, level = logging.getLogger("tensorboard"), logging.getLogger("tensorboard").level
+    quiet.setLevel(logging.ERROR)
+    try:
+        events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}).Reload()
+    finally:
+        quiet.setLevel(level)
     if "val/mean_iu" not in events.Tags()["scalars"]:
         return []
     return [(e.step, e.value) for e in events.Scalars("val/mean_iu")]

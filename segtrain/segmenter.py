@@ -141,7 +141,8 @@ class Segmenter:
             "workers" (CPU processes for predict_batch, as segtrain-predict's crf.workers; they are spawned, so
             a script using them needs the `if __name__ == "__main__":` guard);
         overrides: KEY=VALUE strings over the checkpoint's stored training config, as on segtrain-predict's
-            command line (["dataset.exif_orientation=ignore"]).
+            command line (["dataset.exif_orientation=ignore"] for a checkpoint trained with dataset=folder; each key
+            must be one the checkpoint's dataset has).
         Both are checked by the schemas segtrain-predict's command line is checked by. Errors: SegtrainError, one
         line naming the file or key (a missing or foreign checkpoint, an unknown option or key, a value out of its
         range, no CUDA device for device="cuda")."""
@@ -320,8 +321,16 @@ class Segmenter:
         on the CPU, where larger batches run slower, docs/benchmarks.md); sizes are never padded together. On the
         CPU the CRF runs in the Segmenter's crf.workers processes (from_checkpoint: 0, this one, unless set;
         started for each call).
-        Errors: SegtrainError for the first image that cannot be read, naming its index and what it is."""
+        Errors: SegtrainError for `images` that is one image rather than a list of them (a path, PIL image or
+        array: its characters or rows would be read as images), and for the first image that cannot be read,
+        naming its index and what it is."""
         from contextlib import closing
+
+        from PIL import Image
+
+        if isinstance(images, (str, bytes, os.PathLike, np.ndarray, Image.Image)) or not hasattr(images, "__iter__"):
+            raise SegtrainError(f"predict_batch: expected a list of images, got one {type(images).__name__}; for one "
+                                "image use predict(image), or pass [image]")
 
         batch_size = (8 if self.device.type == "cuda" else 1) if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -341,13 +350,17 @@ class Segmenter:
         the image's size) painted in the palette's colour at opacity `alpha`, and below it a legend of the classes
         drawn, as segtrain-predict's NAME_overlay.png. `skip_classes` (names or indices) are left unpainted; None:
         the class named "background", if any. Labels outside the classes (255, void) stay unpainted. Errors:
-        SegtrainError for labels of another size or a bad alpha or class."""
+        SegtrainError for labels of another size or not of an integer dtype, or a bad alpha or class."""
         import torch
 
         from .visualize import overlay_with_legend
 
+        if isinstance(skip_classes, (str, int)):  # one class: not the characters of its name
+            skip_classes = [skip_classes]
         alpha, skip = overlay_options(alpha, skip_classes, self.class_names)
         rgb, labels = self.read(image).rgb, np.asarray(labels)
+        if labels.dtype.kind not in "ui":
+            raise SegtrainError(f"labels of dtype {labels.dtype}: expected integer class indices, as predict gives")
         if labels.shape != rgb.shape[:2]:
             raise SegtrainError(f"labels of shape {labels.shape} for an image of {rgb.shape[1]}x{rgb.shape[0]} "
                                 "(width x height): expected (height, width)")

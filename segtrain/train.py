@@ -18,6 +18,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -185,7 +186,7 @@ def stop_line(signum: int, iteration: int, run_dir: Path) -> str:
 def early_stop_line(checkpointer, iteration: int, patience: int, resumed: bool = False) -> str:
     head = "the resumed run stays stopped" if resumed else "early stop"
     return (f"{head} at iteration {iteration}: {checkpointer.monitor} has not improved for "
-            f"{checkpointer.stale} validations (trainer.early_stop_patience={patience}); best {checkpointer.best:.4f} "
+            f"{checkpointer.stale} validation{'s' * (checkpointer.stale != 1)} (trainer.early_stop_patience={patience}); best {checkpointer.best:.4f} "
             f"at iteration {checkpointer.best_iteration}, last.pt at iteration {iteration}; to train on, resume "
             "with a larger trainer.early_stop_patience (or null)")
 
@@ -294,6 +295,8 @@ def load_data(cfg, run_dir: Path, main_process: bool):
                             if len(problems) > 1 else problems[0])
     if train_scan is not None:
         refuse_what_cannot_train(cfg.dataset, train_set, train_scan)
+        for warning in absent_classes(train_set, train_scan, val_scan):
+            log.warning(warning)
     refuse_what_cannot_be_monitored(cfg.trainer.monitor, val_set, val_scan)
     if train_scan is not None:
         log.info("labels checked: %d train (%d cached) and %d val files", len(train_set), train_scan.cached,
@@ -345,6 +348,23 @@ def refuse_what_cannot_train(dataset_cfg, train_set, scan) -> None:
             raise SegtrainError(f"{key}={dataset_cfg.get(key.split('.')[1])} shrinks {train_set.item_label(index)} "
                                 f"({width}x{height}) to {new_width}x{new_height} pixels; expected at least "
                                 f"{MIN_SIDE} px on the short side")
+
+
+def absent_classes(train_set, train_scan, val_scan) -> list:
+    """A line for each class without a labelled pixel in the train split (the network cannot learn it; e.g. a
+    foreground value listed in dataset.ignore_values). One absent from the val split too is left out of mean IU
+    and mean Dice, which then score the other classes alone (a background-only split scores 1.0)."""
+    lines = []
+    tasks = train_set.tasks or [(None, train_set.class_names)]
+    for task, (_, names) in enumerate(tasks):
+        in_train = train_scan.class_pixels(len(names), task)
+        in_val = val_scan.class_pixels(len(names), task) if val_scan is not None else None
+        for index in np.flatnonzero(in_train == 0):
+            also = in_val is not None and in_val[index] == 0
+            lines.append(f"class {names[index]!r} never occurs in the train labels ({len(train_set)} files)"
+                         + (" nor in the val labels: mean IU and mean Dice leave it out" if also else "")
+                         + "; check dataset.label_values, dataset.ignore_values and dataset.mask_format")
+    return lines
 
 
 def metric_classes(dataset) -> list:

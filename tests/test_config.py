@@ -313,6 +313,9 @@ def _fits(annotation, value) -> bool:
     (["loss.class_weights=[-1,1,1,1,1]"], "loss.class_weights=[-1,1,1,1,1]: expected null, median_frequency, "
                                           "inverse_log or a list of weights >= 0 (not all 0), one per class"),
     (["loss.top_k=5"], "loss.top_k=5: has no effect with loss=cross_entropy (only loss=bootstrap uses it)"),
+    (["loss=dice", "loss.gamma=2"], "loss.gamma=2: has no effect with loss=dice (only loss=focal uses it)"),
+    (["loss=focal", "loss.alpha=[0.25,0.75]"], "loss.alpha=[0.25,0.75]: loss has no key 'alpha'; did you mean "
+                                               "loss.class_weights (focal's alpha_t, one per class)?"),
     (["augment.hue=0.9"], "augment.hue=0.9: expected a number in [0, 0.5]"),
     (["augment=photometric", "augment.scale_min=0.7"],
      "augment.scale_min=0.7: has no effect with augment=photometric (only augment=deeplab uses it)"),

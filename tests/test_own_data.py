@@ -330,3 +330,23 @@ def test_a_long_cpu_run_is_announced_once(caplog):
         warn_if_long_on_cpu(progress, 99_990, 0.0625)  # already the narrowest: no narrower width proposed
     assert len(caplog.records) == 2 and "about 27.8 hours" in caplog.text
     assert "model.width (e.g. 0.25)" in caplog.records[0].message and "model.width" not in caplog.records[1].message
+
+
+def test_a_class_without_train_pixels_is_a_warning_naming_the_keys(fake, tmp_path, caplog):
+    """0/255 masks read with 255 as void: the object class is gone from both splits and a background-only val
+    split would score a mean IU of 1.0; the log says so before training."""
+    from segtrain.train import load_data
+
+    root = fake / "folder_binary"
+    keys = ["dataset=folder", f"dataset.root={root}", f"dataset.classes={root / 'classes.yaml'}",
+            "dataset.mask_suffix=_mask.png", "dataset.val_fraction=0.34"]
+    with caplog.at_level(logging.WARNING, logger="segtrain"):
+        load_data(compose_config(*keys, "dataset.ignore_values=[255]"), tmp_path / "run", False)
+    absent = [r.getMessage() for r in caplog.records if "never occurs" in r.getMessage()]
+    assert absent == ["class 'object' never occurs in the train labels (6 files) nor in the val labels: mean IU and "
+                      "mean Dice leave it out; check dataset.label_values, dataset.ignore_values and "
+                      "dataset.mask_format"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="segtrain"):  # the README's reading: no such line
+        load_data(compose_config(*keys, "dataset.label_values=[0,255]"), tmp_path / "run2", False)
+    assert not [r for r in caplog.records if "never occurs" in r.getMessage()]

@@ -109,6 +109,14 @@ def test_the_api_gives_segtrain_predicts_labels_and_overlays(photos, segmenter, 
         segmenter.predict_batch(images, batch_size=0)
     with pytest.raises(SegtrainError, match=r"labels of shape \(5, 5\) for an image of 53x37"):
         segmenter.overlay(folder / "wide.jpg", np.zeros((5, 5), np.uint8))
+    for one in (images[4], str(folder / "wide.jpg"), folder / "wide.jpg"):  # rows or characters are no images
+        with pytest.raises(SegtrainError, match=r"^predict_batch: expected a list of images, got one \w+; for one "):
+            segmenter.predict_batch(one)
+    labels = found["wide"]
+    with pytest.raises(SegtrainError, match=r"^labels of dtype float64: expected integer class indices"):
+        segmenter.overlay(folder / "wide.jpg", labels + 0.6)
+    named = np.array(segmenter.overlay(folder / "wide.jpg", labels, skip_classes=segmenter.class_names[1]))
+    assert np.array_equal(named, np.array(segmenter.overlay(folder / "wide.jpg", labels, skip_classes=[1])))
 
 
 def test_crf_and_inference_options_give_the_command_lines_labels(photos, tmp_path):

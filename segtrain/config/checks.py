@@ -30,15 +30,17 @@ REQUIRED = {"ckpt": ("PATH", "a checkpoint, e.g. RUN/checkpoints/best.pt"),
             "output": ("FOLDER", "the folder for NAME.png and NAME_overlay.png")}
 
 
-def check_config(cfg, keys=None) -> None:
+def check_config(cfg, keys=None, written=()) -> None:
     """Unknown keys, ranges and keys without effect over every schema-typed node of `cfg` (a training config or a
     checkpoint app's), then the rules between keys. `keys` (dotted): check only these and what lies below them,
-    e.g. what a command line overrode on a checkpoint's stored config (which was checked when it trained)."""
+    e.g. what a command line overrode on a checkpoint's stored config (which was checked when it trained).
+    `written` (dotted): keys a command line set, which have no effect under the chosen options even when set to
+    their default (`loss=dice loss.gamma=2`); any other key is without effect only when it differs from it."""
     def wanted(path):
         return keys is None or any(path == k or path.startswith(f"{k}.") or k.startswith(f"{path}.")
                                    for k in keys)
 
-    _walk(cfg, "", wanted)
+    _walk(cfg, "", wanted, set(written))
     _refuse_training_keys(cfg)
     if keys is None or any(k.split(".")[0] in ("augment", "schedule", "trainer", "loss", "dataset") for k in keys):
         _check_rules(cfg)
@@ -81,7 +83,7 @@ def _refuse_training_keys(cfg) -> None:
                                f"a training key; it has no effect on {program}")
 
 
-def _walk(node, prefix: str, wanted) -> None:
+def _walk(node, prefix: str, wanted, written) -> None:
     schema = OmegaConf.get_type(node)
     if not dataclasses.is_dataclass(schema):
         return  # an open node (a checkpoint app's overrides of the stored config): checked once applied
@@ -100,14 +102,14 @@ def _walk(node, prefix: str, wanted) -> None:
             continue
         child = node[key]
         if isinstance(child, DictConfig):
-            _walk(child, f"{path}.", wanted)
+            _walk(child, f"{path}.", wanted, written)
             continue
         value = OmegaConf.to_container(child) if isinstance(child, ListConfig) else child
         check: Check = fields[key].metadata.get("check")
         if check is not None and value is not None and not check.test(value):
             raise BadValue(path, value, f"expected {check.expected}")
         only: Only = fields[key].metadata.get("only")
-        if only is not None and not only.applies(node) and value != field_default(fields[key]):
+        if only is not None and not only.applies(node) and (value != field_default(fields[key]) or path in written):
             raise BadValue(path, value, f"has no effect {_where(node, prefix, only)}")
 
 

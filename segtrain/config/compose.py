@@ -67,10 +67,14 @@ def check_command_line(overrides, config_name: str = "config") -> DictConfig:
     problem with the value as the command line wrote it."""
     cfg = compose(overrides, config_name)
     try:
-        check_config(cfg)
+        check_config(cfg, written=[_key(o) for o in overrides if not o.startswith("~")])
     except BadValue as error:
         raise error.as_written(overrides) from None
     return cfg
+
+
+# keys users know from papers and other tools under another name -> segtrain's key
+KNOWN_AS = {"loss.alpha": "loss.class_weights (focal's alpha_t, one per class)"}
 
 
 def _describe(error: Exception, overrides, run) -> str:
@@ -99,9 +103,9 @@ def _describe(error: Exception, overrides, run) -> str:
         if group == "model" and schema in MODEL_SCHEMAS.values() and leaf in schema.always:
             refuse_fixed_options([bad], schema, node.name)
         keys = list(node.keys()) if isinstance(node, DictConfig) else []
-        near = difflib.get_close_matches(leaf, keys, n=1)
-        return f"{bad}: {group or 'the config'} has no key {leaf!r}" + (f"; did you mean {group}.{near[0]}?"
-                                                                         if near and group else "")
+        near = [KNOWN_AS[key]] if key in KNOWN_AS else [
+            f"{group}.{k}" for k in difflib.get_close_matches(leaf, keys, n=1)] if group else []
+        return f"{bad}: {group or 'the config'} has no key {leaf!r}" + (f"; did you mean {near[0]}?" if near else "")
     if schema is not None and ("convert" in detail or "Invalid value" in detail or "expected" in detail):
         return f"{bad}: expected {expected_of(schema, leaf)}"
     return f"{bad}: {cause[0] if cause else text}"
