@@ -21,8 +21,8 @@ demo: $(INSTALLED) ## train the default run (FCN-8s on the synthetic scenes), th
 	$(BIN)/segtrain hydra.run.dir=$(DEMO_DIR)
 	$(BIN)/segtrain-eval ckpt=$(DEMO_DIR)/checkpoints/best.pt
 
-test: $(INSTALLED) ## run the test suite (CPU, a few minutes; one pytest worker per core)
-	$(BIN)/python -m pytest -q -n auto
+test: $(INSTALLED) ## run the test suite (CPU, a few minutes; one pytest worker per core, idle ones take queued tests)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 bench: $(INSTALLED) ## trainer throughput against a bare PyTorch loop (scripts/bench_train.py)
 	$(BIN)/python scripts/bench_train.py
