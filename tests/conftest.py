@@ -62,6 +62,17 @@ def finished_run(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked slow run first: pytest-xdist hands tests to its workers in this order, so the short ones
-    fill the end and the workers finish together instead of one running a minute-long test alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The tests marked slow first in each worker's share. `make test` runs pytest-xdist's worksteal scheduling,
+    which hands each worker one contiguous part of this list and lets an idle worker take the far end of another's
+    queue: each part starts with every n-th slow test, so no worker is left with all of them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    fast = [item for item in items if item.get_closest_marker("slow") is None]
+    ordered, remaining = [], len(items)
+    for worker in range(workers):  # the part sizes xdist's worksteal gives: len // workers, the rest to the last
+        size = remaining // (workers - worker)
+        share = slow[worker::workers]
+        ordered += share + fast[:size - len(share)]
+        del fast[:size - len(share)]
+        remaining -= size
+    items[:] = ordered + fast
