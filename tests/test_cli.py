@@ -17,36 +17,6 @@ def run(*args, cwd):
                           timeout=600)
 
 
-def test_train_then_eval_through_the_console_scripts(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run("segtrain", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "val @ 6: pixel_acc" in result.stdout + result.stderr
-    assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
-    assert (run_dir / ".hydra" / "config.yaml").is_file()
-    logged = json.loads((run_dir / "metrics.json").read_text())
-
-    result = run("segtrain-eval", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "identical" in result.stdout
-    for name in ("background", "block", "disc", "wire", "dot", "mean IU", "f.w. IU"):
-        assert name in result.stdout
-    folder, = (run_dir / "eval").iterdir()  # RUN/eval/<checkpoint stem>-<time>
-    assert folder.name.startswith("last-")
-    evaluated = json.loads((folder / "metrics.json").read_text())
-    assert evaluated["mean_iu"] == logged["mean_iu"]
-    assert set(evaluated["acc"]) == set(evaluated["iu"]) and "acc." in result.stdout  # per-class accuracy too
-    confusion = (folder / "confusion.csv").read_text().splitlines()
-    assert confusion[0] == "true \\ predicted,background,block,disc,wire,dot" and len(confusion) == 6
-    assert (folder / "confusion.png").stat().st_size > 1000
-    stored = (folder / "config.yaml").read_text()  # the training config as evaluated, and the evaluation's keys
-    assert "evaluation:" in stored and "training:" in stored and "crf:" in stored
-    assert (folder / ".hydra" / "config.yaml").is_file()
-    logged = (folder / "segtrain-eval.log").read_text()  # the evaluation's lines, with their time
-    for line in ("mean IU", "training logged at iteration 6: identical", f"wrote {folder}: metrics.json"):
-        assert line in logged
-
-
 def test_eval_errors_are_one_line(tmp_path):
     result = run("segtrain-eval", f"ckpt={tmp_path / 'missing.pt'}", cwd=tmp_path)
     assert result.returncode == 2

@@ -2,6 +2,7 @@
 the TINY run, and each training or sweep command gets TINY's keys appended so that it takes seconds). Only the
 README's placeholders are filled in, from the table in fill(); a new placeholder in the README fails here until it
 is added, so no command goes untried."""
+import json
 import re
 import shlex
 import subprocess
@@ -68,8 +69,9 @@ def test_every_use_command_of_the_readme_runs_in_order_after_the_demo(tmp_path):
     # `make demo`'s state: its run and evaluation (shrunk), a DeconvNet of the same data for the EDeconvNet line, and
     # a folder dataset for the own-data lines
     demo = Path("outputs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    run(["segtrain", f"hydra.run.dir={demo}", *TINY])
-    run(["segtrain-eval", f"ckpt={demo / 'checkpoints' / 'best.pt'}"])
+    trained = run(["segtrain", f"hydra.run.dir={demo}", *TINY])
+    evaluated = run(["segtrain-eval", f"ckpt={demo / 'checkpoints' / 'best.pt'}"])
+    demo_made_what_make_demo_makes(tmp_path / demo, trained, evaluated)
     deconvnet = Path("outputs") / "deconvnet"
     run(["segtrain", "model=deconvnet", f"hydra.run.dir={deconvnet}", *TINY])
     make_folder(tmp_path / "data", 48)
@@ -85,3 +87,24 @@ def test_every_use_command_of_the_readme_runs_in_order_after_the_demo(tmp_path):
     assert (tmp_path / demo / "checkpoints" / "best.onnx").is_file()
     report = outputs["segtrain-report outputs multirun"]
     assert report.count("| training |") >= 5 and "| evaluation |" in report
+
+
+def demo_made_what_make_demo_makes(run_dir: Path, trained, evaluated):
+    """The run's files, and the evaluation's table, folder and log (RUN/eval/<checkpoint stem>-<time>)."""
+    assert "val @ 6: pixel_acc" in trained.stdout + trained.stderr
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    logged = json.loads((run_dir / "metrics.json").read_text())
+    assert "identical" in evaluated.stdout and "acc." in evaluated.stdout
+    for name in ("background", "block", "disc", "wire", "dot", "mean IU", "mean Dice", "f.w. IU"):
+        assert name in evaluated.stdout
+    folder, = (run_dir / "eval").iterdir()
+    assert folder.name.startswith("best-")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["mean_iu"] == logged["best_mean_iu"] and set(metrics["acc"]) == set(metrics["iu"])
+    confusion = (folder / "confusion.csv").read_text().splitlines()
+    assert confusion[0] == "true \\ predicted,background,block,disc,wire,dot" and len(confusion) == 6
+    assert (folder / "confusion.png").stat().st_size > 1000
+    stored = (folder / "config.yaml").read_text()  # the training config as evaluated, and the evaluation's keys
+    assert "evaluation:" in stored and "training:" in stored and "crf:" in stored
+    log = (folder / "segtrain-eval.log").read_text()  # the evaluation's lines, with their time
+    assert "mean IU" in log and "logged at iteration" in log and f"wrote {folder}: metrics.json" in log
