@@ -66,7 +66,7 @@ def read_input(source, grey: bool, info: dict, exif: bool, intensity_range, name
     # checkpoints before the scale was stored: as the folder dataset decided it, by the file's depth
     full = int((info.get("scale") or [255.0 if stored.dtype == np.uint8 else 65535.0])[0])
     pixels = to_depth(stored, intensity_range, name, full)
-    shown = to_depth(pixels, "auto", name)  # 8 bits for the overlay
+    shown = to_depth(pixels, "auto", name, warn=False)  # 8 bits for the overlay: a dark one is no problem
     return Picture(np.repeat(shown[..., None], 3, axis=2), pixels[..., None], (float(full),))
 
 
@@ -218,7 +218,8 @@ class Segmenter:
             return read_input(Image.fromarray(array), grey, self.info, False, self.intensity_range, "the array")
         if array.dtype.kind not in "uf" or array.dtype.kind == "u" and array.dtype != np.uint16:
             raise SegtrainError(f"an array of dtype {array.dtype}: expected uint8, uint16 or float (fractions of full "
-                                "intensity, 0..1); 8-bit values: array.astype(np.uint8)")
+                                "intensity, 0..1); values read from a file: pass the file's path or its PIL image, "
+                                "which are read at their own depth")
         if grey and array.ndim == 3:
             raise SegtrainError(f"an array of shape {shape} and dtype {array.dtype}: this grey model takes an (H, W) "
                                 "array at this depth (colour converts to grey only from uint8)")
@@ -232,7 +233,7 @@ class Segmenter:
                                     "intensity, 0..1 (array / 255 for 8-bit values, or pass array.astype(np.uint8))")
             if grey and self.intensity_range == "auto":  # v x full intensity, not rounded to the stored depth
                 scale = float((self.info.get("scale") or [255.0])[0])
-                shown = to_depth(array, "auto", "the array")
+                shown = to_depth(array, "auto", "the array", warn=False)
                 return Picture(np.repeat(shown[..., None], 3, axis=2),
                                (array.astype(np.float64) * scale).astype(np.float32)[..., None], (scale,))
             if grey:  # [LO, HI] or percentile: as a float file is read

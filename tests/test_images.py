@@ -8,7 +8,7 @@ from PIL import Image
 
 from segtrain.data import build_dataset
 from segtrain.data.fake import encode, save_png, scene, write_classes
-from segtrain.data.files import EXIF_ORIENTATION
+from segtrain.data.files import EXIF_ORIENTATION, read_image
 from segtrain.errors import SegtrainError
 
 from .conftest import compose_config
@@ -150,6 +150,21 @@ def test_grey_files_of_every_depth_are_scaled_from_their_own_depth(tmp_path, cap
                       "train").raw_item(1)
     assert "b16.png: its uint16 values 0..65535 all become 0 under dataset.intensity_range=[70000.0, 80000.0]" \
         in caplog.text
+    caplog.clear()
+    Image.fromarray(np.arange(2, 18, dtype=np.uint16).repeat(16).reshape(16, 16)).save(tmp_path / "dark.png")
+    with caplog.at_level("WARNING", logger="segtrain"):  # its overlay's 8 bits are black, its network input is not
+        picture = read_input(tmp_path / "dark.png", True, {"scale": [65535.0]}, True, "auto")
+    assert picture.pixels.max() == 17 and "constant image" not in caplog.text
+    # a float file with NaN or infinite pixels, or outside 0..1 under auto: one line naming the file
+    bad = np.full((16, 16), 0.5, np.float32)
+    bad[:4, :4] = np.nan
+    Image.fromarray(bad).save(tmp_path / "nan.tif")
+    with pytest.raises(SegtrainError, match=r"nan.tif: a float image with NaN or infinite values; expected finite"):
+        read_image(tmp_path / "nan.tif", mode="RGB")
+    Image.fromarray(np.full((16, 16), 4.0, np.float32)).save(tmp_path / "wide.tif")
+    with pytest.raises(SegtrainError, match=r"wide.tif: a float image with values 4..4, not 0..1; set dataset."
+                                            r"intensity_range=\[LO,HI\] \(stored values, the same for every file"):
+        read_image(tmp_path / "wide.tif", mode="RGB")
     # 8-bit files only: held at 8 bits; a 16-bit file in the other split lifts both splits (and the checkpoint)
     (tmp_path / "train.txt").write_text("a8\n")
     (tmp_path / "val.txt").write_text("b16\n")

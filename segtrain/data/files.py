@@ -75,18 +75,21 @@ GREY = "grey"  # read_image's mode for one grey channel at the file's own depth
 _flattened = set()  # (dtype, intensity_range) whose scaling has made an image constant: warned about once
 
 
-def to_depth(pixels: np.ndarray, intensity_range="auto", path="image", full: int = 255) -> np.ndarray:
+def to_depth(pixels: np.ndarray, intensity_range="auto", path="image", full: int = 255,
+             warn: bool = True) -> np.ndarray:
     """Pixels of any depth (8, 16 or 32-bit integer, float; any channels) as uint8 (`full` 255) or uint16 (`full`
     65535), scaled from their own depth: the stored values LO..HI become 0..full, where intensity_range gives
     LO..HI: auto (the type's full range: 0..255, 0..65535, 0..2^31-1; floats 0..1), [LO, HI] (stored values), or
     percentile (this image's 1st to 99th percentile). PIL's own conversion clips at 255 instead (a 16-bit image
-    turned constant white). Errors: SegtrainError for a float image outside 0..1 under auto. An image of several
-    stored values that the scaling turns constant is a warning (once per kind of image and setting), naming the
-    file and dataset.intensity_range."""
+    turned constant white). Errors: SegtrainError for a float image with NaN or infinite values, and for one
+    outside 0..1 under auto. With `warn`, an image of several stored values that the scaling turns constant is a
+    warning (once per kind of image and setting), naming the file and dataset.intensity_range."""
     dtype = np.uint8 if full == 255 else np.uint16
     if intensity_range == "auto" and pixels.dtype == dtype:
         return pixels
     values = pixels.astype(np.float64)
+    if pixels.dtype.kind == "f" and not np.isfinite(values).all():
+        raise SegtrainError(f"{path}: a float image with NaN or infinite values; expected finite intensities")
     if intensity_range == "percentile":
         low, high = np.percentile(values, (1, 99))
     elif intensity_range == "auto":
@@ -94,22 +97,25 @@ def to_depth(pixels: np.ndarray, intensity_range="auto", path="image", full: int
             low, high = 0.0, 1.0
             if values.size and (values.min() < 0 or values.max() > 1):
                 raise SegtrainError(f"{path}: a float image with values {values.min():g}..{values.max():g}, not "
-                                    "0..1; set dataset.intensity_range=[LO,HI] (or percentile)")
+                                    "0..1; set dataset.intensity_range=[LO,HI] (stored values, the same for "
+                                    "every file: only where all files share a range) or percentile (each "
+                                    "image's own)")
         else:
             info = np.iinfo(pixels.dtype)
             low, high = max(info.min, 0), info.max
     else:
         low, high = (float(v) for v in intensity_range)
     scaled = np.clip(np.round((values - low) / max(high - low, 1e-12) * full), 0, full).astype(dtype)
-    if scaled.size and scaled.min() == scaled.max() and values.min() != values.max():
+    if warn and scaled.size and scaled.min() == scaled.max() and values.min() != values.max():
         kind = (str(pixels.dtype), str(intensity_range))
         if kind not in _flattened:
             _flattened.add(kind)
             log.warning(
                 "%s: its %s values %g..%g all become %d under dataset.intensity_range=%s (stored %g..%g mapped to "
-                "0..%d): a constant image; set dataset.intensity_range=[LO,HI] or percentile", path, pixels.dtype,
+                "0..%d): a constant image; set dataset.intensity_range=%s", path, pixels.dtype,
                 values.min(), values.max(), scaled.flat[0], intensity_range if isinstance(intensity_range, str)
-                else list(intensity_range), low, high, full)
+                else list(intensity_range), low, high, full,
+                "[LO,HI]" if intensity_range == "percentile" else "[LO,HI] or percentile")
     return scaled
 
 
